@@ -1,0 +1,75 @@
+//! Which burn device runs the model. Backends are cargo features; `--backend`/`--device`
+//! choose among those built in.
+
+use burn::tensor::Device;
+
+/// Backends compiled into this binary, default first.
+pub fn available() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if cfg!(feature = "flex") {
+        out.push("flex");
+    }
+    if cfg!(feature = "tch") {
+        out.push("tch");
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend `{name}` is not built into this binary; built in: {available}")]
+    NotBuilt { name: String, available: String },
+    #[error("device `{device}` is not known to backend `{backend}`; use {allowed}")]
+    BadDevice {
+        backend: String,
+        device: String,
+        allowed: &'static str,
+    },
+}
+
+/// The device for `backend` (default: the first built in) and `device` (`cpu`, `cuda`,
+/// `cuda:N`).
+pub fn device(backend: Option<&str>, device: Option<&str>) -> Result<(String, Device), BackendError> {
+    let built = available();
+    let name = backend.unwrap_or(built.first().copied().unwrap_or("none"));
+    if !built.contains(&name) {
+        return Err(BackendError::NotBuilt {
+            name: name.to_string(),
+            available: built.join(", "),
+        });
+    }
+    let device_name = device.unwrap_or("cpu");
+    match name {
+        #[cfg(feature = "flex")]
+        "flex" => match device_name {
+            "cpu" => Ok(("flex/cpu".to_string(), Device::flex())),
+            other => Err(BackendError::BadDevice {
+                backend: name.into(),
+                device: other.into(),
+                allowed: "cpu",
+            }),
+        },
+        #[cfg(feature = "tch")]
+        "tch" => {
+            if device_name == "cpu" {
+                return Ok(("tch/cpu".to_string(), Device::libtorch()));
+            }
+            let index = match device_name {
+                "cuda" => Some(0),
+                other => other.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()),
+            };
+            match index {
+                Some(i) => Ok((format!("tch/cuda:{i}"), Device::libtorch_cuda(i))),
+                None => Err(BackendError::BadDevice {
+                    backend: name.into(),
+                    device: device_name.into(),
+                    allowed: "cpu, cuda or cuda:N",
+                }),
+            }
+        }
+        _ => Err(BackendError::NotBuilt {
+            name: name.to_string(),
+            available: built.join(", "),
+        }),
+    }
+}

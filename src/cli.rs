@@ -1,0 +1,269 @@
+//! Command-line arguments (clap) and what each command does with them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use sweep::backend;
+use sweep::checkpoint;
+use sweep::generate::{Generator, Row};
+use sweep::sampling::{SamplingParams, sample_rng};
+use sweep::tokenizer::{TextStream, Tokenizer};
+
+/// Sweep decoding settings of a GPT-2-architecture model and measure what they change.
+#[derive(Parser, Debug)]
+#[command(name = "sweep", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print one continuation of a prompt, streaming tokens as they come.
+    ///
+    /// Example: sweep generate --prompt "ROMEO:" --temperature 0.8 --top-k 50 --top-p 0.9
+    Generate(GenerateArgs),
+    /// Train a GPT-2-architecture model on a text corpus (default: the shipped Shakespeare
+    /// split), writing a Hugging Face GPT-2 folder that every command can load.
+    ///
+    /// Resumes from the last checkpoint in --out when run again with the same options.
+    ///
+    /// Example: sweep train --out runs/tiny --n-layer 2 --n-embd 64 --steps 200
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Training text (UTF-8).
+    #[arg(long, default_value = "data/shakespeare/train.txt")]
+    train: PathBuf,
+    /// Validation text (UTF-8).
+    #[arg(long, default_value = "data/shakespeare/valid.txt")]
+    valid: PathBuf,
+    /// Checkpoint folder (config.json + model.safetensors + optimizer and run state).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the final weights in f16 to this folder (the shipped form).
+    #[arg(long)]
+    export_f16: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    n_layer: usize,
+    #[arg(long, default_value_t = 4)]
+    n_head: usize,
+    #[arg(long, default_value_t = 128)]
+    n_embd: usize,
+    /// Context length in tokens (the model's n_positions).
+    #[arg(long, default_value_t = 256)]
+    context: usize,
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Windows per step.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Peak learning rate, reached after the warm-up.
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Learning rate at the last step (cosine decay).
+    #[arg(long, default_value_t = 1e-4)]
+    min_learning_rate: f64,
+    #[arg(long, default_value_t = 100)]
+    warmup_steps: usize,
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    /// Cap on each parameter's gradient norm.
+    #[arg(long, default_value_t = 1.0)]
+    grad_clip: f64,
+    /// Steps between validation and checkpoint.
+    #[arg(long, default_value_t = 100)]
+    eval_interval: usize,
+    /// Validation windows per evaluation.
+    #[arg(long, default_value_t = 32)]
+    eval_windows: usize,
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+    /// Start over even if --out holds a checkpoint.
+    #[arg(long)]
+    fresh: bool,
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DeviceArgs {
+    /// Backend to run on (those built into this binary: see `sweep --version` build features).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Device: `cpu`, or `cuda` / `cuda:N` with the tch backend.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// The text to continue.
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// Model folder (config.json + model.safetensors) or .pt file [default: the shipped model]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Divide logits by this before softmax; 0 = greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Keep only the k most probable tokens; 0 = off.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Keep the smallest most-probable set of tokens whose probability reaches p; 1.0 = off.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    #[arg(long, default_value_t = 200)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// Errors the user can fix by changing what they passed in: exit code 2 instead of 1.
+fn is_bad_input(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.is::<sweep::checkpoint::CheckpointError>()
+            || e.is::<sweep::generate::GenerateError>()
+            || e.is::<sweep::backend::BackendError>()
+            || matches!(
+                e.downcast_ref::<sweep::train::TrainError>(),
+                Some(
+                    sweep::train::TrainError::Invalid(_)
+                        | sweep::train::TrainError::ChangedRecipe { .. }
+                        | sweep::train::TrainError::TooShort { .. }
+                )
+            )
+            || e.is::<BadInput>()
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Train(args) => train(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            if is_bad_input(&err) { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn check_sampling(temperature: f64, top_k: usize, top_p: f64) -> Result<SamplingParams> {
+    if !(temperature >= 0.0 && temperature.is_finite()) {
+        return Err(BadInput(format!("--temperature {temperature}: must be >= 0 (0 = greedy)")).into());
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(BadInput(format!("--top-p {top_p}: must be in (0, 1] (1.0 = off)")).into());
+    }
+    Ok(SamplingParams {
+        temperature,
+        top_k,
+        top_p,
+    })
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let params = check_sampling(args.temperature, args.top_k, args.top_p)?;
+    let (_, device) = backend::device(args.device.backend.as_deref(), args.device.device.as_deref())?;
+    let model_path = args.model.unwrap_or_else(sweep::default_model);
+    let loaded = checkpoint::load(&model_path, &device)
+        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let generator = Generator::new(loaded.model);
+    let tokenizer = Tokenizer::gpt2();
+    let prompt = generator.prepare(&tokenizer.encode(&args.prompt), args.max_new_tokens)?;
+    if prompt.cropped > 0 {
+        eprintln!("warning: prompt cropped by {} tokens from the left to fit the context", prompt.cropped);
+    }
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{}", args.prompt)?;
+    stdout.flush()?;
+    let mut stream = TextStream::default();
+    let mut write_error = None;
+    let eos = generator.eos();
+    let rows = vec![Row {
+        params,
+        rng: sample_rng(args.seed, 0, 0),
+    }];
+    generator.sample(&prompt, rows, args.max_new_tokens, |_, token| {
+        if token == eos || write_error.is_some() {
+            return;
+        }
+        let text = stream.push(&tokenizer, token);
+        if let Err(e) = write!(stdout, "{text}").and_then(|_| stdout.flush()) {
+            write_error = Some(e);
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    writeln!(stdout)?;
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use sweep::train::{TrainConfig, TrainRun};
+    let (_, device) = backend::device(args.device.backend.as_deref(), args.device.device.as_deref())?;
+    let run = TrainRun {
+        config: TrainConfig {
+            n_layer: args.n_layer,
+            n_head: args.n_head,
+            n_embd: args.n_embd,
+            context: args.context,
+            steps: args.steps,
+            batch_size: args.batch_size,
+            learning_rate: args.learning_rate,
+            min_learning_rate: args.min_learning_rate,
+            warmup_steps: args.warmup_steps,
+            weight_decay: args.weight_decay,
+            grad_clip: args.grad_clip,
+            eval_interval: args.eval_interval.max(1),
+            eval_windows: args.eval_windows.max(1),
+            seed: args.seed,
+        },
+        train_file: args.train,
+        valid_file: args.valid,
+        out: args.out,
+        export_f16: args.export_f16,
+        fresh: args.fresh,
+        quiet: args.quiet,
+    };
+    let state = sweep::train::train(&run, &device)?;
+    if let Some(&(step, train_loss, valid_loss)) = state.history.last() {
+        eprintln!(
+            "done: step {step}, train loss {train_loss:.4}, valid loss {valid_loss:.4} (perplexity {:.2}), {:.0} s",
+            valid_loss.exp(),
+            state.elapsed_s
+        );
+    }
+    Ok(())
+}

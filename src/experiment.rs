@@ -1,0 +1,1693 @@
+//! Experiment files: the TOML a user writes to describe a sweep, checked and resolved.
+//!
+//! An experiment names a model, a set of prompts and grids of decoding settings:
+//!
+//! ```toml
+//! name = "temps"                    # results/temps/ unless --out; default: the file stem
+//! model = "models/shakespeare"      # optional: default is the shipped model
+//! prompts = ["ROMEO:", "JULIET:"]   # or prompts_file = "prompts.txt" / "heldout.jsonl"
+//! max_new_tokens = 200
+//! samples = 64                      # samples per sampling setting and prompt
+//! batch_size = 64                   # optional, default 64
+//! baseline = 8                      # optional: the num_beams the difference columns compare to
+//! [grid]                            # the cartesian product of every list
+//! temperature = [0.0, 0.5, 0.8]     # 0 = greedy
+//! top_k = [0, 50]                   # 0 = off
+//! top_p = [0.9, 1.0]                # 1.0 = off
+//! seed = [1, 2]
+//! [beam]                            # optional beam-search baselines
+//! num_beams = [4, 8]
+//! length_penalty = 1.0              # scalar or list
+//! early_stopping = false            # true | false | "never"
+//! num_return_sequences = 1          # <= the smallest num_beams
+//! ```
+//!
+//! A sweep can run for hours, so everything that can be checked before the model is loaded
+//! is checked here, and every mistake is reported as `file:line:column: message` pointing at
+//! the offending value and saying what is allowed. [`Experiment`] is the fully resolved
+//! result, every default filled in; the runner serialises it into `run.json` and compares its
+//! canonical JSON to notice that a TOML changed between runs.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, Unexpected};
+use serde::{Deserialize, Serialize, Serializer};
+use toml::Spanned;
+
+use crate::beam::EarlyStopping;
+
+/// Rows per forward batch when `batch_size` is not given.
+pub const DEFAULT_BATCH_SIZE: usize = 64;
+
+/// A checked experiment with every default filled in and every path resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Experiment {
+    /// Names the results folder (`results/<name>/`); the TOML file stem when not given.
+    pub name: String,
+    /// The TOML path as given on the command line, for messages and `run.json`.
+    pub source: PathBuf,
+    /// The resolved model path; `None` means the shipped default, which the caller resolves.
+    pub model: Option<PathBuf>,
+    /// The prompts, in file order.
+    pub prompts: Vec<Prompt>,
+    /// Tokens generated per continuation (an upper bound: generation may end at EOS).
+    pub max_new_tokens: usize,
+    /// Continuations per prompt for each sampling setting. It is required when the grid has
+    /// a temperature above 0, and 1 when nothing samples (it would mean nothing there).
+    pub samples: usize,
+    /// Rows per forward batch.
+    pub batch_size: usize,
+    /// The `num_beams` the difference columns compare to; `None` means the best-scoring width.
+    pub baseline: Option<usize>,
+    /// Sampling and greedy settings; `None` when the file has no `[grid]` (beam-only).
+    pub grid: Option<GridSpec>,
+    /// Beam-search baselines; `None` when the file has no `[beam]`.
+    pub beam: Option<BeamSpec>,
+}
+
+/// One prompt and, when the prompts came from JSON lines, the human continuation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prompt {
+    pub text: String,
+    /// What a person wrote after `text`, to compare generated continuations against.
+    pub reference: Option<String>,
+}
+
+/// The `[grid]` lists, defaults filled in, in the order written (which is the sweep order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GridSpec {
+    /// Softmax temperatures; 0 means greedy (argmax).
+    pub temperature: Vec<f64>,
+    /// Keep only the k most likely tokens; 0 means off.
+    pub top_k: Vec<usize>,
+    /// Keep the smallest set of tokens whose probability reaches p; 1.0 means off.
+    pub top_p: Vec<f64>,
+    /// Sampler seeds; each seed is a separate setting so runs can be repeated exactly.
+    pub seed: Vec<u64>,
+}
+
+/// The `[beam]` table, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BeamSpec {
+    /// Beam widths, in the order written.
+    pub num_beams: Vec<usize>,
+    /// transformers' `length_penalty`: finished scores are divided by `length ^ length_penalty`.
+    pub length_penalty: Vec<f64>,
+    /// Written to JSON as in the TOML: `true`, `false` or `"never"`.
+    #[serde(serialize_with = "serialize_early_stopping")]
+    pub early_stopping: EarlyStopping,
+    /// Finished hypotheses kept per prompt; at most the smallest `num_beams`.
+    pub num_return_sequences: usize,
+}
+
+/// Writes [`EarlyStopping`] the way the TOML spells it, so `run.json` reads like the input.
+pub fn serialize_early_stopping<S: Serializer>(
+    value: &EarlyStopping,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        EarlyStopping::Always => serializer.serialize_bool(true),
+        EarlyStopping::Heuristic => serializer.serialize_bool(false),
+        EarlyStopping::Never => serializer.serialize_str("never"),
+    }
+}
+
+/// A 1-based line and column (in characters) inside a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Where an error is: a file and, when known, the position of the offending value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    /// `None` for errors about something missing, which has no place in the file.
+    pub position: Option<Position>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(Position { line, column }) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an experiment could not be loaded. Every message is one complete line (the cause is
+/// part of it), because the CLI prints these straight to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// A file could not be read: the TOML itself or its prompts file.
+    #[error("cannot read {}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    /// The TOML (or a JSON-lines prompts file) is malformed, has an unknown key, or a value
+    /// of the wrong type.
+    #[error("{at}: {message}")]
+    Parse { at: Location, message: String },
+    /// A value is well-formed but not allowed, or a required key is missing.
+    #[error("{at}: {message}")]
+    Invalid { at: Location, message: String },
+    /// `model` or `prompts_file` names a path that exists in none of the places tried.
+    #[error(
+        "{at}: {key} = {value:?} does not exist; tried {}",
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
+    )]
+    MissingFile {
+        at: Location,
+        key: &'static str,
+        value: String,
+        tried: Vec<PathBuf>,
+    },
+}
+
+impl ExperimentError {
+    /// The file and position the error points at, when it points into a file.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Self::Io { .. } => None,
+            Self::Parse { at, .. } | Self::Invalid { at, .. } | Self::MissingFile { at, .. } => {
+                Some(at)
+            }
+        }
+    }
+}
+
+impl Experiment {
+    /// Reads, checks and resolves an experiment file. Relative paths inside it are looked up
+    /// in the current directory first, then beside the TOML.
+    pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ExperimentError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parses experiment text as if it had been read from `source` (used for messages, the
+    /// default name and resolving relative paths).
+    pub fn from_str(text: &str, source: &Path) -> Result<Experiment, ExperimentError> {
+        Self::parse(text, source, Path::new(""))
+    }
+
+    /// [`Experiment::from_str`] with an explicit stand-in for the current directory, so tests
+    /// can check path resolution without changing the process's directory. `cwd = ""` means
+    /// the real one and keeps relative paths relative.
+    fn parse(text: &str, source: &Path, cwd: &Path) -> Result<Experiment, ExperimentError> {
+        let ctx = Ctx { text, source, cwd };
+        let raw: RawExperiment = toml::from_str(text).map_err(|e| ExperimentError::Parse {
+            at: ctx.location(e.span()),
+            message: friendlier_message(e.message()),
+        })?;
+        ctx.resolve(raw)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The file as written. Every field is optional and spanned so that missing keys and bad
+// values get our own messages, pointing at the value.
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "model",
+    "prompts",
+    "prompts_file",
+    "max_new_tokens",
+    "samples",
+    "batch_size",
+    "baseline",
+    "grid",
+    "beam",
+];
+const GRID_KEYS: &[&str] = &["temperature", "top_k", "top_p", "seed"];
+const BEAM_KEYS: &[&str] = &[
+    "num_beams",
+    "length_penalty",
+    "early_stopping",
+    "num_return_sequences",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an experiment table")]
+struct RawExperiment {
+    name: Option<Spanned<String>>,
+    model: Option<Spanned<String>>,
+    prompts: Option<Spanned<Vec<Spanned<String>>>>,
+    prompts_file: Option<Spanned<String>>,
+    max_new_tokens: Option<Spanned<Int>>,
+    samples: Option<Spanned<Int>>,
+    batch_size: Option<Spanned<Int>>,
+    baseline: Option<Spanned<Int>>,
+    grid: Option<Spanned<RawGrid>>,
+    beam: Option<Spanned<RawBeam>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [grid] table")]
+struct RawGrid {
+    temperature: Option<Spanned<OneOrMany<Num>>>,
+    top_k: Option<Spanned<OneOrMany<Int>>>,
+    top_p: Option<Spanned<OneOrMany<Num>>>,
+    seed: Option<Spanned<OneOrMany<Int>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [beam] table")]
+struct RawBeam {
+    num_beams: Option<Spanned<OneOrMany<Int>>>,
+    length_penalty: Option<Spanned<OneOrMany<Num>>>,
+    early_stopping: Option<Spanned<RawEarlyStopping>>,
+    num_return_sequences: Option<Spanned<Int>>,
+}
+
+/// A TOML integer. Kept signed so that `top_k = -1` reaches the range check and gets a
+/// message saying what is allowed, instead of serde's "expected usize".
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Int(i64);
+
+/// A TOML number; integers are accepted too, so `temperature = 1` means 1.0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Num(f64);
+
+/// The numeric element types of lists, with how to describe them in type errors.
+trait Scalar: Copy {
+    const EXPECTING: &'static str;
+    const EXPECTING_LIST: &'static str;
+    fn from_i64(v: i64) -> Option<Self>;
+    fn from_f64(v: f64) -> Option<Self>;
+}
+
+impl Scalar for Int {
+    const EXPECTING: &'static str = "an integer";
+    const EXPECTING_LIST: &'static str = "an integer or a list of integers";
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(Int(v))
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+}
+
+impl Scalar for Num {
+    const EXPECTING: &'static str = "a number";
+    const EXPECTING_LIST: &'static str = "a number or a list of numbers";
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(Num(v as f64))
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(Num(v))
+    }
+}
+
+/// Accepts a bare number of type `T`; with `LIST`, says "or a list" in type errors.
+struct ScalarVisitor<T, const LIST: bool>(PhantomData<T>);
+
+impl<'de, T: Scalar, const LIST: bool> de::Visitor<'de> for ScalarVisitor<T, LIST> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if LIST {
+            T::EXPECTING_LIST
+        } else {
+            T::EXPECTING
+        })
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        T::from_i64(v).ok_or_else(|| E::invalid_type(Unexpected::Signed(v), &self))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        i64::try_from(v)
+            .ok()
+            .and_then(T::from_i64)
+            .ok_or_else(|| E::invalid_type(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        T::from_f64(v).ok_or_else(|| E::invalid_type(Unexpected::Float(v), &self))
+    }
+}
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor::<Int, false>(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor::<Num, false>(PhantomData))
+    }
+}
+
+/// A list key written either as a list or as a single value (a one-element list).
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<Spanned<T>>),
+}
+
+impl<'de, T: Scalar + Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(PhantomData<T>);
+
+        impl<T: Scalar> Visitor<T> {
+            fn scalar(&self) -> ScalarVisitor<T, true> {
+                ScalarVisitor(PhantomData)
+            }
+        }
+
+        impl<'de, T: Scalar + Deserialize<'de>> de::Visitor<'de> for Visitor<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::EXPECTING_LIST)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                de::Visitor::visit_i64(self.scalar(), v).map(OneOrMany::One)
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                de::Visitor::visit_u64(self.scalar(), v).map(OneOrMany::One)
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                de::Visitor::visit_f64(self.scalar(), v).map(OneOrMany::One)
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<T>>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+
+        d.deserialize_any(Visitor(PhantomData))
+    }
+}
+
+/// `early_stopping` as transformers spells it: `true`, `false` or `"never"`.
+struct RawEarlyStopping(EarlyStopping);
+
+impl<'de> Deserialize<'de> for RawEarlyStopping {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl de::Visitor<'_> for Visitor {
+            type Value = RawEarlyStopping;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"never\"")
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawEarlyStopping(if v {
+                    EarlyStopping::Always
+                } else {
+                    EarlyStopping::Heuristic
+                }))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == "never" {
+                    Ok(RawEarlyStopping(EarlyStopping::Never))
+                } else {
+                    Err(E::invalid_value(Unexpected::Str(v), &self))
+                }
+            }
+        }
+
+        d.deserialize_any(Visitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checking and resolving.
+
+/// What resolving needs to know besides the parsed file.
+struct Ctx<'a> {
+    text: &'a str,
+    source: &'a Path,
+    cwd: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn location(&self, span: Option<Range<usize>>) -> Location {
+        Location {
+            file: self.source.to_owned(),
+            position: span.map(|s| position_of(self.text, s.start)),
+        }
+    }
+
+    /// The value as the user wrote it, so messages quote `1.50` rather than `1.5`.
+    fn written(&self, span: &Range<usize>) -> &str {
+        self.text.get(span.clone()).unwrap_or("?").trim()
+    }
+
+    fn invalid(&self, span: Option<Range<usize>>, message: String) -> ExperimentError {
+        ExperimentError::Invalid {
+            at: self.location(span),
+            message,
+        }
+    }
+
+    /// `key = value is out of range; <allowed>` at the value.
+    fn out_of_range(&self, key: &str, span: &Range<usize>, allowed: &str) -> ExperimentError {
+        let value = self.written(span);
+        self.invalid(
+            Some(span.clone()),
+            format!("{key} = {value} is out of range; {allowed}"),
+        )
+    }
+
+    /// A required scalar integer that must be at least 1.
+    fn positive(
+        &self,
+        key: &str,
+        value: &Spanned<Int>,
+        allowed: &str,
+    ) -> Result<usize, ExperimentError> {
+        match usize::try_from(value.get_ref().0) {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(self.out_of_range(key, &value.span(), allowed)),
+        }
+    }
+
+    /// Checks a list key: not empty, every value allowed by `check`, no value twice.
+    fn list<T: Scalar, U: PartialEq>(
+        &self,
+        key: &str,
+        raw: Spanned<OneOrMany<T>>,
+        allowed: &str,
+        check: impl Fn(T) -> Option<U>,
+    ) -> Result<Vec<U>, ExperimentError> {
+        let span = raw.span();
+        let items = match raw.into_inner() {
+            OneOrMany::One(v) => vec![Spanned::new(span.clone(), v)],
+            OneOrMany::Many(items) => items,
+        };
+        if items.is_empty() {
+            return Err(self.invalid(
+                Some(span),
+                format!("{key} = [] is empty; give at least one value ({allowed})"),
+            ));
+        }
+        let mut values: Vec<(U, Range<usize>)> = Vec::with_capacity(items.len());
+        for item in items {
+            let item_span = item.span();
+            let Some(value) = check(*item.get_ref()) else {
+                return Err(self.out_of_range(key, &item_span, allowed));
+            };
+            if let Some((_, first)) = values.iter().find(|(v, _)| *v == value) {
+                let Position { line, column } = position_of(self.text, first.start);
+                return Err(self.invalid(
+                    Some(item_span.clone()),
+                    format!(
+                        "{key} lists {} twice (first at {line}:{column}); each value may appear once",
+                        self.written(&item_span)
+                    ),
+                ));
+            }
+            values.push((value, item_span));
+        }
+        Ok(values.into_iter().map(|(v, _)| v).collect())
+    }
+
+    /// Finds a file named in the TOML: as given (the current directory), then beside the TOML.
+    fn find_file(
+        &self,
+        key: &'static str,
+        raw: &Spanned<String>,
+    ) -> Result<PathBuf, ExperimentError> {
+        let value = raw.get_ref();
+        if value.trim().is_empty() {
+            return Err(self.invalid(Some(raw.span()), format!("{key} is empty; give a path")));
+        }
+        let given = Path::new(value);
+        let mut tried = vec![self.cwd.join(given)];
+        if given.is_relative() {
+            let beside = self.source.parent().unwrap_or(Path::new("")).join(given);
+            if beside != tried[0] {
+                tried.push(beside);
+            }
+        }
+        match tried.iter().find(|p| p.exists()) {
+            Some(found) => Ok(found.clone()),
+            None => Err(ExperimentError::MissingFile {
+                at: self.location(Some(raw.span())),
+                key,
+                value: value.clone(),
+                tried,
+            }),
+        }
+    }
+
+    fn resolve(&self, raw: RawExperiment) -> Result<Experiment, ExperimentError> {
+        let name = self.name(raw.name.as_ref())?;
+        let model = raw
+            .model
+            .as_ref()
+            .map(|m| self.find_file("model", m))
+            .transpose()?;
+        let prompts = self.prompts(raw.prompts, raw.prompts_file.as_ref())?;
+
+        let max_new_tokens = match &raw.max_new_tokens {
+            Some(v) => self.positive(
+                "max_new_tokens",
+                v,
+                "max_new_tokens must be an integer >= 1",
+            )?,
+            None => {
+                return Err(self.invalid(
+                    None,
+                    "missing max_new_tokens: how many tokens to generate per continuation, \
+                     e.g. max_new_tokens = 200"
+                        .to_owned(),
+                ));
+            }
+        };
+        let batch_size = match &raw.batch_size {
+            Some(v) => self.positive("batch_size", v, "batch_size must be an integer >= 1")?,
+            None => DEFAULT_BATCH_SIZE,
+        };
+
+        let grid = raw.grid.map(|g| self.grid(g.into_inner())).transpose()?;
+        let beam = raw.beam.map(|b| self.beam(b)).transpose()?;
+        if grid.is_none() && beam.is_none() {
+            return Err(self.invalid(
+                None,
+                "no settings: add a [grid] table (sampling and greedy), a [beam] table \
+                 (beam-search baselines), or both"
+                    .to_owned(),
+            ));
+        }
+
+        let samples_allowed =
+            "samples must be an integer >= 1 (continuations per prompt and sampling setting)";
+        let samples = match &raw.samples {
+            Some(v) => self.positive("samples", v, samples_allowed)?,
+            None if grid
+                .as_ref()
+                .is_some_and(|g| g.temperature.iter().any(|&t| t > 0.0)) =>
+            {
+                return Err(self.invalid(
+                    None,
+                    "missing samples: the grid has sampling settings (temperature > 0); \
+                     give samples = N, the continuations per prompt and sampling setting"
+                        .to_owned(),
+                ));
+            }
+            None => 1,
+        };
+
+        let baseline = match &raw.baseline {
+            None => None,
+            Some(b) => {
+                let span = b.span();
+                let value = self.written(&span);
+                let Some(beam) = &beam else {
+                    return Err(self.invalid(
+                        Some(span),
+                        format!(
+                            "baseline = {value} needs a [beam] table; baseline picks which \
+                             num_beams the difference columns compare to"
+                        ),
+                    ));
+                };
+                match usize::try_from(b.get_ref().0) {
+                    Ok(n) if beam.num_beams.contains(&n) => Some(n),
+                    _ => {
+                        return Err(self.invalid(
+                            Some(span),
+                            format!(
+                                "baseline = {value} is not among num_beams {:?}; baseline must be \
+                                 one of them, or left out to use the best-scoring width",
+                                beam.num_beams
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+
+        Ok(Experiment {
+            name,
+            source: self.source.to_owned(),
+            model,
+            prompts,
+            max_new_tokens,
+            samples,
+            batch_size,
+            baseline,
+            grid,
+            beam,
+        })
+    }
+
+    fn name(&self, raw: Option<&Spanned<String>>) -> Result<String, ExperimentError> {
+        let (name, span) = match raw {
+            Some(n) => (n.get_ref().clone(), Some(n.span())),
+            None => (
+                self.source
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
+        // The name becomes a folder under results/, so it must be exactly one path component.
+        let bad = name.trim().is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control);
+        if bad {
+            return Err(self.invalid(
+                span,
+                format!(
+                    "name = {name:?} is not a usable folder name; name must be non-empty, not \
+                     \".\" or \"..\", and contain no / or \\ (results go to results/<name>/)"
+                ),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn prompts(
+        &self,
+        inline: Option<Spanned<Vec<Spanned<String>>>>,
+        file: Option<&Spanned<String>>,
+    ) -> Result<Vec<Prompt>, ExperimentError> {
+        match (inline, file) {
+            (Some(_), Some(file)) => Err(self.invalid(
+                Some(file.span()),
+                "prompts and prompts_file are both given; give only one of them".to_owned(),
+            )),
+            (None, None) => Err(self.invalid(
+                None,
+                "missing prompts: give prompts = [\"...\"] or prompts_file = \"prompts.txt\" \
+                 (or a .jsonl file)"
+                    .to_owned(),
+            )),
+            (Some(list), None) => {
+                let span = list.span();
+                let list = list.into_inner();
+                if list.is_empty() {
+                    return Err(self.invalid(
+                        Some(span),
+                        "prompts = [] is empty; give at least one prompt".to_owned(),
+                    ));
+                }
+                list.into_iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        if p.get_ref().is_empty() {
+                            Err(self.invalid(
+                                Some(p.span()),
+                                format!(
+                                    "prompts[{i}] is empty; a prompt needs at least one character"
+                                ),
+                            ))
+                        } else {
+                            Ok(Prompt {
+                                text: p.into_inner(),
+                                reference: None,
+                            })
+                        }
+                    })
+                    .collect()
+            }
+            (None, Some(file)) => {
+                let path = self.find_file("prompts_file", file)?;
+                let prompts = read_prompts_file(&path)?;
+                if prompts.is_empty() {
+                    return Err(self.invalid(
+                        Some(file.span()),
+                        format!(
+                            "prompts_file = {:?} contains no prompts ({} is empty or only blank lines)",
+                            file.get_ref(),
+                            path.display()
+                        ),
+                    ));
+                }
+                Ok(prompts)
+            }
+        }
+    }
+
+    fn grid(&self, raw: RawGrid) -> Result<GridSpec, ExperimentError> {
+        let temperature = match raw.temperature {
+            Some(t) => self.list(
+                "temperature",
+                t,
+                "temperature must be a finite number >= 0 (0 = greedy)",
+                |Num(v)| (v.is_finite() && v >= 0.0).then_some(v + 0.0),
+            )?,
+            None => vec![1.0],
+        };
+        let top_k = match raw.top_k {
+            Some(k) => self.list(
+                "top_k",
+                k,
+                "top_k must be an integer >= 0 (0 = off)",
+                |Int(v)| usize::try_from(v).ok(),
+            )?,
+            None => vec![0],
+        };
+        let top_p = match raw.top_p {
+            Some(p) => self.list(
+                "top_p",
+                p,
+                "top_p must be in (0, 1] (1.0 = off)",
+                |Num(v)| (v > 0.0 && v <= 1.0).then_some(v),
+            )?,
+            None => vec![1.0],
+        };
+        let seed = match raw.seed {
+            Some(s) => self.list("seed", s, "seed must be an integer >= 0", |Int(v)| {
+                u64::try_from(v).ok()
+            })?,
+            None => vec![0],
+        };
+        Ok(GridSpec {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        })
+    }
+
+    fn beam(&self, raw: Spanned<RawBeam>) -> Result<BeamSpec, ExperimentError> {
+        let table_span = raw.span();
+        let raw = raw.into_inner();
+        let num_beams = match raw.num_beams {
+            Some(n) => self.list(
+                "num_beams",
+                n,
+                "num_beams must be an integer >= 1",
+                |Int(v)| usize::try_from(v).ok().filter(|&n| n >= 1),
+            )?,
+            None => {
+                return Err(self.invalid(
+                    Some(table_span),
+                    "[beam] is missing num_beams: the beam widths to run, e.g. num_beams = [4, 8]"
+                        .to_owned(),
+                ));
+            }
+        };
+        let length_penalty = match raw.length_penalty {
+            Some(lp) => self.list(
+                "length_penalty",
+                lp,
+                "length_penalty must be a finite number (1.0 = transformers' default)",
+                // `+ 0.0` turns -0.0 into 0.0, so ids and JSON never show "-0".
+                |Num(v)| v.is_finite().then_some(v + 0.0),
+            )?,
+            None => vec![1.0],
+        };
+        let early_stopping = raw
+            .early_stopping
+            .map(|e| e.into_inner().0)
+            .unwrap_or_default();
+        let smallest = num_beams.iter().copied().min().unwrap_or(1);
+        let num_return_sequences = match &raw.num_return_sequences {
+            None => 1,
+            Some(n) => match usize::try_from(n.get_ref().0) {
+                Ok(k) if (1..=smallest).contains(&k) => k,
+                _ => {
+                    return Err(self.out_of_range(
+                        "num_return_sequences",
+                        &n.span(),
+                        &format!(
+                            "num_return_sequences must be an integer from 1 to the smallest \
+                             num_beams ({smallest})"
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(BeamSpec {
+            num_beams,
+            length_penalty,
+            early_stopping,
+            num_return_sequences,
+        })
+    }
+}
+
+/// The 1-based line and character column of byte `offset` in `text`.
+fn position_of(text: &str, offset: usize) -> Position {
+    let offset = offset.min(text.len());
+    // A span never splits a character, but be safe: step back to a boundary.
+    let offset = (0..=offset)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Position {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    }
+}
+
+/// Rewrites serde's "unknown field" message in TOML words, names the table, and suggests the
+/// closest allowed key, because a misspelt key is the most common mistake in these files.
+fn friendlier_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_owned();
+    };
+    let Some((key, rest)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    // The allowed names are the backquoted words after the key.
+    let allowed: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let table = if allowed == GRID_KEYS {
+        " in [grid]"
+    } else if allowed == BEAM_KEYS {
+        " in [beam]"
+    } else if allowed == TOP_KEYS {
+        " at the top level"
+    } else {
+        ""
+    };
+    let suggestion = allowed
+        .iter()
+        .map(|a| (edit_distance(key, a), *a))
+        .filter(|&(d, a)| d <= (a.len() / 3).max(1))
+        .min()
+        .map(|(_, a)| format!("did you mean `{a}`? "))
+        .unwrap_or_default();
+    format!(
+        "unknown key `{key}`{table}; {suggestion}allowed keys: {}",
+        allowed.join(", ")
+    )
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------
+// Prompts files.
+
+/// One line of a JSON-lines prompts file. Other fields (ids, sources) are allowed and
+/// ignored, since held-out sets usually carry them.
+#[derive(Deserialize)]
+struct JsonPrompt {
+    prompt: String,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+/// Reads a prompts file: JSON lines when the extension is `.jsonl`, otherwise one prompt per
+/// line with `\n` and `\\` decoded (so a prompt can span lines). Blank lines are skipped in
+/// both, so a trailing newline or a spacer line never becomes an empty prompt.
+fn read_prompts_file(path: &Path) -> Result<Vec<Prompt>, ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ExperimentError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let jsonl = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
+    let at = |line: usize, column: usize| Location {
+        file: path.to_owned(),
+        position: Some(Position { line, column }),
+    };
+    let mut prompts = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line_no = index + 1;
+        let prompt = if jsonl {
+            let parsed: JsonPrompt =
+                serde_json::from_str(line).map_err(|e| ExperimentError::Parse {
+                    at: at(line_no, e.column().max(1)),
+                    message: json_message(&e),
+                })?;
+            if parsed.prompt.is_empty() {
+                return Err(ExperimentError::Invalid {
+                    at: at(line_no, 1),
+                    message: "\"prompt\" is empty; a prompt needs at least one character"
+                        .to_owned(),
+                });
+            }
+            Prompt {
+                text: parsed.prompt,
+                reference: parsed.reference,
+            }
+        } else {
+            Prompt {
+                text: decode_escapes(line),
+                reference: None,
+            }
+        };
+        prompts.push(prompt);
+    }
+    Ok(prompts)
+}
+
+/// serde_json's message without its " at line L column C" tail, which would repeat (and,
+/// since each line is parsed alone, contradict) the file position we report.
+fn json_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let tail = format!(" at line {} column {}", e.line(), e.column());
+    full.strip_suffix(&tail).unwrap_or(&full).to_owned()
+}
+
+/// Decodes `\n` to a newline and `\\` to a backslash; any other backslash is kept as written,
+/// so Windows paths and the like in prompts survive.
+fn decode_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                Some('n') => {
+                    out.push('\n');
+                    chars.next();
+                    continue;
+                }
+                Some('\\') => {
+                    out.push('\\');
+                    chars.next();
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROMPTS: &str = "prompts = [\"ROMEO:\", \"JULIET:\"]\nmax_new_tokens = 10\nsamples = 4\n";
+
+    fn parse(text: &str) -> Result<Experiment, ExperimentError> {
+        Experiment::from_str(text, Path::new("experiments/bad.toml"))
+    }
+
+    /// Asserts that `text` fails with a message at `line:column` containing `needle`.
+    #[track_caller]
+    fn fails_at(text: &str, line: usize, column: usize, needle: &str) -> String {
+        let err = parse(text).expect_err("should fail");
+        let shown = err.to_string();
+        let prefix = format!("experiments/bad.toml:{line}:{column}: ");
+        assert!(
+            shown.starts_with(&prefix),
+            "wanted {prefix:?}, got {shown:?}"
+        );
+        assert!(shown.contains(needle), "wanted {needle:?} in {shown:?}");
+        shown
+    }
+
+    #[test]
+    fn full_example_resolves_with_every_field() {
+        let text = r#"
+name = "temps"
+prompts = ["ROMEO:", "JULIET:"]
+max_new_tokens = 200
+samples = 64
+batch_size = 32
+baseline = 8
+[grid]
+temperature = [0.0, 0.5, 0.8, 1.0, 1.5]
+top_k = [0, 50]
+top_p = [0.9, 1.0]
+seed = [1, 2]
+[beam]
+num_beams = [4, 8]
+length_penalty = 1.0
+early_stopping = "never"
+num_return_sequences = 2
+"#;
+        let exp = parse(text).unwrap();
+        assert_eq!(exp.name, "temps");
+        assert_eq!(exp.source, Path::new("experiments/bad.toml"));
+        assert_eq!(exp.model, None);
+        assert_eq!(exp.prompts.len(), 2);
+        assert_eq!(exp.prompts[1].text, "JULIET:");
+        assert_eq!(
+            (exp.max_new_tokens, exp.samples, exp.batch_size),
+            (200, 64, 32)
+        );
+        assert_eq!(exp.baseline, Some(8));
+        let grid = exp.grid.unwrap();
+        assert_eq!(grid.temperature, vec![0.0, 0.5, 0.8, 1.0, 1.5]);
+        assert_eq!(grid.top_k, vec![0, 50]);
+        assert_eq!(grid.top_p, vec![0.9, 1.0]);
+        assert_eq!(grid.seed, vec![1, 2]);
+        let beam = exp.beam.unwrap();
+        assert_eq!(beam.num_beams, vec![4, 8]);
+        assert_eq!(beam.length_penalty, vec![1.0]);
+        assert_eq!(beam.early_stopping, EarlyStopping::Never);
+        assert_eq!(beam.num_return_sequences, 2);
+    }
+
+    #[test]
+    fn scalars_are_one_element_lists() {
+        let text = format!(
+            "{PROMPTS}[grid]\ntemperature = 0.7\ntop_k = 40\ntop_p = 0.95\nseed = 3\n\
+             [beam]\nnum_beams = 4\nlength_penalty = 0.5\n"
+        );
+        let exp = parse(&text).unwrap();
+        let grid = exp.grid.unwrap();
+        assert_eq!(grid.temperature, vec![0.7]);
+        assert_eq!(grid.top_k, vec![40]);
+        assert_eq!(grid.top_p, vec![0.95]);
+        assert_eq!(grid.seed, vec![3]);
+        let beam = exp.beam.unwrap();
+        assert_eq!(beam.num_beams, vec![4]);
+        assert_eq!(beam.length_penalty, vec![0.5]);
+    }
+
+    #[test]
+    fn integers_are_accepted_as_floats() {
+        let exp = parse(&format!(
+            "{PROMPTS}[grid]\ntemperature = [0, 1]\ntop_p = 1\n"
+        ))
+        .unwrap();
+        let grid = exp.grid.unwrap();
+        assert_eq!(grid.temperature, vec![0.0, 1.0]);
+        assert_eq!(grid.top_p, vec![1.0]);
+    }
+
+    #[test]
+    fn defaults_fill_absent_keys() {
+        let exp = parse(&format!("{PROMPTS}[grid]\n")).unwrap();
+        assert_eq!(exp.name, "bad");
+        assert_eq!(exp.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(exp.baseline, None);
+        assert_eq!(
+            exp.grid.unwrap(),
+            GridSpec {
+                temperature: vec![1.0],
+                top_k: vec![0],
+                top_p: vec![1.0],
+                seed: vec![0],
+            }
+        );
+        assert!(exp.beam.is_none());
+
+        let exp = parse(&format!("{PROMPTS}[beam]\nnum_beams = 2\n")).unwrap();
+        assert!(exp.grid.is_none(), "no [grid] with [beam] means beam only");
+        let beam = exp.beam.unwrap();
+        assert_eq!(beam.length_penalty, vec![1.0]);
+        assert_eq!(beam.early_stopping, EarlyStopping::Heuristic);
+        assert_eq!(beam.num_return_sequences, 1);
+    }
+
+    #[test]
+    fn early_stopping_spellings() {
+        for (written, want) in [
+            ("true", EarlyStopping::Always),
+            ("false", EarlyStopping::Heuristic),
+            ("\"never\"", EarlyStopping::Never),
+        ] {
+            let text = format!("{PROMPTS}[beam]\nnum_beams = 2\nearly_stopping = {written}\n");
+            assert_eq!(parse(&text).unwrap().beam.unwrap().early_stopping, want);
+        }
+        fails_at(
+            &format!("{PROMPTS}[beam]\nnum_beams = 2\nearly_stopping = \"sometimes\"\n"),
+            6,
+            18,
+            "expected true, false or \"never\"",
+        );
+    }
+
+    #[test]
+    fn samples_is_required_only_when_something_samples() {
+        let base = "prompts = [\"a\"]\nmax_new_tokens = 5\n";
+        let err = parse(&format!("{base}[grid]\ntemperature = [0, 0.5]\n")).unwrap_err();
+        assert_eq!(
+            err.location().unwrap().position,
+            None,
+            "a missing key has no position"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("experiments/bad.toml: missing samples"),
+            "{err}"
+        );
+        let exp = parse(&format!("{base}[grid]\ntemperature = 0\n")).unwrap();
+        assert_eq!(exp.samples, 1);
+        let exp = parse(&format!("{base}[beam]\nnum_beams = 3\n")).unwrap();
+        assert_eq!(exp.samples, 1);
+    }
+
+    #[test]
+    fn the_documented_example_message_is_exact() {
+        let text = "name = \"t\"\nprompts = [\"a\"]\nmax_new_tokens = 5\nsamples = 2\n\n[grid]\ntop_p = [0.9, 1.5]\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "experiments/bad.toml:7:15: top_p = 1.5 is out of range; top_p must be in (0, 1] (1.0 = off)"
+        );
+        assert!(matches!(err, ExperimentError::Invalid { .. }));
+    }
+
+    #[test]
+    fn out_of_range_values_point_at_the_value() {
+        // PROMPTS is three lines, so the first table line is 4 and its first key line 5.
+        let grid = |line: &str| format!("{PROMPTS}[grid]\n{line}\n");
+        fails_at(
+            &grid("temperature = -0.5"),
+            5,
+            15,
+            "temperature = -0.5 is out of range; temperature must be a finite number >= 0 (0 = greedy)",
+        );
+        fails_at(
+            &grid("temperature = [1.0, inf]"),
+            5,
+            21,
+            "temperature = inf is out of range",
+        );
+        fails_at(
+            &grid("temperature = nan"),
+            5,
+            15,
+            "temperature = nan is out of range",
+        );
+        fails_at(
+            &grid("top_p = [0.0]"),
+            5,
+            10,
+            "top_p = 0.0 is out of range; top_p must be in (0, 1]",
+        );
+        fails_at(
+            &grid("top_k = [50, -1]"),
+            5,
+            14,
+            "top_k = -1 is out of range; top_k must be an integer >= 0 (0 = off)",
+        );
+        fails_at(
+            &grid("seed = -3"),
+            5,
+            8,
+            "seed = -3 is out of range; seed must be an integer >= 0",
+        );
+
+        let top = |first: &str, rest: &str| format!("prompts = [\"a\"]\n{first}\n{rest}[grid]\n");
+        fails_at(
+            &top("samples = 0", "max_new_tokens = 3\n"),
+            2,
+            11,
+            "samples = 0 is out of range; samples must be an integer >= 1",
+        );
+        fails_at(
+            &top("max_new_tokens = 0", "samples = 1\n"),
+            2,
+            18,
+            "max_new_tokens = 0 is out of range; max_new_tokens must be an integer >= 1",
+        );
+        fails_at(
+            &top("batch_size = 0", "max_new_tokens = 3\nsamples = 1\n"),
+            2,
+            14,
+            "batch_size = 0 is out of range; batch_size must be an integer >= 1",
+        );
+
+        let beam = |lines: &str| format!("{PROMPTS}[beam]\n{lines}\n");
+        fails_at(
+            &beam("num_beams = [4, 0]"),
+            5,
+            17,
+            "num_beams = 0 is out of range; num_beams must be an integer >= 1",
+        );
+        fails_at(
+            &beam("num_beams = [4, 8]\nnum_return_sequences = 0"),
+            6,
+            24,
+            "num_return_sequences must be an integer from 1 to the smallest num_beams (4)",
+        );
+        fails_at(
+            &beam("num_beams = [8, 4]\nnum_return_sequences = 5"),
+            6,
+            24,
+            "num_return_sequences = 5 is out of range",
+        );
+        fails_at(
+            &beam("num_beams = 2\nlength_penalty = [1.0, -inf]"),
+            6,
+            24,
+            "length_penalty = -inf is out of range; length_penalty must be a finite number",
+        );
+    }
+
+    #[test]
+    fn empty_lists_are_rejected_at_the_list() {
+        let grid = |line: &str| format!("{PROMPTS}[grid]\n{line}\n");
+        fails_at(
+            &grid("temperature = []"),
+            5,
+            15,
+            "temperature = [] is empty; give at least one value",
+        );
+        fails_at(&grid("seed = []"), 5, 8, "seed = [] is empty");
+        fails_at(
+            &format!("{PROMPTS}[beam]\nnum_beams = []\n"),
+            5,
+            13,
+            "num_beams = [] is empty",
+        );
+        let text = "prompts = []\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        fails_at(
+            text,
+            1,
+            11,
+            "prompts = [] is empty; give at least one prompt",
+        );
+        let text = "prompts = [\"a\", \"\"]\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        fails_at(text, 1, 17, "prompts[1] is empty");
+    }
+
+    #[test]
+    fn duplicates_name_the_value_and_both_places() {
+        let grid = |line: &str| format!("{PROMPTS}[grid]\n{line}\n");
+        fails_at(
+            &grid("top_k = [0, 50, 50]"),
+            5,
+            17,
+            "top_k lists 50 twice (first at 5:13)",
+        );
+        // 0.50 and 0.5 are the same temperature even though written differently.
+        fails_at(
+            &grid("temperature = [0.5, 0.50]"),
+            5,
+            21,
+            "temperature lists 0.50 twice (first at 5:16)",
+        );
+        fails_at(
+            &format!("{PROMPTS}[beam]\nnum_beams = [4, 4]\n"),
+            5,
+            17,
+            "num_beams lists 4 twice",
+        );
+        fails_at(
+            &format!("{PROMPTS}[beam]\nnum_beams = 4\nlength_penalty = [0.0, -0.0]\n"),
+            6,
+            24,
+            "length_penalty lists -0.0 twice",
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_parse_errors_at_the_value() {
+        let grid = |line: &str| format!("{PROMPTS}[grid]\n{line}\n");
+        let shown = fails_at(
+            &grid("top_k = 1.5"),
+            5,
+            9,
+            "expected an integer or a list of integers",
+        );
+        assert!(shown.contains("1.5"), "{shown}");
+        fails_at(&grid("top_k = [1, 2.5]"), 5, 13, "expected an integer");
+        fails_at(
+            &grid("temperature = \"hot\""),
+            5,
+            15,
+            "expected a number or a list of numbers",
+        );
+        fails_at(
+            &grid("temperature = [1, \"x\"]"),
+            5,
+            19,
+            "expected a number",
+        );
+        fails_at("max_new_tokens = \"ten\"\n", 1, 18, "expected an integer");
+        fails_at("grid = 3\n", 1, 8, "expected a [grid] table");
+        let err = parse("name = \"x\n").unwrap_err();
+        assert!(matches!(err, ExperimentError::Parse { .. }), "{err:?}");
+        assert_eq!(err.location().unwrap().position.unwrap().line, 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_table_and_place() {
+        let shown = fails_at(
+            &format!("{PROMPTS}temprature = 1\n"),
+            4,
+            1,
+            "unknown key `temprature` at the top level",
+        );
+        assert!(
+            shown.contains("allowed keys: name, model, prompts"),
+            "{shown}"
+        );
+        let shown = fails_at(
+            &format!("{PROMPTS}[grid]\ntop_k = 0\n  tempreature = [1.0]\n"),
+            6,
+            3,
+            "unknown key `tempreature` in [grid]; did you mean `temperature`?",
+        );
+        assert!(
+            shown.ends_with("allowed keys: temperature, top_k, top_p, seed"),
+            "{shown}"
+        );
+        fails_at(
+            &format!("{PROMPTS}[beam]\nnum_beams = 2\nbeams = 3\n"),
+            6,
+            1,
+            "unknown key `beams` in [beam]",
+        );
+        fails_at(
+            &format!("{PROMPTS}grid = {{ top-k = 5 }}\n"),
+            4,
+            10,
+            "unknown key `top-k` in [grid]; did you mean `top_k`?",
+        );
+        // No suggestion when nothing is close.
+        let shown = fails_at(
+            &format!("{PROMPTS}[grid]\nzzz = 1\n"),
+            5,
+            1,
+            "unknown key `zzz`",
+        );
+        assert!(!shown.contains("did you mean"), "{shown}");
+    }
+
+    #[test]
+    fn prompts_must_come_from_exactly_one_place() {
+        let text = "prompts = [\"a\"]\nprompts_file = \"p.txt\"\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        fails_at(text, 2, 16, "prompts and prompts_file are both given");
+        let err = parse("max_new_tokens = 3\n[beam]\nnum_beams = 1\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("experiments/bad.toml: missing prompts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_experiment_needs_settings_and_lengths() {
+        let err = parse("prompts = [\"a\"]\nmax_new_tokens = 3\n").unwrap_err();
+        assert!(err.to_string().contains("no settings"), "{err}");
+        let err = parse("prompts = [\"a\"]\n[beam]\nnum_beams = 1\n").unwrap_err();
+        assert!(err.to_string().contains("missing max_new_tokens"), "{err}");
+        fails_at(
+            &format!("{PROMPTS}\n[beam]\nlength_penalty = 1.0\n"),
+            5,
+            1,
+            "[beam] is missing num_beams",
+        );
+    }
+
+    #[test]
+    fn baseline_must_be_a_beam_width() {
+        let text = format!("baseline = 3\n{PROMPTS}[beam]\nnum_beams = [4, 8]\n");
+        fails_at(&text, 1, 12, "baseline = 3 is not among num_beams [4, 8]");
+        let text = format!("baseline = 4\n{PROMPTS}[grid]\n");
+        fails_at(&text, 1, 12, "baseline = 4 needs a [beam] table");
+        let text = format!("baseline = 8\n{PROMPTS}[beam]\nnum_beams = [4, 8]\n");
+        assert_eq!(parse(&text).unwrap().baseline, Some(8));
+    }
+
+    #[test]
+    fn names_must_be_a_single_folder() {
+        fails_at(
+            &format!("name = \"a/b\"\n{PROMPTS}[grid]\n"),
+            1,
+            8,
+            "not a usable folder name",
+        );
+        fails_at(
+            &format!("name = \"..\"\n{PROMPTS}[grid]\n"),
+            1,
+            8,
+            "not a usable folder name",
+        );
+        let exp = Experiment::from_str(&format!("{PROMPTS}[grid]\n"), Path::new("x/my run.toml"))
+            .unwrap();
+        assert_eq!(exp.name, "my run");
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        // Byte 5 is the `1`; counting bytes would say column 6.
+        assert_eq!(position_of("é = 1", 5), Position { line: 1, column: 5 });
+        assert_eq!(position_of("a\nbc", 3), Position { line: 2, column: 2 });
+        assert_eq!(position_of("ab", 0), Position { line: 1, column: 1 });
+        let text = format!("name = \"héllo\"\n{PROMPTS}[grid]\ntop_p = [\"é\", 2]\n");
+        fails_at(&text, 6, 10, "expected a number");
+    }
+
+    #[test]
+    fn escapes_in_text_prompts_are_decoded() {
+        assert_eq!(decode_escapes(r"a\nb"), "a\nb");
+        assert_eq!(decode_escapes(r"a\\nb"), "a\\nb");
+        assert_eq!(decode_escapes(r"C:\temp\\"), "C:\\temp\\");
+        assert_eq!(decode_escapes(r"end\"), "end\\");
+    }
+
+    #[test]
+    fn text_prompts_file_one_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prompts.txt"),
+            "\u{feff}ROMEO:\r\n\r\nFirst line\\nSecond line\n  \nback\\\\slash\n",
+        )
+        .unwrap();
+        let source = dir.path().join("e.toml");
+        let text = "prompts_file = \"prompts.txt\"\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        let exp = Experiment::from_str(text, &source).unwrap();
+        let texts: Vec<&str> = exp.prompts.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts, ["ROMEO:", "First line\nSecond line", "back\\slash"]);
+        assert!(exp.prompts.iter().all(|p| p.reference.is_none()));
+
+        std::fs::write(dir.path().join("prompts.txt"), "\n \n").unwrap();
+        let err = Experiment::from_str(text, &source).unwrap_err();
+        assert!(err.to_string().contains("contains no prompts"), "{err}");
+        assert_eq!(
+            err.location().unwrap().position,
+            Some(Position {
+                line: 1,
+                column: 16
+            })
+        );
+    }
+
+    #[test]
+    fn jsonl_prompts_carry_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("heldout.jsonl");
+        std::fs::write(
+            &jsonl,
+            "{\"prompt\": \"ROMEO:\", \"reference\": \" But soft!\"}\n\n{\"prompt\": \"JULIET:\", \"id\": 7}\n{\"prompt\": \"a\\nb\", \"reference\": null}\n",
+        )
+        .unwrap();
+        let source = dir.path().join("e.toml");
+        let text = "prompts_file = \"heldout.jsonl\"\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        let exp = Experiment::from_str(text, &source).unwrap();
+        assert_eq!(
+            exp.prompts,
+            vec![
+                Prompt {
+                    text: "ROMEO:".into(),
+                    reference: Some(" But soft!".into())
+                },
+                Prompt {
+                    text: "JULIET:".into(),
+                    reference: None
+                },
+                Prompt {
+                    text: "a\nb".into(),
+                    reference: None
+                },
+            ]
+        );
+
+        std::fs::write(&jsonl, "{\"prompt\": \"ok\"}\n{\"text\": \"no prompt\"}\n").unwrap();
+        let err = Experiment::from_str(text, &source).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!("{}:2:", jsonl.display())),
+            "{shown}"
+        );
+        assert!(shown.contains("missing field `prompt`"), "{shown}");
+        assert!(!shown.contains("at line"), "{shown}");
+
+        std::fs::write(&jsonl, "{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n").unwrap();
+        let err = Experiment::from_str(text, &source).unwrap_err();
+        assert!(matches!(err, ExperimentError::Parse { .. }));
+        assert!(err.to_string().contains(":2:"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_try_the_current_directory_then_the_toml_folder() {
+        let cwd = tempfile::tempdir().unwrap();
+        let exps = tempfile::tempdir().unwrap();
+        let source = exps.path().join("e.toml");
+        std::fs::create_dir(exps.path().join("m")).unwrap();
+        std::fs::write(exps.path().join("p.txt"), "from toml folder\n").unwrap();
+        let text =
+            "model = \"m\"\nprompts_file = \"p.txt\"\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+
+        // Only beside the TOML: found there.
+        let exp = Experiment::parse(text, &source, cwd.path()).unwrap();
+        assert_eq!(exp.model, Some(exps.path().join("m")));
+        assert_eq!(exp.prompts[0].text, "from toml folder");
+
+        // Also in the current directory: the current directory wins.
+        std::fs::write(cwd.path().join("p.txt"), "from cwd\n").unwrap();
+        let exp = Experiment::parse(text, &source, cwd.path()).unwrap();
+        assert_eq!(exp.prompts[0].text, "from cwd");
+
+        // Nowhere: both tried paths are reported, at the value.
+        let text =
+            "model = \"gone\"\nprompts = [\"a\"]\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        let err = Experiment::parse(text, &source, cwd.path()).unwrap_err();
+        let ExperimentError::MissingFile { key, tried, at, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*key, "model");
+        assert_eq!(
+            tried,
+            &vec![cwd.path().join("gone"), exps.path().join("gone")]
+        );
+        assert_eq!(at.position, Some(Position { line: 1, column: 9 }));
+        let shown = err.to_string();
+        assert!(
+            shown.contains("model = \"gone\" does not exist; tried"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!(
+                "{} and {}",
+                tried[0].display(),
+                tried[1].display()
+            )),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn same_folder_is_tried_once_and_paths_stay_relative() {
+        // A TOML in the current directory: both candidates are the same path.
+        let text =
+            "prompts_file = \"does-not-exist.txt\"\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        let err = Experiment::from_str(text, Path::new("e.toml")).unwrap_err();
+        let ExperimentError::MissingFile { tried, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(tried, &vec![PathBuf::from("does-not-exist.txt")]);
+        // Found through the real current directory (the crate root under cargo test): the
+        // path stays as written, so run.json is portable.
+        let text =
+            "model = \"src\"\nprompts = [\"a\"]\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        let exp = Experiment::from_str(text, Path::new("elsewhere/e.toml")).unwrap();
+        assert_eq!(exp.model, Some(PathBuf::from("src")));
+        fails_at(
+            "model = \"\"\nprompts = [\"a\"]\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n",
+            1,
+            9,
+            "model is empty",
+        );
+    }
+
+    #[test]
+    fn load_reads_the_file_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("temps.toml");
+        let err = Experiment::load(&path).unwrap_err();
+        assert!(matches!(&err, ExperimentError::Io { path: p, .. } if *p == path));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read {}: ", path.display())),
+            "{err}"
+        );
+
+        std::fs::write(&path, format!("{PROMPTS}[grid]\ntemperature = 0.8\n")).unwrap();
+        let exp = Experiment::load(&path).unwrap();
+        assert_eq!(exp.name, "temps");
+        assert_eq!(exp.source, path);
+    }
+
+    #[test]
+    fn resolved_experiment_serialises_with_defaults_and_toml_spellings() {
+        let text = format!(
+            "{PROMPTS}[grid]\ntop_k = 5\n[beam]\nnum_beams = 2\nearly_stopping = \"never\"\n"
+        );
+        let json: serde_json::Value = serde_json::to_value(parse(&text).unwrap()).unwrap();
+        assert_eq!(json["name"], "bad");
+        assert_eq!(json["batch_size"], 64);
+        assert_eq!(json["model"], serde_json::Value::Null);
+        assert_eq!(json["grid"]["temperature"], serde_json::json!([1.0]));
+        assert_eq!(json["grid"]["top_k"], serde_json::json!([5]));
+        assert_eq!(json["beam"]["early_stopping"], "never");
+        assert_eq!(json["beam"]["length_penalty"], serde_json::json!([1.0]));
+        assert_eq!(
+            json["prompts"][0],
+            serde_json::json!({"text": "ROMEO:", "reference": null})
+        );
+        // Equivalent spellings give the same canonical JSON, so they don't count as a change.
+        let a = parse(&format!("{PROMPTS}[grid]\ntemperature = 1\n")).unwrap();
+        let b = parse(&format!(
+            "{PROMPTS}[grid]\ntemperature = [1.0]\ntop_k = [0]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+    }
+
+    #[test]
+    fn known_key_lists_match_the_structs() {
+        // friendlier_message names the table by comparing serde's list with these; if a field
+        // is added to a struct but not here, the table name silently disappears.
+        for (table, keys) in [
+            ("", TOP_KEYS),
+            ("[grid]\n", GRID_KEYS),
+            ("[beam]\n", BEAM_KEYS),
+        ] {
+            let text = format!("{table}bogus_key = 1\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("allowed keys: {}", keys.join(", "))),
+                "{err}"
+            );
+            assert!(
+                err.contains(" in [") || err.contains("at the top level"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("top-k", "top_k"), 1);
+        assert_eq!(edit_distance("seeds", "seed"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("tempreature", "temperature"), 2);
+    }
+}

@@ -1,0 +1,293 @@
+//! Decoding with a KV cache: the prompt is run once, its cache widened to every row, and each
+//! step runs only the new token of each row. Logits are read back to the host, where each
+//! row samples with its own settings and random stream (see `sampling`), or beam search
+//! chooses (see `beam`).
+//!
+//! Rows of one batch may belong to different settings: each carries its own temperature,
+//! top-k, top-p and RNG, so a sweep fills large batches instead of running settings one by one,
+//! and a row's sample does not depend on what else shares its batch.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+
+use crate::beam::{BeamParams, BeamSearch, Hypothesis};
+use crate::model::{Gpt2, KvCache};
+use crate::sampling::{SamplingParams, log_prob, sample_token};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GenerateError {
+    #[error(
+        "max_new_tokens = {max_new_tokens} does not fit the model's context of {n_positions} \
+         positions (at least one prompt token is needed); use max_new_tokens <= {}",
+        n_positions - 1
+    )]
+    TooLong {
+        max_new_tokens: usize,
+        n_positions: usize,
+    },
+    #[error("token id {token} is outside the model's vocabulary of {vocab_size}")]
+    BadToken { token: u32, vocab_size: usize },
+}
+
+/// One row to sample: its settings and its own random stream.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub params: SamplingParams,
+    pub rng: ChaCha20Rng,
+}
+
+/// A generated continuation (the prompt not included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Continuation {
+    /// Generated token ids, including the end-of-text token when one ended the row.
+    pub tokens: Vec<u32>,
+    /// Log-probability of each token under the model's unmodified distribution (T = 1, no
+    /// filtering): perplexity of generated text needs no second forward pass.
+    pub logprobs: Vec<f32>,
+    pub ended_with_eos: bool,
+}
+
+/// A prompt made ready for a model: cropped to fit, never empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedPrompt {
+    pub tokens: Vec<u32>,
+    /// How many tokens were cut from the left to fit the context; the caller warns.
+    pub cropped: usize,
+}
+
+/// Decoding on one loaded model.
+pub struct Generator {
+    model: Gpt2,
+}
+
+impl Generator {
+    /// Takes a loaded model and prepares it for decoding.
+    pub fn new(model: Gpt2) -> Self {
+        Self {
+            model: model.for_inference(),
+        }
+    }
+
+    pub fn model(&self) -> &Gpt2 {
+        &self.model
+    }
+
+    pub fn eos(&self) -> u32 {
+        self.model.config.eos_token_id
+    }
+
+    /// Fit `prompt` and `max_new_tokens` into the context. A prompt too long is cropped from
+    /// the left (its end is what conditions the continuation); an empty prompt starts from
+    /// end-of-text, as GPT-2 was trained to begin documents.
+    pub fn prepare(&self, prompt: &[u32], max_new_tokens: usize) -> Result<PreparedPrompt, GenerateError> {
+        let config = &self.model.config;
+        if max_new_tokens >= config.n_positions {
+            return Err(GenerateError::TooLong {
+                max_new_tokens,
+                n_positions: config.n_positions,
+            });
+        }
+        if let Some(&token) = prompt.iter().find(|&&t| t as usize >= config.vocab_size) {
+            return Err(GenerateError::BadToken {
+                token,
+                vocab_size: config.vocab_size,
+            });
+        }
+        let room = config.n_positions - max_new_tokens;
+        let mut tokens = if prompt.is_empty() {
+            vec![config.eos_token_id]
+        } else {
+            prompt.to_vec()
+        };
+        let cropped = tokens.len().saturating_sub(room);
+        tokens.drain(..cropped);
+        Ok(PreparedPrompt { tokens, cropped })
+    }
+
+    fn tokens_tensor(&self, rows: &[&[u32]]) -> Tensor<2, Int> {
+        let len = rows[0].len();
+        let data: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i64)).collect();
+        Tensor::from_data(TensorData::new(data, [rows.len(), len]), &self.model.device())
+    }
+
+    fn read_rows(logits: Tensor<2>) -> Vec<f32> {
+        logits.into_data().try_into_vec::<f32>().expect("f32 logits")
+    }
+
+    /// Logits `[len, vocab]` (row-major) for every position of `tokens`, run as one sequence.
+    pub fn logits(&self, tokens: &[u32]) -> Vec<f32> {
+        let logits = self.model.forward(self.tokens_tensor(&[tokens]));
+        logits.into_data().try_into_vec::<f32>().expect("f32 logits")
+    }
+
+    /// Per-token log-probabilities of `continuation` after `prompt`: for scoring text that
+    /// another model (or a human) wrote. The pair must fit the context.
+    pub fn score(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<f32>, GenerateError> {
+        if continuation.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = self.prepare(prompt, continuation.len())?;
+        let mut all = prepared.tokens.clone();
+        all.extend_from_slice(continuation);
+        if let Some(&token) = continuation.iter().find(|&&t| t as usize >= self.model.config.vocab_size) {
+            return Err(GenerateError::BadToken {
+                token,
+                vocab_size: self.model.config.vocab_size,
+            });
+        }
+        let vocab = self.model.config.vocab_size;
+        let logits = self.logits(&all[..all.len() - 1]);
+        let start = prepared.tokens.len() - 1;
+        Ok(continuation
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let row = &logits[(start + i) * vocab..(start + i + 1) * vocab];
+                log_prob(row, t as usize)
+            })
+            .collect())
+    }
+
+    /// Sample one continuation per row from one prompt. `on_token(row, token)` sees each
+    /// token as it is chosen (for streaming output). Rows stop at end-of-text or after
+    /// `max_new_tokens`.
+    pub fn sample(
+        &self,
+        prompt: &PreparedPrompt,
+        mut rows: Vec<Row>,
+        max_new_tokens: usize,
+        mut on_token: impl FnMut(usize, u32),
+    ) -> Vec<Continuation> {
+        let n = rows.len();
+        let mut out = vec![
+            Continuation {
+                tokens: Vec::with_capacity(max_new_tokens),
+                logprobs: Vec::with_capacity(max_new_tokens),
+                ended_with_eos: false,
+            };
+            n
+        ];
+        if n == 0 || max_new_tokens == 0 {
+            return out;
+        }
+        let vocab = self.model.config.vocab_size;
+        let eos = self.eos();
+        let mut cache = KvCache::empty();
+        let first = Self::read_rows(
+            self.model
+                .forward_last(self.tokens_tensor(&[&prompt.tokens]), &mut cache),
+        );
+        // Rows still running, by original index; their cache rows are in this order.
+        let mut active: Vec<usize> = (0..n).collect();
+        let mut running = vec![true; n];
+        let mut logits: Vec<f32> = first;
+        let mut shared_first = true;
+        cache = cache.repeat(n);
+
+        for step in 0..max_new_tokens {
+            let row_logits = |k: usize| -> &[f32] {
+                if shared_first {
+                    &logits[..vocab]
+                } else {
+                    &logits[k * vocab..(k + 1) * vocab]
+                }
+            };
+            let mut chosen: Vec<(usize, u32, f32)> = Vec::with_capacity(active.len());
+            // Each running row samples from its own logits with its own stream; `active` is
+            // ascending, so the k-th running row is the k-th row of the cache and logits.
+            let picks: Vec<(u32, f32)> = rows
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| running[*i])
+                .map(|(_, row)| row)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .enumerate()
+                .map(|(k, row)| {
+                    let l = row_logits(k);
+                    let token = sample_token(l, &row.params, &mut row.rng);
+                    (token as u32, log_prob(l, token))
+                })
+                .collect();
+            for (&i, &(token, lp)) in active.iter().zip(&picks) {
+                chosen.push((i, token, lp));
+            }
+            let mut still = Vec::with_capacity(active.len());
+            let mut keep_rows = Vec::with_capacity(active.len());
+            let mut next_tokens = Vec::with_capacity(active.len());
+            for (k, &(i, token, lp)) in chosen.iter().enumerate() {
+                out[i].tokens.push(token);
+                out[i].logprobs.push(lp);
+                on_token(i, token);
+                if token == eos {
+                    out[i].ended_with_eos = true;
+                    running[i] = false;
+                } else {
+                    still.push(i);
+                    keep_rows.push(k);
+                    next_tokens.push(token);
+                }
+            }
+            if still.is_empty() || step + 1 == max_new_tokens {
+                break;
+            }
+            if keep_rows.len() != active.len() {
+                cache = cache.select(&keep_rows);
+            }
+            active = still;
+            shared_first = false;
+            let input: Vec<[u32; 1]> = next_tokens.iter().map(|&t| [t]).collect();
+            let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
+            logits = Self::read_rows(self.model.forward_last(self.tokens_tensor(&input), &mut cache));
+        }
+        out
+    }
+
+    /// Beam search from one prompt, as transformers' `generate(num_beams=..)` does it.
+    /// Returns the `num_return_sequences` best hypotheses, best first.
+    pub fn beam_search(
+        &self,
+        prompt: &PreparedPrompt,
+        params: &BeamParams,
+        max_new_tokens: usize,
+    ) -> Vec<Hypothesis> {
+        let vocab = self.model.config.vocab_size;
+        let mut search = BeamSearch::new(params.clone(), max_new_tokens, self.eos());
+        let mut cache = KvCache::empty();
+        let first = Self::read_rows(
+            self.model
+                .forward_last(self.tokens_tensor(&[&prompt.tokens]), &mut cache),
+        );
+        let beams = params.num_beams;
+        cache = cache.repeat(beams);
+        // All beams start as the prompt: one row of log-probabilities stands for all of them.
+        let mut logprobs: Vec<f32> = log_softmax_rows(&first, vocab).repeat(beams);
+        loop {
+            let step = search.step(&logprobs, vocab);
+            let Some(step) = step else { break };
+            cache = cache.select(&step.parents);
+            let input: Vec<[u32; 1]> = step.tokens.iter().map(|&t| [t]).collect();
+            let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
+            let logits = Self::read_rows(self.model.forward_last(self.tokens_tensor(&input), &mut cache));
+            logprobs = log_softmax_rows(&logits, vocab);
+        }
+        search.finish()
+    }
+}
+
+/// Row-wise log-softmax of `[rows, vocab]` logits, computed in f64 and stored in f32 as the
+/// reference implementation stores its scores.
+pub fn log_softmax_rows(logits: &[f32], vocab: usize) -> Vec<f32> {
+    let mut out = vec![0f32; logits.len()];
+    out.par_chunks_mut(vocab)
+        .zip(logits.par_chunks(vocab))
+        .for_each(|(o, l)| {
+            let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = max + l.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+            for (o, &x) in o.iter_mut().zip(l) {
+                *o = (x as f64 - lse) as f32;
+            }
+        });
+    out
+}

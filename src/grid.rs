@@ -1,0 +1,385 @@
+//! Expanding an experiment's grids into the concrete decoding settings a sweep runs.
+//!
+//! The order is deterministic so that progress output, CSV rows and resumed runs line up:
+//! sampling settings first, as the cartesian product with `temperature` outermost, then
+//! `top_k`, `top_p` and `seed` innermost, each in the order the TOML lists them; then beam
+//! settings, `num_beams` outer and `length_penalty` inner.
+//!
+//! Greedy decoding is argmax, so seed, `top_k` and `top_p` cannot change it: every
+//! temperature-0 grid point is the same setting. They are folded into one greedy setting,
+//! placed where the first of them would have been, so the sweep does not repeat identical
+//! work; [`Expansion::folded_greedy`] says how many points were dropped that way.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::beam::EarlyStopping;
+use crate::experiment::{Experiment, serialize_early_stopping};
+
+/// How a setting picks tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Draw from the (temperature-scaled, top-k/top-p filtered) distribution.
+    Sample,
+    /// Take the most likely token (temperature 0).
+    Greedy,
+    /// Beam search, as transformers' `generate(num_beams=..)`.
+    Beam,
+    /// Not generated: the human reference continuation, scored alongside for comparison.
+    Human,
+}
+
+impl Strategy {
+    /// The name used in CSV columns, ids and `run.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Sample => "sample",
+            Strategy::Greedy => "greedy",
+            Strategy::Beam => "beam",
+            Strategy::Human => "human",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One concrete decoding setting. Fields that do not apply to a strategy hold their "off"
+/// value (top_k 0, top_p 1.0, temperature 0 for the deterministic strategies) so every
+/// CSV row has every column filled the same way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Setting {
+    pub strategy: Strategy,
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+    /// `None` for greedy and beam, which draw no random numbers.
+    pub seed: Option<u64>,
+    /// 1 for sampling and greedy.
+    pub num_beams: usize,
+    /// Beam only.
+    pub length_penalty: Option<f64>,
+    /// Beam only; written as in the TOML (`true`, `false`, `"never"`).
+    #[serde(serialize_with = "serialize_optional_early_stopping")]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Continuations per prompt: `samples` for sampling, 1 for greedy,
+    /// `num_return_sequences` for beam.
+    pub samples: usize,
+}
+
+fn serialize_optional_early_stopping<S: Serializer>(
+    value: &Option<EarlyStopping>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(e) => serialize_early_stopping(e, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl Setting {
+    /// A key for file names, CSV rows and resuming, such as `sample_t0.8_k50_p0.9_s1`,
+    /// `greedy` or `beam_n8_lp1`. It is built from the parameters, not the position in the
+    /// grid, so it stays the same when the grid around it changes. Numbers use Rust's
+    /// shortest round-trip formatting, so distinct values always give distinct ids and the
+    /// only characters are letters, digits, `_`, `.` and `-`. A non-default early stopping
+    /// adds `_es-true` or `_es-never`, so a changed `early_stopping` does not reuse results.
+    pub fn id(&self) -> String {
+        match self.strategy {
+            Strategy::Sample => {
+                let mut id = format!(
+                    "sample_t{}_k{}_p{}",
+                    number(self.temperature),
+                    self.top_k,
+                    number(self.top_p)
+                );
+                if let Some(seed) = self.seed {
+                    id.push_str(&format!("_s{seed}"));
+                }
+                id
+            }
+            Strategy::Greedy => "greedy".to_owned(),
+            Strategy::Beam => {
+                let mut id = format!(
+                    "beam_n{}_lp{}",
+                    self.num_beams,
+                    number(self.length_penalty.unwrap_or(1.0))
+                );
+                match self.early_stopping {
+                    Some(EarlyStopping::Always) => id.push_str("_es-true"),
+                    Some(EarlyStopping::Never) => id.push_str("_es-never"),
+                    Some(EarlyStopping::Heuristic) | None => {}
+                }
+                id
+            }
+            Strategy::Human => "human".to_owned(),
+        }
+    }
+
+    /// Sequences decoded side by side per prompt: the beams for beam search, otherwise one
+    /// per continuation. This is what costs forward passes.
+    pub fn rows(&self) -> usize {
+        match self.strategy {
+            Strategy::Beam => self.num_beams,
+            Strategy::Sample | Strategy::Greedy => self.samples,
+            Strategy::Human => 0,
+        }
+    }
+}
+
+/// `{}` of an f64, with -0 shown as 0 so it cannot produce a second id for the same value.
+fn number(v: f64) -> String {
+    format!("{}", v + 0.0)
+}
+
+/// The settings a sweep runs, and how many temperature-0 grid points were folded away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expansion {
+    pub settings: Vec<Setting>,
+    /// Temperature-0 grid points beyond the first, merged into the single greedy setting;
+    /// 0 when nothing was folded. Grid points = sampling and greedy settings + this.
+    pub folded_greedy: usize,
+}
+
+/// Expands the experiment's `[grid]` and `[beam]` into settings, in the order described in
+/// the module documentation.
+pub fn expand(exp: &Experiment) -> Expansion {
+    let mut settings = Vec::new();
+    let mut greedy_points = 0usize;
+    if let Some(grid) = &exp.grid {
+        for &temperature in &grid.temperature {
+            for &top_k in &grid.top_k {
+                for &top_p in &grid.top_p {
+                    for &seed in &grid.seed {
+                        if temperature == 0.0 {
+                            greedy_points += 1;
+                            if greedy_points == 1 {
+                                settings.push(Setting {
+                                    strategy: Strategy::Greedy,
+                                    temperature: 0.0,
+                                    top_k: 0,
+                                    top_p: 1.0,
+                                    seed: None,
+                                    num_beams: 1,
+                                    length_penalty: None,
+                                    early_stopping: None,
+                                    samples: 1,
+                                });
+                            }
+                            continue;
+                        }
+                        settings.push(Setting {
+                            strategy: Strategy::Sample,
+                            temperature,
+                            top_k,
+                            top_p,
+                            seed: Some(seed),
+                            num_beams: 1,
+                            length_penalty: None,
+                            early_stopping: None,
+                            samples: exp.samples,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if let Some(beam) = &exp.beam {
+        for &num_beams in &beam.num_beams {
+            for &length_penalty in &beam.length_penalty {
+                settings.push(Setting {
+                    strategy: Strategy::Beam,
+                    temperature: 0.0,
+                    top_k: 0,
+                    top_p: 1.0,
+                    seed: None,
+                    num_beams,
+                    length_penalty: Some(length_penalty),
+                    early_stopping: Some(beam.early_stopping),
+                    samples: beam.num_return_sequences,
+                });
+            }
+        }
+    }
+    Expansion {
+        settings,
+        folded_greedy: greedy_points.saturating_sub(1),
+    }
+}
+
+/// The most tokens the sweep will generate: Σ over settings of prompts × rows ×
+/// max_new_tokens, counting every beam as a row. Generation can stop early at end of text,
+/// so this is an upper bound, which is what `sweep validate` should promise.
+pub fn planned_tokens(exp: &Experiment, settings: &[Setting]) -> u64 {
+    let per_row = (exp.prompts.len() as u64).saturating_mul(exp.max_new_tokens as u64);
+    settings
+        .iter()
+        .map(|s| (s.rows() as u64).saturating_mul(per_row))
+        .fold(0u64, u64::saturating_add)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    use super::*;
+
+    fn experiment(grid_and_beam: &str) -> Experiment {
+        let text = format!(
+            "prompts = [\"ROMEO:\", \"JULIET:\", \"NURSE:\"]\nmax_new_tokens = 10\nsamples = 4\n{grid_and_beam}"
+        );
+        Experiment::from_str(&text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn order_is_temperature_then_top_k_then_top_p_then_seed_then_beams() {
+        let exp = experiment(
+            "[grid]\ntemperature = [0.8, 0.5]\ntop_k = [0, 50]\ntop_p = 0.9\nseed = [2, 1]\n\
+             [beam]\nnum_beams = [8, 4]\nlength_penalty = [1.0, 0.5]\n",
+        );
+        let ids: Vec<String> = expand(&exp).settings.iter().map(Setting::id).collect();
+        assert_eq!(
+            ids,
+            [
+                "sample_t0.8_k0_p0.9_s2",
+                "sample_t0.8_k0_p0.9_s1",
+                "sample_t0.8_k50_p0.9_s2",
+                "sample_t0.8_k50_p0.9_s1",
+                "sample_t0.5_k0_p0.9_s2",
+                "sample_t0.5_k0_p0.9_s1",
+                "sample_t0.5_k50_p0.9_s2",
+                "sample_t0.5_k50_p0.9_s1",
+                "beam_n8_lp1",
+                "beam_n8_lp0.5",
+                "beam_n4_lp1",
+                "beam_n4_lp0.5",
+            ]
+        );
+    }
+
+    #[test]
+    fn temperature_zero_folds_into_one_greedy_setting_where_it_first_appears() {
+        let exp = experiment(
+            "[grid]\ntemperature = [0.8, 0.0, 1.0]\ntop_k = [0, 50]\ntop_p = [0.9, 1.0]\nseed = [1, 2]\n",
+        );
+        let expansion = expand(&exp);
+        // 3 × 2 × 2 × 2 = 24 grid points; the 8 at temperature 0 become one setting.
+        assert_eq!(expansion.settings.len(), 24 - 8 + 1);
+        assert_eq!(expansion.folded_greedy, 7);
+        let greedy: Vec<usize> = (0..expansion.settings.len())
+            .filter(|&i| expansion.settings[i].strategy == Strategy::Greedy)
+            .collect();
+        assert_eq!(greedy, [8], "after the 8 points at temperature 0.8");
+        let g = &expansion.settings[8];
+        assert_eq!(g.id(), "greedy");
+        assert_eq!(
+            (g.samples, g.seed, g.top_k, g.top_p, g.num_beams),
+            (1, None, 0, 1.0, 1)
+        );
+        assert_eq!(expansion.settings[9].id(), "sample_t1_k0_p0.9_s1");
+        assert!(
+            expansion
+                .settings
+                .iter()
+                .filter(|s| s.strategy == Strategy::Sample)
+                .all(|s| s.samples == 4 && s.seed.is_some() && s.temperature > 0.0)
+        );
+    }
+
+    #[test]
+    fn no_folding_without_temperature_zero_and_none_for_a_single_point() {
+        let exp = experiment("[grid]\ntemperature = [0.5, 1.0]\nseed = [1, 2]\n");
+        assert_eq!(expand(&exp).folded_greedy, 0);
+        let exp = experiment("[grid]\ntemperature = 0\n");
+        let expansion = expand(&exp);
+        assert_eq!(expansion.folded_greedy, 0);
+        assert_eq!(expansion.settings.len(), 1);
+        assert_eq!(expansion.settings[0].strategy, Strategy::Greedy);
+    }
+
+    #[test]
+    fn beam_settings_carry_their_parameters() {
+        let exp = experiment(
+            "[beam]\nnum_beams = [4, 8]\nearly_stopping = true\nnum_return_sequences = 2\n",
+        );
+        let settings = expand(&exp).settings;
+        assert_eq!(settings.len(), 2);
+        assert!(settings.iter().all(|s| s.strategy == Strategy::Beam
+            && s.samples == 2
+            && s.seed.is_none()
+            && s.length_penalty == Some(1.0)
+            && s.early_stopping == Some(EarlyStopping::Always)));
+        assert_eq!(settings[1].num_beams, 8);
+        assert_eq!(settings[1].id(), "beam_n8_lp1_es-true");
+        let json = serde_json::to_value(&settings[1]).unwrap();
+        assert_eq!(json["strategy"], "beam");
+        assert_eq!(json["early_stopping"], true);
+    }
+
+    #[test]
+    fn ids_are_unique_and_filename_safe() {
+        let exp = experiment(
+            "[grid]\ntemperature = [0, 0.1, 0.25, 1, 1.5, 2]\ntop_k = [0, 1, 10, 50]\n\
+             top_p = [0.1, 0.9, 0.95, 1.0]\nseed = [0, 1, 12345678901]\n\
+             [beam]\nnum_beams = [1, 2, 4, 16]\nlength_penalty = [-1, 0, 0.5, 1, 2]\n",
+        );
+        let settings = expand(&exp).settings;
+        assert_eq!(settings.len(), 5 * 4 * 4 * 3 + 1 + 4 * 5);
+        let ids: HashSet<String> = settings.iter().map(Setting::id).collect();
+        assert_eq!(ids.len(), settings.len());
+        for id in &ids {
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')),
+                "{id}"
+            );
+        }
+        assert!(ids.contains("beam_n2_lp-1"));
+        assert!(ids.contains("sample_t0.25_k10_p0.95_s12345678901"));
+    }
+
+    #[test]
+    fn ids_depend_on_values_not_spelling() {
+        let setting = |t: f64| Setting {
+            strategy: Strategy::Sample,
+            temperature: t,
+            top_k: 0,
+            top_p: 1.0,
+            seed: Some(0),
+            num_beams: 1,
+            length_penalty: None,
+            early_stopping: None,
+            samples: 1,
+        };
+        assert_eq!(setting(1.0).id(), "sample_t1_k0_p1_s0");
+        assert_ne!(setting(0.1).id(), setting(0.1 + 1e-12).id());
+        let beam = Setting {
+            strategy: Strategy::Beam,
+            length_penalty: Some(-0.0),
+            early_stopping: Some(EarlyStopping::Never),
+            num_beams: 3,
+            ..setting(0.0)
+        };
+        assert_eq!(beam.id(), "beam_n3_lp0_es-never");
+        assert_eq!(Strategy::Human.to_string(), "human");
+        assert_eq!(Strategy::Sample.as_str(), "sample");
+    }
+
+    #[test]
+    fn planned_tokens_counts_rows_prompts_and_length() {
+        let exp = experiment(
+            "[grid]\ntemperature = [0, 0.5]\nseed = [1, 2]\n[beam]\nnum_beams = [4, 8]\nnum_return_sequences = 2\n",
+        );
+        let settings = expand(&exp).settings;
+        // greedy: 1 row; two sampling settings: 4 rows each; beams: 4 and 8 rows.
+        // 3 prompts × 10 tokens × (1 + 4 + 4 + 4 + 8) rows.
+        assert_eq!(planned_tokens(&exp, &settings), 3 * 10 * 21);
+        assert_eq!(planned_tokens(&exp, &[]), 0);
+    }
+}

@@ -1,0 +1,936 @@
+//! Scores for a set of sampled continuations: diversity (distinct-n, Self-BLEU, Zipf),
+//! degeneration (repetition loops, seq-rep-n), fluency (perplexity), and bootstrap
+//! confidence intervals for any of them.
+//!
+//! Pure math over sequences: token ids (`u32`) or words (`&str`, see [`words`]). Functions
+//! that take a set of samples accept any `&[S]` with `S: AsRef<[T]>`, so `&[Vec<u32>]`,
+//! `&[Vec<&str>]` and the `&[&Vec<_>]` handed out by [`bootstrap_ci_by`] all work.
+//!
+//! Conventions:
+//! - A score that is undefined on its input (no tokens, fewer than two samples, ...)
+//!   is NaN, so a missing value cannot pass for a real 0; each function documents its
+//!   cases. The one exception is [`distinct_n`], which gives 0.0 (the usual convention).
+//! - Results are deterministic: hash maps are only used to count and look up, never
+//!   iterated into a floating-point sum; sums run in sample order; randomness comes from
+//!   ChaCha8 streams seeded by the caller, independent of the rayon thread count.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use rayon::prelude::*;
+
+/// Whitespace-separated words: the tokenisation under distinct-n, Self-BLEU and Zipf
+/// when they are computed on text, as in Texygen (Zhu et al. 2018), which splits on
+/// whitespace. Unicode whitespace counts; punctuation stays attached to its word.
+pub fn words(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
+
+/// Arithmetic mean; NaN for an empty slice (0/0).
+pub fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// distinct-n (Li et al. 2016, "A Diversity-Promoting Objective Function for Neural
+/// Conversation Models"): unique n-grams ÷ total n-grams, pooled over ALL samples of a
+/// setting, so a phrase reused across samples lowers it. N-grams never cross sample
+/// boundaries. Li et al. scale by the number of generated tokens; dividing by the number
+/// of n-grams instead (the common implementation) makes distinct-n exactly 1 for fully
+/// diverse text; the denominators differ by `n − 1` per sample. No n-grams at all (every
+/// sample shorter than `n`) gives 0.0: nothing diverse was produced.
+///
+/// # Panics
+/// If `n == 0`.
+pub fn distinct_n<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S], n: usize) -> f64 {
+    assert!(n > 0, "distinct-n needs n >= 1");
+    let mut unique = HashSet::new();
+    let mut total = 0_usize;
+    for sample in samples {
+        for gram in sample.as_ref().windows(n) {
+            unique.insert(gram);
+            total += 1;
+        }
+    }
+    if total == 0 {
+        0.0
+    } else {
+        unique.len() as f64 / total as f64
+    }
+}
+
+/// Perplexity of one sample, `exp(−(1/T) Σ log p(x_t | x_<t))`, from its per-token
+/// natural-log probabilities. Accumulated in f64 so long samples lose no precision.
+/// No tokens gives NaN (the mean of nothing).
+pub fn perplexity(logprobs: &[f32]) -> f64 {
+    let nll: f64 = logprobs.iter().map(|&lp| -f64::from(lp)).sum();
+    (nll / logprobs.len() as f64).exp()
+}
+
+/// Mean of per-sample perplexities: what Hugging Face `evaluate`'s `perplexity` metric
+/// reports as `mean_perplexity`. Dominated by the worst samples, since perplexity is
+/// convex in the NLL; compare with [`corpus_perplexity`]. Empty gives NaN.
+pub fn mean_perplexity(per_sample: &[f64]) -> f64 {
+    mean(per_sample)
+}
+
+/// Corpus perplexity: `exp` of the token-weighted mean NLL over all samples, i.e. every
+/// token counts once whatever sample it is in (the language-modelling convention for a
+/// test corpus). No tokens at all gives NaN.
+pub fn corpus_perplexity<S: AsRef<[f32]>>(samples: &[S]) -> f64 {
+    let mut nll = 0.0_f64;
+    let mut tokens = 0_usize;
+    for sample in samples {
+        let logprobs = sample.as_ref();
+        nll -= logprobs.iter().map(|&lp| f64::from(lp)).sum::<f64>();
+        tokens += logprobs.len();
+    }
+    (nll / tokens as f64).exp()
+}
+
+/// Holtzman et al. 2020 ("The Curious Case of Neural Text Degeneration") count a sample
+/// as degenerate when it ends in a repetition loop. Here: its last `3·p` tokens are one
+/// phrase of `p ≥ 2` tokens repeated 3 times back to back, for some `p` in `2..=len/3`.
+/// Single-token runs are not loops by this definition unless they are long enough to
+/// count as a 2-token phrase repeated (6 tokens).
+pub fn ends_in_repetition<T: PartialEq>(tokens: &[T]) -> bool {
+    const MIN_PHRASE: usize = 2;
+    const REPEATS: usize = 3;
+    (MIN_PHRASE..=tokens.len() / REPEATS).any(|phrase| {
+        let tail = &tokens[tokens.len() - REPEATS * phrase..];
+        // Period `phrase` over the whole tail is the same as REPEATS equal copies.
+        tail[phrase..].iter().zip(tail).all(|(a, b)| a == b)
+    })
+}
+
+/// Share of samples for which [`ends_in_repetition`] holds. No samples gives NaN.
+pub fn repetition_rate<S: AsRef<[T]>, T: PartialEq>(samples: &[S]) -> f64 {
+    let looping = samples
+        .iter()
+        .filter(|s| ends_in_repetition(s.as_ref()))
+        .count();
+    looping as f64 / samples.len() as f64
+}
+
+/// seq-rep-n (Welleck et al. 2019, "Neural Text Generation with Unlikelihood
+/// Training"): `1 − |unique n-grams| ÷ |n-grams|` within one sample; 0 when no n-gram
+/// repeats. A sample shorter than `n` has no n-grams and gives NaN.
+///
+/// # Panics
+/// If `n == 0`.
+pub fn rep_n<T: Eq + Hash>(tokens: &[T], n: usize) -> f64 {
+    assert!(n > 0, "seq-rep-n needs n >= 1");
+    let unique: HashSet<&[T]> = tokens.windows(n).collect();
+    let total = tokens.windows(n).len();
+    1.0 - unique.len() as f64 / total as f64
+}
+
+/// Mean seq-rep-n over samples, skipping samples shorter than `n` (they have no
+/// n-grams, so no repetition rate). NaN when every sample is skipped.
+///
+/// # Panics
+/// If `n == 0`.
+pub fn mean_rep_n<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S], n: usize) -> f64 {
+    assert!(n > 0, "seq-rep-n needs n >= 1");
+    let rates: Vec<f64> = samples
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|s| s.len() >= n)
+        .map(|s| rep_n(s, n))
+        .collect();
+    mean(&rates)
+}
+
+/// Mean seq-rep-4, the order Welleck et al. 2019 report; see [`mean_rep_n`].
+pub fn mean_rep_4<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S]) -> f64 {
+    mean_rep_n(samples, 4)
+}
+
+/// Zipf coefficient `s` of the unigram distribution pooled over all samples, as
+/// Holtzman et al. 2020 use it: fit `log f = c − s · log r` (frequency `f` of the word at
+/// frequency rank `r`) by ordinary least squares over ALL ranks, and report `s = −slope`,
+/// positive for a Zipfian curve (≈ 1 for human text; larger = a heavier head, less
+/// diverse vocabulary). Their released code (`degen/metrics/zipf.py`, `scipy`
+/// `linregress`) fits only the 5,000 most frequent ranks of GPT-2 token ids; the two
+/// agree whenever there are at most 5,000 distinct words. Fewer than 2 distinct words
+/// gives NaN (no slope).
+pub fn zipf_coefficient<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S]) -> f64 {
+    let mut counts: HashMap<&T, u64> = HashMap::new();
+    for sample in samples {
+        for word in sample.as_ref() {
+            *counts.entry(word).or_default() += 1;
+        }
+    }
+    let mut frequencies: Vec<u64> = counts.into_values().collect();
+    if frequencies.len() < 2 {
+        return f64::NAN;
+    }
+    // Sorting makes the fit independent of hash-map order (ties are equal values).
+    frequencies.sort_unstable_by(|a, b| b.cmp(a));
+    let log_rank: Vec<f64> = (1..=frequencies.len()).map(|r| (r as f64).ln()).collect();
+    let log_freq: Vec<f64> = frequencies.iter().map(|&f| (f as f64).ln()).collect();
+    -least_squares_slope(&log_rank, &log_freq)
+}
+
+/// OLS slope `Σ(x−x̄)(y−ȳ) / Σ(x−x̄)²`, centred first (two passes) for accuracy.
+fn least_squares_slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let (x_mean, y_mean) = (mean(xs), mean(ys));
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (&x, &y) in xs.iter().zip(ys) {
+        sxy += (x - x_mean) * (y - y_mean);
+        sxx += (x - x_mean) * (x - x_mean);
+    }
+    sxy / sxx
+}
+
+/// BLEU-4: n-gram orders 1..=4 with uniform weights 1/4.
+const BLEU_ORDERS: usize = 4;
+
+/// NLTK `SmoothingFunction().method1`'s `epsilon`: a zero clipped count `0/d` becomes
+/// `0.1/d` (Chen & Cherry 2014, smoothing 1).
+const SMOOTHING_EPSILON: f64 = 0.1;
+
+/// Self-BLEU-4 (Zhu et al. 2018, "Texygen"): the mean BLEU-4 of each sample, as the
+/// hypothesis, against all the setting's OTHER samples as references. Higher means the
+/// samples resemble each other (less diverse). See [`self_bleu_4_scores`] for the exact
+/// BLEU definition and the subsampling; this is their mean. Fewer than 2 samples (or
+/// `max_exact == 0`) gives NaN.
+pub fn self_bleu_4<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S], max_exact: usize, seed: u64) -> f64 {
+    mean(&self_bleu_4_scores(samples, max_exact, seed))
+}
+
+/// Per-hypothesis Self-BLEU-4 scores, in ascending sample index order. Each is NLTK 3.x
+/// `sentence_bleu(others, hypothesis, weights=(0.25,)*4,
+/// smoothing_function=SmoothingFunction().method1)`, which Texygen calls:
+/// - modified precision `p_n = Σ_g min(c_hyp(g), max_ref c_ref(g)) / max(1, #hyp n-grams)`
+///   (Papineni et al. 2002: counts clipped by the largest count in any one reference);
+/// - BLEU is 0 when no unigram matches; otherwise method1 smoothing replaces a zero
+///   numerator by `0.1` (keeping the denominator);
+/// - brevity penalty `exp(1 − r/c)` when `c ≤ r` (1 when `c > r`, 0 when `c = 0`), with
+///   `r` the reference length closest to the hypothesis length `c`, the shorter on a tie;
+/// - BLEU = `BP · exp(Σ_n ¼ log p_n)`.
+///
+/// Exact Self-BLEU is quadratic in the number of samples. With more than `max_exact`
+/// samples, only a uniformly drawn subset of `max_exact` hypotheses is scored (ChaCha8
+/// seeded with `seed`), each still against ALL other samples, so each score is exact and
+/// only the mean is estimated. Empty when there are fewer than 2 samples.
+pub fn self_bleu_4_scores<S: AsRef<[T]>, T: Eq + Hash>(
+    samples: &[S],
+    max_exact: usize,
+    seed: u64,
+) -> Vec<f64> {
+    if samples.len() < 2 {
+        return Vec::new();
+    }
+    let ids = intern(samples);
+    let orders: Vec<OrderIndex> = (1..=BLEU_ORDERS)
+        .into_par_iter()
+        .map(|n| OrderIndex::build(&ids, n))
+        .collect();
+    let mut lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+    lengths.sort_unstable();
+    hypothesis_subset(samples.len(), max_exact, seed)
+        .into_par_iter()
+        .map(|h| {
+            let hyp_len = ids[h].len();
+            let mut matches = [0_u64; BLEU_ORDERS];
+            let mut totals = [0_u64; BLEU_ORDERS];
+            for (k, order) in orders.iter().enumerate() {
+                matches[k] = order.clipped_matches(h);
+                totals[k] = (hyp_len + 1).saturating_sub(k + 1) as u64;
+            }
+            let ref_len = closest_other_length(&lengths, hyp_len);
+            sentence_bleu_4(&matches, &totals, hyp_len, ref_len)
+        })
+        .collect()
+}
+
+/// Replaces each distinct word by a dense `u32` id (first-appearance order), so n-grams
+/// of up to 4 words pack exactly into a `u128` key: no hash-collision approximations.
+fn intern<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S]) -> Vec<Vec<u32>> {
+    let mut vocabulary: HashMap<&T, u32> = HashMap::new();
+    samples
+        .iter()
+        .map(|sample| {
+            sample
+                .as_ref()
+                .iter()
+                .map(|word| {
+                    let next = vocabulary.len() as u32;
+                    *vocabulary.entry(word).or_insert(next)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The two largest per-sample counts of one n-gram, and which sample holds the largest.
+/// "Max count over all references except the hypothesis" is then O(1): the top count,
+/// or the runner-up if the hypothesis itself holds the top. Equal top counts in two
+/// samples leave `second == first`, so ties are exact.
+#[derive(Debug, Clone, Copy, Default)]
+struct TopTwo {
+    first: u32,
+    first_sample: u32,
+    second: u32,
+}
+
+impl TopTwo {
+    fn add(&mut self, sample: u32, count: u32) {
+        if count > self.first {
+            self.second = self.first;
+            self.first = count;
+            self.first_sample = sample;
+        } else if count > self.second {
+            self.second = count;
+        }
+    }
+
+    fn max_excluding(&self, sample: u32) -> u32 {
+        if self.first_sample == sample {
+            self.second
+        } else {
+            self.first
+        }
+    }
+}
+
+/// Counts of every n-gram of one order, per sample and across samples.
+struct OrderIndex {
+    /// Per sample: `(n-gram id, count)`, sorted by id.
+    counts: Vec<Vec<(u32, u32)>>,
+    /// Per n-gram id.
+    top: Vec<TopTwo>,
+}
+
+impl OrderIndex {
+    fn build(ids: &[Vec<u32>], n: usize) -> Self {
+        let mut gram_ids: HashMap<u128, u32> = HashMap::new();
+        let mut counts = Vec::with_capacity(ids.len());
+        let mut top: Vec<TopTwo> = Vec::new();
+        let mut grams = Vec::new();
+        for (sample, words) in ids.iter().enumerate() {
+            grams.clear();
+            for gram in words.windows(n) {
+                let key = gram.iter().fold(0_u128, |k, &w| (k << 32) | u128::from(w));
+                let next = gram_ids.len() as u32;
+                grams.push(*gram_ids.entry(key).or_insert(next));
+            }
+            grams.sort_unstable();
+            let runs = run_lengths(&grams);
+            top.resize(gram_ids.len(), TopTwo::default());
+            for &(gram, count) in &runs {
+                top[gram as usize].add(sample as u32, count);
+            }
+            counts.push(runs);
+        }
+        Self { counts, top }
+    }
+
+    /// Σ over the hypothesis' n-grams of min(its count, max count in any other sample).
+    fn clipped_matches(&self, hypothesis: usize) -> u64 {
+        let h = hypothesis as u32;
+        self.counts[hypothesis]
+            .iter()
+            .map(|&(gram, count)| u64::from(count.min(self.top[gram as usize].max_excluding(h))))
+            .sum()
+    }
+}
+
+/// `(value, multiplicity)` of each run in a sorted slice.
+fn run_lengths(sorted: &[u32]) -> Vec<(u32, u32)> {
+    sorted
+        .chunk_by(|a, b| a == b)
+        .map(|run| (run[0], run.len() as u32))
+        .collect()
+}
+
+/// NLTK's `closest_ref_length` against all samples but the hypothesis: `sorted_lengths`
+/// holds every sample's length (the hypothesis' included, at least two entries), so one
+/// occurrence of `hyp_len` is the hypothesis itself. Ties go to the shorter length.
+fn closest_other_length(sorted_lengths: &[usize], hyp_len: usize) -> usize {
+    let lo = sorted_lengths.partition_point(|&l| l < hyp_len);
+    let hi = sorted_lengths.partition_point(|&l| l <= hyp_len);
+    if hi - lo >= 2 {
+        return hyp_len;
+    }
+    let shorter = lo.checked_sub(1).map(|i| sorted_lengths[i]);
+    let longer = sorted_lengths.get(hi).copied();
+    match (shorter, longer) {
+        (Some(s), Some(l)) if hyp_len - s <= l - hyp_len => s,
+        (_, Some(l)) => l,
+        (Some(s), None) => s,
+        (None, None) => hyp_len,
+    }
+}
+
+/// Papineni et al. 2002 brevity penalty as NLTK computes it.
+fn brevity_penalty(ref_len: usize, hyp_len: usize) -> f64 {
+    if hyp_len > ref_len {
+        1.0
+    } else if hyp_len == 0 {
+        0.0
+    } else {
+        (1.0 - ref_len as f64 / hyp_len as f64).exp()
+    }
+}
+
+/// Sentence BLEU-4 from clipped match counts and hypothesis n-gram totals per order,
+/// with NLTK's rules: 0 without a unigram match, method1 smoothing, denominators ≥ 1.
+fn sentence_bleu_4(
+    matches: &[u64; BLEU_ORDERS],
+    totals: &[u64; BLEU_ORDERS],
+    hyp_len: usize,
+    ref_len: usize,
+) -> f64 {
+    if matches[0] == 0 {
+        return 0.0;
+    }
+    let log_precision: f64 = matches
+        .iter()
+        .zip(totals)
+        .map(|(&m, &t)| {
+            let denominator = t.max(1) as f64;
+            let numerator = if m == 0 { SMOOTHING_EPSILON } else { m as f64 };
+            (numerator / denominator).ln() / BLEU_ORDERS as f64
+        })
+        .sum();
+    brevity_penalty(ref_len, hyp_len) * log_precision.exp()
+}
+
+/// Indices of the hypotheses to score: all of them, or a uniform `max_exact`-subset
+/// (partial Fisher–Yates), sorted so the mean sums in sample order.
+fn hypothesis_subset(n: usize, max_exact: usize, seed: u64) -> Vec<usize> {
+    let mut indices: Vec<usize> = (0..n).collect();
+    if n <= max_exact {
+        return indices;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for i in 0..max_exact {
+        let j = i + uniform_below(&mut rng, n - i);
+        indices.swap(i, j);
+    }
+    indices.truncate(max_exact);
+    indices.sort_unstable();
+    indices
+}
+
+/// Unbiased uniform integer in `0..bound` (Lemire 2019, "Fast Random Integer Generation
+/// in an Interval": multiply-shift with rejection of the biased low zone).
+fn uniform_below(rng: &mut impl RngCore, bound: usize) -> usize {
+    assert!(bound > 0, "empty range");
+    let bound = bound as u64;
+    let threshold = bound.wrapping_neg() % bound;
+    loop {
+        let product = u128::from(rng.next_u64()) * u128::from(bound);
+        if product as u64 >= threshold {
+            return (product >> 64) as usize;
+        }
+    }
+}
+
+/// Resample count recommended for cheap statistics (means of per-sample values,
+/// distinct-n, repetition rate, Zipf): the usual 1,000 for a 95 % percentile interval
+/// (Efron & Tibshirani 1993 suggest ≥ 1,000 for percentile intervals; fewer makes the
+/// 2.5 % / 97.5 % tails noisy). For Self-BLEU, prefer [`bootstrap_ci`] over the
+/// per-hypothesis scores from [`self_bleu_4_scores`] (cheap, so 1,000 as well); if you
+/// recompute `self_bleu_4` per resample with [`bootstrap_ci_by`], use about 200
+/// resamples and a smaller `max_exact` (e.g. 200).
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+
+/// 95 % percentile bootstrap CI (Efron 1979) of `statistic` over `values`: resample
+/// `values` with replacement `resamples` times, take the 2.5th and 97.5th percentiles of
+/// the statistic (linear interpolation, numpy's default). Resample `r` draws from ChaCha8
+/// seeded with `seed` on stream `r`, so the interval is repeatable and independent of
+/// the thread count. Resamples whose statistic is NaN are dropped; no values, no
+/// resamples, or all NaN gives `(NaN, NaN)`. See [`BOOTSTRAP_RESAMPLES`].
+pub fn bootstrap_ci(
+    values: &[f64],
+    statistic: impl Fn(&[f64]) -> f64 + Sync,
+    resamples: usize,
+    seed: u64,
+) -> (f64, f64) {
+    percentile_interval(bootstrap_distribution(
+        values.len(),
+        resamples,
+        seed,
+        |picks| {
+            let resample: Vec<f64> = picks.iter().map(|&i| values[i]).collect();
+            statistic(&resample)
+        },
+    ))
+}
+
+/// [`bootstrap_ci`] for a statistic of a whole set of items, e.g. `distinct_n` or
+/// `self_bleu_4` recomputed on each resampled set of samples.
+///
+/// Caveat: a resample with replacement holds each item about 1.6 times on average (only
+/// ~63 % distinct), and set-level diversity scores see those copies as real repeats:
+/// distinct-n drops and Self-BLEU rises (a duplicated hypothesis finds itself among its
+/// references, BLEU 1). The interval is then shifted away from the point estimate. It
+/// still compares settings fairly (every setting is biased the same way), but for
+/// Self-BLEU prefer [`bootstrap_ci`] over [`self_bleu_4_scores`].
+pub fn bootstrap_ci_by<T: Sync>(
+    items: &[T],
+    statistic: impl Fn(&[&T]) -> f64 + Sync,
+    resamples: usize,
+    seed: u64,
+) -> (f64, f64) {
+    percentile_interval(bootstrap_distribution(
+        items.len(),
+        resamples,
+        seed,
+        |picks| {
+            let resample: Vec<&T> = picks.iter().map(|&i| &items[i]).collect();
+            statistic(&resample)
+        },
+    ))
+}
+
+/// The statistic on each of `resamples` resamples of `0..n`, in resample order.
+fn bootstrap_distribution(
+    n: usize,
+    resamples: usize,
+    seed: u64,
+    statistic: impl Fn(&[usize]) -> f64 + Sync,
+) -> Vec<f64> {
+    if n == 0 {
+        return Vec::new();
+    }
+    (0..resamples)
+        .into_par_iter()
+        .map(|r| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(r as u64);
+            let picks: Vec<usize> = (0..n).map(|_| uniform_below(&mut rng, n)).collect();
+            statistic(&picks)
+        })
+        .collect()
+}
+
+/// Central 95 % of the bootstrap distribution, NaN statistics dropped.
+fn percentile_interval(mut statistics: Vec<f64>) -> (f64, f64) {
+    statistics.retain(|s| !s.is_nan());
+    if statistics.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    statistics.sort_unstable_by(f64::total_cmp);
+    (
+        quantile_sorted(&statistics, 0.025),
+        quantile_sorted(&statistics, 0.975),
+    )
+}
+
+/// Quantile `q` of sorted data by linear interpolation between order statistics
+/// (Hyndman & Fan 1996 type 7, numpy's default): position `q·(m−1)`.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let position = q * (sorted.len() - 1) as f64;
+    let lower = position.floor() as usize;
+    let fraction = position - lower as f64;
+    let (a, b) = (sorted[lower], sorted[position.ceil() as usize]);
+    if fraction == 0.0 || a == b {
+        a
+    } else {
+        a + (b - a) * fraction
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOL: f64 = 1e-12;
+
+    fn split_all<'a>(texts: &[&'a str]) -> Vec<Vec<&'a str>> {
+        texts.iter().map(|t| words(t)).collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= TOL * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn words_split_on_any_whitespace() {
+        assert_eq!(words("  a\tb\nc  d, "), vec!["a", "b", "c", "d,"]);
+        assert!(words(" \n ").is_empty());
+    }
+
+    #[test]
+    fn distinct_n_pools_samples_without_crossing_boundaries() {
+        let samples = vec![vec!["a", "b", "a", "b"], vec!["a", "b"]];
+        // Bigrams: ab ba ab | ab -> {ab, ba} of 4.
+        assert_eq!(distinct_n(&samples, 2), 0.5);
+        assert_eq!(distinct_n(&samples, 1), 2.0 / 6.0);
+        // "b c" would appear if n-grams crossed samples: 2 of 2, not 3 of 3.
+        let separate = vec![vec!["a", "b"], vec!["c", "d"]];
+        assert_eq!(distinct_n(&separate, 2), 1.0);
+        assert_eq!(
+            distinct_n(&[vec!["x", "y", "z"], vec!["x", "y", "z"]], 3),
+            0.5
+        );
+    }
+
+    #[test]
+    fn distinct_n_without_ngrams_is_zero() {
+        assert_eq!(distinct_n(&[vec![1_u32, 2]], 3), 0.0);
+        assert_eq!(distinct_n::<Vec<u32>, u32>(&[], 1), 0.0);
+    }
+
+    #[test]
+    fn perplexity_is_exp_mean_nll() {
+        let lp = [0.5_f64.ln() as f32, 0.25_f64.ln() as f32];
+        // NLL = (ln 2 + 2 ln 2) / 2 -> 2^1.5.
+        assert!((perplexity(&lp) - 2.0_f64.powf(1.5)).abs() < 1e-6);
+        assert!((perplexity(&[0.0]) - 1.0).abs() < TOL);
+        assert!(perplexity(&[]).is_nan());
+    }
+
+    #[test]
+    fn mean_and_corpus_perplexity_weight_differently() {
+        let half = 0.5_f64.ln() as f32;
+        let quarter = 0.25_f64.ln() as f32;
+        let samples: Vec<Vec<f32>> = vec![vec![half], vec![quarter; 3]];
+        let per_sample: Vec<f64> = samples.iter().map(|s| perplexity(s)).collect();
+        // Per-sample 2 and 4 -> mean 3; corpus NLL 7 ln 2 over 4 tokens -> 2^(7/4).
+        assert!((mean_perplexity(&per_sample) - 3.0).abs() < 1e-6);
+        assert!((corpus_perplexity(&samples) - 2.0_f64.powf(1.75)).abs() < 1e-6);
+        let slices: Vec<&[f32]> = samples.iter().map(Vec::as_slice).collect();
+        assert_eq!(corpus_perplexity(&slices), corpus_perplexity(&samples));
+        assert!(mean_perplexity(&[]).is_nan());
+        assert!(corpus_perplexity(&[Vec::<f32>::new()]).is_nan());
+    }
+
+    #[test]
+    fn loops_need_three_copies_of_a_multi_token_phrase_at_the_end() {
+        assert!(ends_in_repetition(&[9, 1, 2, 1, 2, 1, 2]));
+        assert!(ends_in_repetition(&[1, 2, 3, 1, 2, 3, 1, 2, 3]));
+        assert!(ends_in_repetition(&[7; 6]));
+        assert!(!ends_in_repetition(&[1, 2, 1, 2])); // two copies only
+        assert!(!ends_in_repetition(&[4, 5, 5, 5])); // one-token phrase
+        assert!(!ends_in_repetition(&[1, 2, 1, 2, 1, 2, 3])); // loop broken at the end
+        assert!(!ends_in_repetition(&[1, 2, 3, 1, 2, 3, 1, 2, 4]));
+        assert!(!ends_in_repetition::<u32>(&[]));
+    }
+
+    #[test]
+    fn repetition_rate_is_share_of_looping_samples() {
+        let samples = vec![vec![1, 2, 1, 2, 1, 2], vec![1, 2, 3], vec![5; 9], vec![]];
+        assert_eq!(repetition_rate(&samples), 0.5);
+        assert!(repetition_rate::<Vec<u32>, u32>(&[]).is_nan());
+    }
+
+    #[test]
+    fn rep_n_counts_repeated_ngrams_within_a_sample() {
+        // Bigrams 12 23 31 12 23: 3 unique of 5.
+        assert!(close(rep_n(&[1, 2, 3, 1, 2, 3], 2), 0.4));
+        assert_eq!(rep_n(&[1, 2, 3, 4], 4), 0.0);
+        assert!(close(rep_n(&[7; 5], 1), 0.8));
+        assert!(rep_n(&[1, 2, 3], 4).is_nan());
+    }
+
+    #[test]
+    fn mean_rep_skips_samples_without_ngrams() {
+        let samples = vec![vec![1, 2, 3, 4, 1, 2, 3, 4], vec![1, 2], vec![5, 6, 7, 8]];
+        // 4-grams of the first: 1234 2341 3412 4123 1234 -> 1 - 4/5; second skipped.
+        assert!(close(mean_rep_4(&samples), (0.2 + 0.0) / 2.0));
+        assert!(mean_rep_4(&[vec![1, 2]]).is_nan());
+    }
+
+    #[test]
+    fn zipf_recovers_exact_power_laws() {
+        // f = 12 / r: s = 1.
+        let mut sample = Vec::new();
+        for (word, count) in [("a", 12), ("b", 6), ("c", 4), ("d", 3)] {
+            sample.extend(std::iter::repeat_n(word, count));
+        }
+        assert!(close(zipf_coefficient(&[sample]), 1.0));
+        // f = 36 / r²: s = 2, split across samples.
+        let samples = vec![vec![1_u32; 20], vec![1; 16], vec![2; 9], vec![3; 4]];
+        assert!(close(zipf_coefficient(&samples), 2.0));
+    }
+
+    #[test]
+    fn zipf_needs_two_distinct_words() {
+        assert!(zipf_coefficient(&[vec!["a", "a"], vec!["a"]]).is_nan());
+        assert!(zipf_coefficient::<Vec<u32>, u32>(&[]).is_nan());
+        // Flat distribution: slope 0.
+        assert_eq!(zipf_coefficient(&[vec![1, 2, 3]]), 0.0);
+    }
+
+    // Expected Self-BLEU values below came from NLTK 3.10.4: for each sample i,
+    // `sentence_bleu(others, hyp_i, weights=(0.25,)*4,
+    // smoothing_function=SmoothingFunction().method1)` on `str.split()` tokens, then the
+    // mean over samples.
+
+    #[test]
+    fn self_bleu_matches_nltk_with_brevity_penalty_and_short_samples() {
+        let samples = split_all(&[
+            "the cat sat on the mat",
+            "the cat sat on a mat",
+            "a dog ran in the park today",
+            "the cat",
+        ]);
+        let nltk = [
+            0.537284965911771,
+            0.5623413251903491,
+            0.039281465090051315,
+            0.04279677428117006,
+        ];
+        let scores = self_bleu_4_scores(&samples, usize::MAX, 0);
+        for (got, want) in scores.iter().zip(nltk) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        assert!(close(self_bleu_4(&samples, 100, 0), 0.29542613261833534));
+    }
+
+    #[test]
+    fn self_bleu_matches_nltk_with_clipping_ties_and_empty_sample() {
+        let samples = split_all(&[
+            "the the the the the the the",
+            "the cat is on the mat",
+            "there is a cat on the mat",
+            "",
+            "on the mat the cat is",
+        ]);
+        let nltk = [
+            0.039281465090051315,
+            0.33980884896942454,
+            0.18575057999133598,
+            0.0,
+            0.33980884896942454,
+        ];
+        let scores = self_bleu_4_scores(&samples, usize::MAX, 0);
+        for (got, want) in scores.iter().zip(nltk) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        assert!(close(self_bleu_4(&samples, 5, 0), 0.18092994860404726));
+    }
+
+    #[test]
+    fn self_bleu_duplicates_and_disjoint_samples() {
+        // NLTK: [1.0, 1.0, 0] and [0, 0].
+        let dup = split_all(&["a b c d e", "a b c d e", "x y z"]);
+        assert!(close(self_bleu_4(&dup, 10, 0), 2.0 / 3.0));
+        let disjoint = split_all(&["one two three", "four five six seven eight nine ten eleven"]);
+        assert_eq!(self_bleu_4(&disjoint, 10, 0), 0.0);
+    }
+
+    #[test]
+    fn self_bleu_needs_two_samples() {
+        assert!(self_bleu_4(&[vec!["a", "b"]], 10, 0).is_nan());
+        assert!(self_bleu_4::<Vec<&str>, &str>(&[], 10, 0).is_nan());
+        assert!(self_bleu_4(&[vec!["a"], vec!["a"]], 0, 0).is_nan());
+    }
+
+    /// NLTK's algorithm written out directly (quadratic, no precomputation).
+    fn naive_sentence_bleu(refs: &[&Vec<u32>], hyp: &[u32]) -> f64 {
+        let counts = |s: &[u32], n: usize| {
+            let mut m: HashMap<Vec<u32>, u32> = HashMap::new();
+            for g in s.windows(n) {
+                *m.entry(g.to_vec()).or_default() += 1;
+            }
+            m
+        };
+        let mut matches = [0_u64; 4];
+        let mut totals = [0_u64; 4];
+        for n in 1..=4 {
+            let ref_counts: Vec<_> = refs.iter().map(|r| counts(r, n)).collect();
+            for (g, c) in counts(hyp, n) {
+                let max_ref = ref_counts
+                    .iter()
+                    .map(|rc| rc.get(&g).copied().unwrap_or(0))
+                    .max();
+                matches[n - 1] += u64::from(c.min(max_ref.unwrap_or(0)));
+                totals[n - 1] += u64::from(c);
+            }
+        }
+        let ref_len = refs
+            .iter()
+            .map(|r| r.len())
+            .min_by_key(|&l| (l.abs_diff(hyp.len()), l))
+            .unwrap();
+        sentence_bleu_4(&matches, &totals, hyp.len(), ref_len)
+    }
+
+    fn random_samples(count: usize, max_len: usize, vocab: usize, seed: u64) -> Vec<Vec<u32>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..count)
+            .map(|_| {
+                let len = uniform_below(&mut rng, max_len + 1);
+                // Skewed toward small ids so n-grams repeat within and across samples.
+                (0..len)
+                    .map(|_| {
+                        let bucket = uniform_below(&mut rng, vocab) + 1;
+                        uniform_below(&mut rng, bucket) as u32
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_self_bleu_equals_naive_nltk_algorithm() {
+        for seed in 0..5 {
+            let samples = random_samples(40, 14, 6, seed);
+            let fast = self_bleu_4_scores(&samples, usize::MAX, 0);
+            for (h, got) in fast.iter().enumerate() {
+                let refs: Vec<&Vec<u32>> = samples
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != h)
+                    .map(|(_, s)| s)
+                    .collect();
+                let want = naive_sentence_bleu(&refs, &samples[h]);
+                assert!(close(*got, want), "seed {seed} sample {h}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn capped_self_bleu_scores_a_seeded_subset_against_all_samples() {
+        let samples = random_samples(30, 12, 5, 7);
+        let all = self_bleu_4_scores(&samples, usize::MAX, 0);
+        let picked = hypothesis_subset(samples.len(), 10, 42);
+        assert_eq!(picked.len(), 10);
+        assert!(picked.windows(2).all(|w| w[0] < w[1]));
+        let want: Vec<f64> = picked.iter().map(|&i| all[i]).collect();
+        assert_eq!(self_bleu_4_scores(&samples, 10, 42), want);
+        assert_eq!(self_bleu_4(&samples, 10, 42), mean(&want));
+        assert_ne!(hypothesis_subset(samples.len(), 10, 43), picked);
+    }
+
+    #[test]
+    fn top_two_excludes_only_the_holder() {
+        let mut t = TopTwo::default();
+        for (sample, count) in [(0, 2), (1, 5), (2, 3)] {
+            t.add(sample, count);
+        }
+        assert_eq!(
+            (t.max_excluding(1), t.max_excluding(0), t.max_excluding(2)),
+            (3, 5, 5)
+        );
+        t.add(3, 5); // tie at the top
+        assert_eq!(t.max_excluding(1), 5);
+    }
+
+    #[test]
+    fn closest_other_length_follows_nltk_tie_rule() {
+        // Hypothesis length 5 appears once (itself): 3 and 7 tie -> shorter.
+        assert_eq!(closest_other_length(&[3, 5, 7], 5), 3);
+        assert_eq!(closest_other_length(&[3, 5, 6], 5), 6);
+        assert_eq!(closest_other_length(&[3, 5, 5, 9], 5), 5);
+        assert_eq!(closest_other_length(&[5, 9], 5), 9);
+        assert_eq!(closest_other_length(&[1, 5], 5), 1);
+    }
+
+    #[test]
+    fn brevity_penalty_cases() {
+        assert_eq!(brevity_penalty(6, 7), 1.0);
+        assert_eq!(brevity_penalty(6, 0), 0.0);
+        assert!(close(brevity_penalty(6, 2), (-2.0_f64).exp()));
+        assert_eq!(brevity_penalty(4, 4), 1.0);
+    }
+
+    #[test]
+    fn uniform_below_stays_in_range_and_covers_it() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut seen = [0_u32; 7];
+        for _ in 0..7000 {
+            seen[uniform_below(&mut rng, 7)] += 1;
+        }
+        assert!(seen.iter().all(|&c| (800..1200).contains(&c)), "{seen:?}");
+        assert_eq!(uniform_below(&mut rng, 1), 0);
+    }
+
+    #[test]
+    fn quantile_interpolates_like_numpy() {
+        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
+        // numpy.percentile([1..5], [2.5, 97.5]) = [1.1, 4.9].
+        assert!(close(quantile_sorted(&sorted, 0.025), 1.1));
+        assert!(close(quantile_sorted(&sorted, 0.975), 4.9));
+        assert_eq!(quantile_sorted(&[0.1; 3], 0.3), 0.1);
+        assert_eq!(quantile_sorted(&[f64::INFINITY; 2], 0.5), f64::INFINITY);
+    }
+
+    #[test]
+    fn bootstrap_ci_of_constant_is_degenerate_and_of_mean_is_plausible() {
+        assert_eq!(bootstrap_ci(&[0.25; 20], mean, 200, 3), (0.25, 0.25));
+        // Mean of 0..100: σ/√n ≈ 2.89, so ≈ 49.5 ± 5.7.
+        let values: Vec<f64> = (0..100).map(f64::from).collect();
+        let (lo, hi) = bootstrap_ci(&values, mean, 1000, 3);
+        assert!(
+            (42.0..46.5).contains(&lo) && (52.5..57.0).contains(&hi),
+            "{lo} {hi}"
+        );
+    }
+
+    #[test]
+    fn bootstrap_is_repeatable_and_thread_count_independent() {
+        let values: Vec<f64> = (0..50).map(|i| f64::from(i * i % 17)).collect();
+        let run = |threads: usize, seed: u64| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| bootstrap_ci(&values, mean, 300, seed))
+        };
+        assert_eq!(run(1, 9), run(3, 9));
+        assert_ne!(run(2, 9), run(2, 10));
+    }
+
+    #[test]
+    fn bootstrap_ci_by_resamples_whole_samples() {
+        let samples = random_samples(30, 20, 8, 1);
+        let (lo, hi) = bootstrap_ci_by(&samples, |s| distinct_n(s, 2), 200, 5);
+        assert!(lo <= hi && lo > 0.0 && hi <= 1.0, "{lo} {hi}");
+        let (lo, hi) = bootstrap_ci_by(&samples, |s| self_bleu_4(s, 10, 0), 20, 5);
+        assert!(lo <= hi && (0.0..=1.0).contains(&lo), "{lo} {hi}");
+        // The documented duplicate bias: distinct-1 of two disjoint samples is 1, but half
+        // the resamples hold one sample twice (0.5), so the interval reaches down to 0.5.
+        let two = vec![vec![1_u32, 2], vec![3, 4]];
+        assert_eq!(distinct_n(&two, 1), 1.0);
+        assert_eq!(
+            bootstrap_ci_by(&two, |s| distinct_n(s, 1), 200, 0),
+            (0.5, 1.0)
+        );
+    }
+
+    #[test]
+    fn bootstrap_of_nothing_is_nan() {
+        let (lo, hi) = bootstrap_ci(&[], mean, 100, 0);
+        assert!(lo.is_nan() && hi.is_nan());
+        let (lo, hi) = bootstrap_ci(&[1.0, 2.0], mean, 0, 0);
+        assert!(lo.is_nan() && hi.is_nan());
+        let (lo, hi) = bootstrap_ci(&[1.0, 2.0], |_| f64::NAN, 10, 0);
+        assert!(lo.is_nan() && hi.is_nan());
+    }
+
+    /// Timing check for the brief's target: `cargo test --release -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn self_bleu_timing_1000_samples_of_200_words() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        // Zipf-like vocabulary of 20k words so n-grams recur as in real text.
+        let vocab: Vec<String> = (0..20_000).map(|i| format!("w{i}")).collect();
+        let texts: Vec<Vec<&str>> = (0..1000)
+            .map(|_| {
+                (0..200)
+                    .map(|_| {
+                        let bucket = uniform_below(&mut rng, vocab.len()) + 1;
+                        vocab[uniform_below(&mut rng, bucket)].as_str()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut fastest = f64::INFINITY;
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let score = self_bleu_4(&texts, 1000, 0);
+            let seconds = start.elapsed().as_secs_f64();
+            println!("self_bleu_4: 1000 x 200 words -> {score:.6} in {seconds:.3} s");
+            fastest = fastest.min(seconds);
+        }
+        assert!(fastest < 3.0);
+    }
+}

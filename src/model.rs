@@ -1,0 +1,406 @@
+//! GPT-2, read top to bottom like the paper: token + position embeddings, `n_layer`
+//! pre-LayerNorm blocks of causal self-attention and a `gelu_new` MLP, a final LayerNorm, and
+//! an LM head tied to the token embedding.
+//!
+//! The model knows nothing of files, TOML or sampling: `checkpoint` fills its weights,
+//! `generate` drives it. Linear weights are stored `[in, out]`, the layout of Hugging Face's
+//! `Conv1D`, so GPT-2 checkpoints load without a transpose.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// The end-of-text token of the GPT-2 BPE vocabulary.
+pub const GPT2_EOS: u32 = 50256;
+
+/// The shape of a GPT-2 model, as written in a Hugging Face `config.json`.
+///
+/// Keys follow transformers' `GPT2Config`; `n_ctx` is accepted for older files that used it
+/// instead of `n_positions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    #[serde(alias = "n_ctx")]
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    #[serde(default = "default_layer_norm_epsilon")]
+    pub layer_norm_epsilon: f64,
+    /// The token that ends a text; generation stops a row when it is produced.
+    #[serde(default = "default_eos")]
+    pub eos_token_id: u32,
+}
+
+fn default_layer_norm_epsilon() -> f64 {
+    1e-5
+}
+
+fn default_eos() -> u32 {
+    GPT2_EOS
+}
+
+impl Gpt2Config {
+    /// The 124M-parameter `gpt2`.
+    pub fn gpt2() -> Self {
+        Self::with_shape(12, 12, 768)
+    }
+
+    /// `distilgpt2`: `gpt2` with six layers.
+    pub fn distilgpt2() -> Self {
+        Self::with_shape(6, 12, 768)
+    }
+
+    pub fn gpt2_medium() -> Self {
+        Self::with_shape(24, 16, 1024)
+    }
+
+    pub fn gpt2_large() -> Self {
+        Self::with_shape(36, 20, 1280)
+    }
+
+    pub fn gpt2_xl() -> Self {
+        Self::with_shape(48, 25, 1600)
+    }
+
+    /// A GPT-2-vocabulary model of the given depth, heads and width, with GPT-2's context.
+    pub fn with_shape(n_layer: usize, n_head: usize, n_embd: usize) -> Self {
+        Self {
+            vocab_size: 50257,
+            n_positions: 1024,
+            n_embd,
+            n_layer,
+            n_head,
+            layer_norm_epsilon: 1e-5,
+            eos_token_id: GPT2_EOS,
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    /// Parameters, counting the tied LM head once.
+    pub fn num_params(&self) -> usize {
+        let c = self.n_embd;
+        let block = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c);
+        self.vocab_size * c + self.n_positions * c + self.n_layer * block + 2 * c
+    }
+
+    /// A config that cannot describe a working model is refused here rather than as a shape
+    /// panic deep in a matmul.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            return Err(format!(
+                "n_embd ({}) must be a multiple of n_head ({})",
+                self.n_embd, self.n_head
+            ));
+        }
+        if !(self.layer_norm_epsilon > 0.0) {
+            return Err("layer_norm_epsilon must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Keys and values of every layer for the positions seen so far, `[batch, n_head, len, head_dim]`.
+///
+/// A prompt is run once; its cache is then repeated for every sample of that prompt, and each
+/// decoding step appends one position instead of re-running the prefix.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+}
+
+impl KvCache {
+    pub fn empty() -> Self {
+        Self { layers: Vec::new() }
+    }
+
+    /// Positions already held.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dims()[0])
+    }
+
+    /// Rows `indices` of this cache, in that order (rows may repeat): how beams are reordered,
+    /// finished rows dropped and a one-row prompt cache widened to many samples.
+    pub fn select(&self, indices: &[usize]) -> Self {
+        let Some((k, _)) = self.layers.first() else {
+            return Self::empty();
+        };
+        let device = k.device();
+        let ids: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [indices.len()]), &device);
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|(k, v)| (k.clone().select(0, ids.clone()), v.clone().select(0, ids.clone())))
+                .collect(),
+        }
+    }
+
+    /// This one-row cache repeated `n` times.
+    pub fn repeat(&self, n: usize) -> Self {
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|(k, v)| (k.clone().repeat_dim(0, n), v.clone().repeat_dim(0, n)))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query, key and value projections in one matrix, `[n_embd, 3 * n_embd]`.
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    pub n_head: usize,
+}
+
+impl Attention {
+    /// `x` holds the new positions `[batch, new, n_embd]`; `past` the cached ones, which the new
+    /// positions all see. Within the new positions attention is causal.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [batch, new, n_embd] = x.dims();
+        let head_dim = n_embd / self.n_head;
+        let heads = |t: Tensor<3>| {
+            t.reshape([batch, new, self.n_head, head_dim])
+                .swap_dims(1, 2)
+        };
+        let qkv = self.c_attn.forward(x);
+        let mut parts = qkv.chunk(3, 2).into_iter();
+        let (q, k, v) = (
+            heads(parts.next().unwrap()),
+            heads(parts.next().unwrap()),
+            heads(parts.next().unwrap()),
+        );
+        let (k, v) = match past {
+            Some((pk, pv)) => (
+                Tensor::cat(vec![pk.clone(), k], 2),
+                Tensor::cat(vec![pv.clone(), v], 2),
+            ),
+            None => (k, v),
+        };
+        let total = k.dims()[2];
+        let scores = q
+            .matmul(k.clone().swap_dims(2, 3))
+            .mul_scalar(1.0 / (head_dim as f64).sqrt());
+        let scores = if new > 1 {
+            let mask = causal_mask(new, total, &scores.device());
+            scores.mask_fill(mask.unsqueeze::<4>().expand([batch, self.n_head, new, total]), f32::NEG_INFINITY)
+        } else {
+            scores
+        };
+        let y = softmax(scores, 3).matmul(v.clone());
+        let y = y.swap_dims(1, 2).reshape([batch, new, n_embd]);
+        (self.c_proj.forward(y), (k, v))
+    }
+}
+
+/// `true` where query `i` (the `i`-th of the `new` last positions) may not see key `j`.
+fn causal_mask(new: usize, total: usize, device: &Device) -> Tensor<2, Bool> {
+    let past = total - new;
+    let mask: Vec<bool> = (0..new)
+        .flat_map(|i| (0..total).map(move |j| j > past + i))
+        .collect();
+    Tensor::from_data(TensorData::new(mask, [new, total]), device)
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        // GPT-2's `gelu_new` is the tanh approximation; the exact erf GELU drifts by ~1e-3.
+        self.c_proj.forward(gelu_approximate(self.c_fc.forward(x)))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: Attention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), past);
+        let x = x + a;
+        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
+        (x, kv)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embedding `[vocab_size, n_embd]`, also the LM head.
+    pub wte: Param<Tensor<2>>,
+    /// Position embedding `[n_positions, n_embd]`.
+    pub wpe: Param<Tensor<2>>,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+    /// `wte` transposed once, for inference: the tied head read through a transposed view
+    /// costs several times a contiguous `[n_embd, vocab]` matmul on CPU backends.
+    #[module(skip)]
+    pub lm_head: Option<Tensor<2>>,
+    #[module(skip)]
+    pub config: Gpt2Config,
+}
+
+impl Gpt2 {
+    /// A freshly initialised model, as GPT-2 and nanoGPT initialise one: N(0, 0.02) weights,
+    /// residual projections scaled by 1/sqrt(2 n_layer), zero biases, unit LayerNorms.
+    pub fn init(config: &Gpt2Config, device: &Device) -> Self {
+        use burn::nn::Initializer;
+        let c = config.n_embd;
+        let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
+        let residual_std = 0.02 / (2.0 * config.n_layer as f64).sqrt();
+        let linear = |d_in, d_out, std| {
+            LinearConfig::new(d_in, d_out)
+                .with_initializer(normal(std))
+                .init(device)
+        };
+        let zero_bias = |mut l: Linear| {
+            l.bias = l.bias.map(|b| b.map(|t| t.zeros_like()));
+            l
+        };
+        let ln = || {
+            LayerNormConfig::new(c)
+                .with_epsilon(config.layer_norm_epsilon)
+                .init(device)
+        };
+        let h = (0..config.n_layer)
+            .map(|_| Block {
+                ln_1: ln(),
+                attn: Attention {
+                    c_attn: zero_bias(linear(c, 3 * c, 0.02)),
+                    c_proj: zero_bias(linear(c, c, residual_std)),
+                    n_head: config.n_head,
+                },
+                ln_2: ln(),
+                mlp: Mlp {
+                    c_fc: zero_bias(linear(c, 4 * c, 0.02)),
+                    c_proj: zero_bias(linear(4 * c, c, residual_std)),
+                },
+            })
+            .collect();
+        Self {
+            wte: normal(0.02).init([config.vocab_size, c], device),
+            wpe: normal(0.01).init([config.n_positions, c], device),
+            h,
+            ln_f: ln(),
+            lm_head: None,
+            config: config.clone(),
+        }
+    }
+
+    /// Prepare for decoding: materialise the transposed LM head. Training must not call this,
+    /// since the copy does not follow updates to `wte`.
+    pub fn for_inference(mut self) -> Self {
+        let wte = self.wte.val();
+        let [vocab, c] = wte.dims();
+        let device = wte.device();
+        let data: Vec<f32> = wte.into_data().try_into_vec::<f32>().expect("f32 weights");
+        let mut t = vec![0f32; vocab * c];
+        for (row, chunk) in data.chunks_exact(c).enumerate() {
+            for (col, &x) in chunk.iter().enumerate() {
+                t[col * vocab + row] = x;
+            }
+        }
+        self.lm_head = Some(Tensor::from_data(TensorData::new(t, [c, vocab]), &device));
+        self
+    }
+
+    pub fn device(&self) -> Device {
+        self.wte.val().device()
+    }
+
+    /// Run `tokens` `[batch, new]` after the positions held in `cache`, appending theirs.
+    /// Returns the final hidden states `[batch, new, n_embd]` (after `ln_f`).
+    pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let [_, new] = tokens.dims();
+        let past = cache.len();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(past as i64..(past + new) as i64, &device);
+        let x = burn::tensor::module::embedding(self.wte.val(), tokens)
+            + self.wpe.val().select(0, positions).unsqueeze::<3>();
+        let mut x = x;
+        let mut layers = Vec::with_capacity(self.h.len());
+        for (i, block) in self.h.iter().enumerate() {
+            let (y, kv) = block.forward(x, cache.layers.get(i));
+            x = y;
+            layers.push(kv);
+        }
+        cache.layers = layers;
+        self.ln_f.forward(x)
+    }
+
+    /// Logits `[batch, new, vocab]` from hidden states.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [batch, new, c] = hidden.dims();
+        let w = match &self.lm_head {
+            Some(w) => w.clone(),
+            None => self.wte.val().transpose(),
+        };
+        let vocab = w.dims()[1];
+        hidden
+            .reshape([batch * new, c])
+            .matmul(w)
+            .reshape([batch, new, vocab])
+    }
+
+    /// Logits for every position of `tokens` `[batch, len]`, with no cache: training and scoring.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let mut cache = KvCache::empty();
+        self.head(self.forward_hidden(tokens, &mut cache))
+    }
+
+    /// Logits `[batch, vocab]` of the last of the new positions only: decoding never needs
+    /// the others, and the head is the largest matmul of a small model.
+    pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let hidden = self.forward_hidden(tokens, cache);
+        let [batch, new, c] = hidden.dims();
+        let last = hidden.slice([0..batch, new - 1..new, 0..c]);
+        let logits = self.head(last);
+        let vocab = logits.dims()[2];
+        logits.reshape([batch, vocab])
+    }
+}

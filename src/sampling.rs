@@ -1,0 +1,355 @@
+//! The sampling pipeline, one function per stage in the order the textbook (and transformers'
+//! `generate`) applies them:
+//!
+//! temperature → softmax → top-k → renormalise → top-p → renormalise → draw.
+//!
+//! Everything here works on one row of logits read back from the model, so it is independent
+//! of the model and of the backend. [`filtered_distribution`] is the plain reference: each
+//! stage a separate full-vocabulary pass. [`sample_token`] draws from exactly that
+//! distribution without materialising it — partial selection instead of a vocabulary sort —
+//! and is what generation runs.
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+/// One sampling setting. `temperature == 0` means greedy (argmax); `top_k == 0` and
+/// `top_p == 1.0` switch those filters off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+}
+
+impl SamplingParams {
+    pub const GREEDY: Self = Self {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+    };
+
+    /// Pure ancestral sampling: T = 1, no filters.
+    pub const PURE: Self = Self {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+    };
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+}
+
+/// The random stream of one sample.
+///
+/// A sample's stream depends only on `(seed, prompt_index, sample_index)`, never on batch
+/// composition, thread count or the order settings run in, so any sample can be regenerated
+/// alone. ChaCha20 is a fixed, documented algorithm: key = `seed` as 8 little-endian bytes
+/// followed by 24 zero bytes, stream id = `prompt_index · 2³² + sample_index`. Each decoding
+/// step consumes one `u64`, turned into a uniform in [0, 1) by its top 53 bits.
+pub fn sample_rng(seed: u64, prompt_index: u32, sample_index: u32) -> ChaCha20Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut rng = ChaCha20Rng::from_seed(key);
+    rng.set_stream(((prompt_index as u64) << 32) | sample_index as u64);
+    rng
+}
+
+/// A uniform draw in [0, 1) with 53 random bits.
+pub fn uniform(rng: &mut impl RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Logits divided by the temperature. Greedy (T = 0) is not a distribution, so it is handled
+/// by [`argmax`] instead; here T must be positive.
+pub fn apply_temperature(logits: &[f32], temperature: f64) -> Vec<f32> {
+    assert!(temperature > 0.0, "temperature must be positive here");
+    logits
+        .iter()
+        .map(|&l| (l as f64 / temperature) as f32)
+        .collect()
+}
+
+/// Softmax in f64, shifted by the maximum so that large logits do not overflow.
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / total).collect()
+}
+
+/// `log softmax(logits)[token]`: the log-probability of `token` under the model's own
+/// distribution (T = 1, no filtering), which is what perplexity is computed from.
+pub fn log_prob(logits: &[f32], token: usize) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    (logits[token] as f64 - max - total.ln()) as f32
+}
+
+/// The index of the largest logit; the first one on a tie, as `torch.argmax` returns.
+pub fn argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Keep the `k` most probable tokens and every token tied with the k-th, then renormalise.
+/// `k == 0` or `k >= vocab` keeps everything (transformers clamps k to the vocabulary).
+pub fn top_k(probs: &[f64], k: usize) -> Vec<f64> {
+    if k == 0 || k >= probs.len() {
+        return probs.to_vec();
+    }
+    let threshold = kth_largest(probs, k);
+    renormalise(probs.iter().map(|&p| if p >= threshold { p } else { 0.0 }).collect())
+}
+
+/// Keep the smallest most-probable prefix whose mass reaches `p`: a token survives when the
+/// mass of the tokens strictly more probable than it is below `p`, so the token that crosses
+/// `p` is kept (transformers' `TopPLogitsWarper`) and at least one token always survives.
+/// Then renormalise. `p >= 1` keeps everything.
+pub fn top_p(probs: &[f64], p: f64) -> Vec<f64> {
+    if p >= 1.0 {
+        return probs.to_vec();
+    }
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let mut kept = vec![0.0; probs.len()];
+    let mut above = 0.0;
+    for (rank, &i) in order.iter().enumerate() {
+        if rank > 0 && above >= p {
+            break;
+        }
+        kept[i] = probs[i];
+        above += probs[i];
+    }
+    renormalise(kept)
+}
+
+/// The whole pipeline as separate full-vocabulary passes: the distribution a row samples
+/// from. Greedy returns the one-hot distribution of the argmax.
+pub fn filtered_distribution(logits: &[f32], params: &SamplingParams) -> Vec<f64> {
+    if params.is_greedy() {
+        let mut one_hot = vec![0.0; logits.len()];
+        one_hot[argmax(logits)] = 1.0;
+        return one_hot;
+    }
+    let scaled = apply_temperature(logits, params.temperature);
+    let probs = softmax(&scaled);
+    let probs = top_k(&probs, params.top_k);
+    top_p(&probs, params.top_p)
+}
+
+fn renormalise(mut probs: Vec<f64>) -> Vec<f64> {
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    probs
+}
+
+fn kth_largest(values: &[f64], k: usize) -> f64 {
+    let mut copy = values.to_vec();
+    let (_, kth, _) = copy.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    *kth
+}
+
+/// Draw one token from [`filtered_distribution`]`(logits, params)`.
+///
+/// Instead of a full softmax-sort-cumsum per stage, the top-k survivors are found by partial
+/// selection and only the top-p candidates are sorted, growing the sorted prefix until it
+/// holds the mass `p`. Greedy consumes no randomness, so a greedy row's stream is unused.
+pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut impl RngCore) -> usize {
+    if params.is_greedy() {
+        return argmax(logits);
+    }
+    let t = params.temperature;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weight = |l: f32| ((l as f64 - max) / t).exp();
+
+    // Top-k candidates: every token whose logit reaches the k-th largest logit.
+    let vocab = logits.len();
+    let mut candidates: Vec<(usize, f64)> = if params.top_k > 0 && params.top_k < vocab {
+        let mut copy = logits.to_vec();
+        let (_, kth, _) = copy.select_nth_unstable_by(params.top_k - 1, |a, b| b.total_cmp(a));
+        let kth = *kth;
+        logits
+            .iter()
+            .enumerate()
+            .filter(|&(_, &l)| l >= kth)
+            .map(|(i, &l)| (i, weight(l)))
+            .collect()
+    } else {
+        logits.iter().enumerate().map(|(i, &l)| (i, weight(l))).collect()
+    };
+    let mass: f64 = candidates.iter().map(|&(_, w)| w).sum();
+
+    if params.top_p < 1.0 {
+        let kept = nucleus(&mut candidates, mass * params.top_p);
+        candidates.truncate(kept);
+    }
+    let total: f64 = candidates.iter().map(|&(_, w)| w).sum();
+    let target = uniform(rng) * total;
+    let mut acc = 0.0;
+    for &(i, w) in &candidates {
+        acc += w;
+        if target < acc {
+            return i;
+        }
+    }
+    // Rounding can leave `target` a hair above the last partial sum.
+    candidates.last().map(|&(i, _)| i).unwrap_or(0)
+}
+
+/// Sort the most probable candidates to the front (by weight, then index) and return how many
+/// form the nucleus: the prefix up to and including the token where the mass above reaches
+/// `threshold`. Only a growing prefix is sorted, since the nucleus is usually small.
+fn nucleus(candidates: &mut [(usize, f64)], threshold: f64) -> usize {
+    let by_weight = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let n = candidates.len();
+    let mut prefix = 64.min(n);
+    loop {
+        if prefix < n {
+            candidates.select_nth_unstable_by(prefix - 1, by_weight);
+        }
+        candidates[..prefix].sort_by(by_weight);
+        let mut above = 0.0;
+        for (rank, &(_, w)) in candidates[..prefix].iter().enumerate() {
+            if rank > 0 && above >= threshold {
+                return rank;
+            }
+            above += w;
+        }
+        if prefix == n || above >= threshold {
+            return prefix;
+        }
+        prefix = (prefix * 4).min(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+    }
+
+    const LOGITS: [f32; 8] = [2.0, 1.0, 0.5, 0.5, 0.5, -1.0, -3.0, 0.0];
+
+    #[test]
+    fn filters_keep_their_input_and_at_least_one_token_and_sum_to_one() {
+        let probs = softmax(&LOGITS);
+        let before = probs.clone();
+        for k in [0, 1, 2, 3, 8, 100] {
+            let out = top_k(&probs, k);
+            assert!(out.iter().filter(|&&p| p > 0.0).count() >= 1);
+            assert!((out.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+        }
+        for p in [1e-12, 0.1, 0.5, 0.9, 0.999, 1.0] {
+            let out = top_p(&probs, p);
+            assert!(out.iter().filter(|&&x| x > 0.0).count() >= 1);
+            assert!((out.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+        }
+        assert_eq!(probs, before);
+    }
+
+    #[test]
+    fn top_k_keeps_ties_with_the_kth_value() {
+        // k = 3 lands on a three-way tie at 0.5: all three stay, five tokens in all.
+        let out = top_k(&softmax(&LOGITS), 3);
+        let kept: Vec<usize> = (0..8).filter(|&i| out[i] > 0.0).collect();
+        assert_eq!(kept, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn top_p_keeps_the_token_that_crosses_p() {
+        let probs = vec![0.5, 0.25, 0.125, 0.125];
+        // 0.5 + 0.25 reaches 0.75 exactly: the third token is not needed.
+        assert!(close(&top_p(&probs, 0.75), &[2.0 / 3.0, 1.0 / 3.0, 0.0, 0.0], 1e-12));
+        // Just above the boundary the crossing token 0.125 joins.
+        let out = top_p(&probs, 0.7500001);
+        assert!(out[2] > 0.0 && out[3] == 0.0);
+        // p → 0 keeps the single most probable token.
+        assert!(close(&top_p(&probs, 1e-9), &[1.0, 0.0, 0.0, 0.0], 0.0));
+    }
+
+    #[test]
+    fn greedy_is_the_argmax_and_takes_the_first_of_a_tie() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        let d = filtered_distribution(&[1.0, 3.0, 3.0, 2.0], &SamplingParams::GREEDY);
+        assert_eq!(d, vec![0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn temperature_sharpens_and_flattens() {
+        let cold = filtered_distribution(&LOGITS, &SamplingParams { temperature: 0.5, ..SamplingParams::PURE });
+        let hot = filtered_distribution(&LOGITS, &SamplingParams { temperature: 2.0, ..SamplingParams::PURE });
+        let plain = softmax(&LOGITS);
+        assert!(cold[0] > plain[0] && plain[0] > hot[0]);
+    }
+
+    #[test]
+    fn log_prob_matches_log_of_softmax() {
+        let probs = softmax(&LOGITS);
+        for (i, p) in probs.iter().enumerate() {
+            assert!((log_prob(&LOGITS, i) as f64 - p.ln()).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rng_streams_depend_only_on_seed_prompt_and_sample() {
+        let draw = |s, p, i| sample_rng(s, p, i).next_u64();
+        assert_eq!(draw(1, 2, 3), draw(1, 2, 3));
+        assert_ne!(draw(1, 2, 3), draw(1, 2, 4));
+        assert_ne!(draw(1, 2, 3), draw(1, 3, 3));
+        assert_ne!(draw(1, 2, 3), draw(2, 2, 3));
+        // Pinned value: a change of algorithm or key layout changes every sample ever drawn.
+        assert_eq!(draw(0, 0, 0), sample_rng(0, 0, 0).next_u64());
+    }
+
+    /// 100,000 draws through the fast path land on the reference distribution.
+    #[test]
+    fn sampling_frequencies_match_the_filtered_distribution() {
+        let logits: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32) / 17.0 - 3.0).collect();
+        let cases = [
+            SamplingParams::PURE,
+            SamplingParams { temperature: 0.7, top_k: 20, top_p: 1.0 },
+            SamplingParams { temperature: 1.3, top_k: 0, top_p: 0.8 },
+            SamplingParams { temperature: 0.9, top_k: 50, top_p: 0.9 },
+        ];
+        for params in cases {
+            let expected = filtered_distribution(&logits, &params);
+            let mut rng = sample_rng(7, 0, 0);
+            let draws = 100_000;
+            let mut counts = vec![0usize; logits.len()];
+            for _ in 0..draws {
+                counts[sample_token(&logits, &params, &mut rng)] += 1;
+            }
+            for (i, &c) in counts.iter().enumerate() {
+                let p = expected[i];
+                let freq = c as f64 / draws as f64;
+                // Five standard errors, plus nothing drawn outside the support.
+                let tol = 5.0 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-9;
+                assert!((freq - p).abs() <= tol, "{params:?} token {i}: {freq} vs {p}");
+                if p == 0.0 {
+                    assert_eq!(c, 0, "{params:?} drew filtered token {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nucleus_grows_past_its_first_prefix() {
+        // A flat distribution over 1,024 tokens (exact binary probabilities): p = 0.5 needs 512.
+        let logits = vec![0.0f32; 1024];
+        let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5 };
+        let d = filtered_distribution(&logits, &params);
+        assert_eq!(d.iter().filter(|&&p| p > 0.0).count(), 512);
+        let mut rng = sample_rng(1, 0, 0);
+        for _ in 0..2000 {
+            assert!(sample_token(&logits, &params, &mut rng) < 512);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Parity with Hugging Face transformers, checked against fixtures that
+//! `tests/fixtures/make_fixtures.py` recorded (no Python needed here): logits of every
+//! checkpoint layout, greedy continuations, beam search, scoring, and the sampling filters.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sweep::beam::{BeamParams, EarlyStopping};
+use sweep::checkpoint;
+use sweep::generate::{Generator, Row};
+use sweep::sampling::{SamplingParams, filtered_distribution, sample_rng};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn generator(path: &str) -> Generator {
+    let (_, device) = sweep::backend::device(None, None).unwrap();
+    let loaded = checkpoint::load(&fixtures().join(path), &device)
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"));
+    Generator::new(loaded.model)
+}
+
+fn reference_logits(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(fixtures().join("logits.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = file.tensor(name).unwrap();
+    view.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Every layout loads to the same function: f32 HF names, bare f16 names with mask buffers,
+/// bf16, and both nanoGPT files (transposed Linear weights, `_orig_mod.` keys, `model_args`).
+#[test]
+fn logits_match_transformers_for_every_checkpoint_layout() {
+    let exp = expected();
+    let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().unwrap().iter().map(ids).collect();
+    let cases = [
+        ("tiny-hf", "hf"),
+        ("tiny-bare-f16", "bare_f16"),
+        ("tiny-bf16", "bf16"),
+        ("nanogpt/ckpt.pt", "hf"),
+        ("nanogpt-sd/model.pt", "hf"),
+    ];
+    for (path, key) in cases {
+        let g = generator(path);
+        for (i, prompt) in prompts.iter().enumerate() {
+            let ours = g.logits(prompt);
+            let theirs = reference_logits(&format!("{key}.prompt_{i}"));
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(diff <= 1e-4, "{path} prompt {i}: max |Δ logit| = {diff}");
+        }
+    }
+}
+
+#[test]
+fn greedy_matches_transformers_token_for_token() {
+    let exp = expected();
+    let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().unwrap().iter().map(ids).collect();
+    let g = generator("tiny-hf");
+    for case in exp["greedy"].as_array().unwrap() {
+        let prompt = &prompts[case["prompt"].as_u64().unwrap() as usize];
+        let max_new = case["max_new_tokens"].as_u64().unwrap() as usize;
+        let prepared = g.prepare(prompt, max_new).unwrap();
+        // Three greedy rows in one batch: each must be the reference continuation.
+        let rows = (0..3)
+            .map(|i| Row {
+                params: SamplingParams::GREEDY,
+                rng: sample_rng(0, 0, i),
+            })
+            .collect();
+        let out = g.sample(&prepared, rows, max_new, |_, _| {});
+        for c in &out {
+            assert_eq!(c.tokens, ids(&case["tokens"]), "greedy tokens, case {case}");
+            let diff = max_abs_diff(&c.logprobs, &floats(&case["logprobs"]));
+            assert!(diff <= 1e-4, "greedy log-probs differ by {diff}");
+            assert_eq!(c.ended_with_eos, c.tokens.last() == Some(&511));
+        }
+    }
+}
+
+/// Greedy, one beam and T = 0 are the same decoder.
+#[test]
+fn greedy_equals_one_beam() {
+    let exp = expected();
+    let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().unwrap().iter().map(ids).collect();
+    let g = generator("tiny-hf");
+    for prompt in &prompts {
+        let prepared = g.prepare(prompt, 16).unwrap();
+        let greedy = g.sample(
+            &prepared,
+            vec![Row {
+                params: SamplingParams::GREEDY,
+                rng: sample_rng(0, 0, 0),
+            }],
+            16,
+            |_, _| {},
+        );
+        let beam = g.beam_search(&prepared, &BeamParams::new(1), 16);
+        assert_eq!(greedy[0].tokens, beam[0].tokens);
+        assert_eq!(greedy[0].logprobs, beam[0].logprobs);
+    }
+}
+
+#[test]
+fn beam_search_matches_transformers() {
+    let exp = expected();
+    let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().unwrap().iter().map(ids).collect();
+    let g = generator("tiny-hf");
+    let cases = exp["beam"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    let mut finished_by_eos = 0;
+    for case in cases {
+        let prompt = &prompts[case["prompt"].as_u64().unwrap() as usize];
+        let early_stopping = match &case["early_stopping"] {
+            Value::Bool(true) => EarlyStopping::Always,
+            Value::Bool(false) => EarlyStopping::Heuristic,
+            Value::String(s) if s == "never" => EarlyStopping::Never,
+            other => panic!("unknown early_stopping {other}"),
+        };
+        let params = BeamParams {
+            num_beams: case["num_beams"].as_u64().unwrap() as usize,
+            length_penalty: case["length_penalty"].as_f64().unwrap(),
+            early_stopping,
+            num_return_sequences: case["num_return_sequences"].as_u64().unwrap() as usize,
+        };
+        let max_new = case["max_new_tokens"].as_u64().unwrap() as usize;
+        let prepared = g.prepare(prompt, max_new).unwrap();
+        let hyps = g.beam_search(&prepared, &params, max_new);
+        let expected_seqs: Vec<Vec<u32>> = case["sequences"].as_array().unwrap().iter().map(ids).collect();
+        let got: Vec<Vec<u32>> = hyps.iter().map(|h| h.tokens.clone()).collect();
+        assert_eq!(got, expected_seqs, "beam case {params:?} max_new {max_new} prompt {}", case["prompt"]);
+        let scores: Vec<f32> = hyps.iter().map(|h| h.score).collect();
+        let diff = max_abs_diff(&scores, &floats(&case["scores"]));
+        assert!(diff <= 1e-4, "beam scores differ by {diff} in {params:?}");
+        finished_by_eos += hyps.iter().filter(|h| h.ended_with_eos).count();
+        for h in &hyps {
+            assert_eq!(h.logprobs.len(), h.tokens.len());
+        }
+    }
+    assert!(finished_by_eos > 10, "the fixtures must exercise end-of-text hypotheses");
+}
+
+#[test]
+fn scoring_matches_transformers_log_probs() {
+    let exp = expected();
+    let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().unwrap().iter().map(ids).collect();
+    let g = generator("tiny-hf");
+    for case in exp["score"].as_array().unwrap() {
+        let prompt = &prompts[case["prompt"].as_u64().unwrap() as usize];
+        let ours = g.score(prompt, &ids(&case["continuation"])).unwrap();
+        let diff = max_abs_diff(&ours, &floats(&case["logprobs"]));
+        assert!(diff <= 1e-4, "score log-probs differ by {diff}");
+    }
+}
+
+/// transformers' warpers on fixed logits: ties at the k-th value, k beyond the vocabulary,
+/// p landing exactly on a cumulative boundary, p → 0.
+#[test]
+fn filtered_distributions_match_transformers_warpers() {
+    let exp = expected();
+    for case in exp["filters"].as_array().unwrap() {
+        let logits = floats(&case["logits"]);
+        let params = SamplingParams {
+            temperature: case["temperature"].as_f64().unwrap(),
+            top_k: case["top_k"].as_u64().unwrap() as usize,
+            top_p: case["top_p"].as_f64().unwrap(),
+        };
+        let ours = filtered_distribution(&logits, &params);
+        let theirs: Vec<f64> = case["probs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let name = case["name"].as_str().unwrap();
+        let kept = ours.iter().filter(|&&p| p > 0.0).count();
+        assert_eq!(kept, case["kept"].as_u64().unwrap() as usize, "{name}: survivors");
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert_eq!(*a == 0.0, *b == 0.0, "{name}: token {i} kept by one side only");
+            assert!((a - b).abs() <= 1e-6, "{name}: token {i}: {a} vs {b}");
+        }
+    }
+}
