@@ -29,7 +29,10 @@ pub enum BackendError {
 
 /// The device for `backend` (default: the first built in) and `device` (`cpu`, `cuda`,
 /// `cuda:N`).
-pub fn device(backend: Option<&str>, device: Option<&str>) -> Result<(String, Device), BackendError> {
+pub fn device(
+    backend: Option<&str>,
+    device: Option<&str>,
+) -> Result<(String, Device), BackendError> {
     let built = available();
     let name = backend.unwrap_or(built.first().copied().unwrap_or("none"));
     if !built.contains(&name) {
@@ -56,7 +59,9 @@ pub fn device(backend: Option<&str>, device: Option<&str>) -> Result<(String, De
             }
             let index = match device_name {
                 "cuda" => Some(0),
-                other => other.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()),
+                other => other
+                    .strip_prefix("cuda:")
+                    .and_then(|i| i.parse::<usize>().ok()),
             };
             match index {
                 Some(i) => Ok((format!("tch/cuda:{i}"), Device::libtorch_cuda(i))),

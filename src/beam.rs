@@ -136,7 +136,11 @@ impl BeamSearch {
         let mut candidates: Vec<(f32, usize, u32)> = Vec::with_capacity(n * vocab);
         for (b, beam) in self.running.iter().enumerate() {
             let row = &logprobs[b * vocab..(b + 1) * vocab];
-            candidates.extend(row.iter().enumerate().map(|(t, &lp)| (lp + beam.score, b, t as u32)));
+            candidates.extend(
+                row.iter()
+                    .enumerate()
+                    .map(|(t, &lp)| (lp + beam.score, b, t as u32)),
+            );
         }
         let by_score = |a: &(f32, usize, u32), b: &(f32, usize, u32)| {
             b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
@@ -145,7 +149,10 @@ impl BeamSearch {
         candidates.select_nth_unstable_by(keep - 1, by_score);
         candidates.truncate(keep);
         candidates.sort_by(by_score);
-        let ended: Vec<bool> = candidates.iter().map(|&(_, _, t)| at_max || t == self.eos).collect();
+        let ended: Vec<bool> = candidates
+            .iter()
+            .map(|&(_, _, t)| at_max || t == self.eos)
+            .collect();
         let extend = |&(score, b, t): &(f32, usize, u32), beams: &[Beam]| {
             let parent = &beams[b];
             let mut tokens = parent.tokens.clone();
@@ -188,7 +195,11 @@ impl BeamSearch {
         // Beams that run on: the best `num_beams` continuations that did not end.
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         let running_score = |i: usize| candidates[i].0 + if ended[i] { MASK } else { 0.0 };
-        order.sort_by(|&a, &b| running_score(b).total_cmp(&running_score(a)).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            running_score(b)
+                .total_cmp(&running_score(a))
+                .then(a.cmp(&b))
+        });
         let parents: Vec<usize> = order[..n].iter().map(|&i| candidates[i].1).collect();
         let next: Vec<Beam> = order[..n]
             .iter()
@@ -202,13 +213,20 @@ impl BeamSearch {
         self.generated = generated;
 
         // Could a running beam still beat the worst finished hypothesis?
-        let best_len = if self.params.early_stopping == EarlyStopping::Never && self.params.length_penalty > 0.0 {
+        let best_len = if self.params.early_stopping == EarlyStopping::Never
+            && self.params.length_penalty > 0.0
+        {
             self.max_new_tokens
         } else {
             generated
         };
-        let best_possible = self.running[0].score / (best_len as f64).powf(self.params.length_penalty) as f32;
-        let worst = self.pool.iter().map(|s| s.score).fold(f32::INFINITY, f32::min);
+        let best_possible =
+            self.running[0].score / (best_len as f64).powf(self.params.length_penalty) as f32;
+        let worst = self
+            .pool
+            .iter()
+            .map(|s| s.score)
+            .fold(f32::INFINITY, f32::min);
         let beatable = self
             .pool
             .iter()
@@ -224,7 +242,11 @@ impl BeamSearch {
         }
         Some(Step {
             parents,
-            tokens: self.running.iter().map(|b| *b.tokens.last().expect("one token")).collect(),
+            tokens: self
+                .running
+                .iter()
+                .map(|b| *b.tokens.last().expect("one token"))
+                .collect(),
         })
     }
 

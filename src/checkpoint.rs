@@ -68,7 +68,9 @@ pub enum CheckpointError {
         name: String,
         config: String,
     },
-    #[error("{path}: `lm_head.weight` differs from `wte.weight`; only GPT-2's tied LM head is supported")]
+    #[error(
+        "{path}: `lm_head.weight` differs from `wte.weight`; only GPT-2's tied LM head is supported"
+    )]
     UntiedHead { path: PathBuf },
 }
 
@@ -89,7 +91,11 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
 }
 
 /// Load a model, with an explicit config for a bare state dict that has none beside it.
-pub fn load_with_config(path: &Path, config: Option<Gpt2Config>, device: &Device) -> Result<Loaded> {
+pub fn load_with_config(
+    path: &Path,
+    config: Option<Gpt2Config>,
+    device: &Device,
+) -> Result<Loaded> {
     let weights = weights_file(path)?;
     let is_torch = matches!(
         weights.extension().and_then(|e| e.to_str()),
@@ -291,9 +297,15 @@ fn reader_vocab(tensors: &BTreeMap<String, Raw>) -> Option<usize> {
 fn canonical_name(name: &str) -> String {
     let mut name = name;
     loop {
-        let stripped = ["model.", "_orig_mod.", "module.", "transformer.", "state_dict."]
-            .iter()
-            .find_map(|p| name.strip_prefix(p));
+        let stripped = [
+            "model.",
+            "_orig_mod.",
+            "module.",
+            "transformer.",
+            "state_dict.",
+        ]
+        .iter()
+        .find_map(|p| name.strip_prefix(p));
         match stripped {
             Some(rest) => name = rest,
             None => return name.to_string(),
@@ -509,7 +521,11 @@ pub fn save(model: &Gpt2, dir: &Path, dtype: SaveDtype) -> Result<()> {
     let mut named: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut push1 = |name: String, t: Tensor<1>| {
         let shape = t.dims().to_vec();
-        named.push((name, shape, t.into_data().try_into_vec::<f32>().expect("f32 weights")));
+        named.push((
+            name,
+            shape,
+            t.into_data().try_into_vec::<f32>().expect("f32 weights"),
+        ));
     };
     let mut vec2: Vec<(String, Tensor<2>)> = vec![
         ("transformer.wte.weight".into(), model.wte.val()),
@@ -540,7 +556,11 @@ pub fn save(model: &Gpt2, dir: &Path, dtype: SaveDtype) -> Result<()> {
     ln("transformer.ln_f", &model.ln_f, &mut push1);
     for (name, t) in vec2 {
         let shape = t.dims().to_vec();
-        named.push((name, shape, t.into_data().try_into_vec::<f32>().expect("f32 weights")));
+        named.push((
+            name,
+            shape,
+            t.into_data().try_into_vec::<f32>().expect("f32 weights"),
+        ));
     }
     named.sort_by(|a, b| a.0.cmp(&b.0));
 
@@ -573,10 +593,11 @@ pub fn save(model: &Gpt2, dir: &Path, dtype: SaveDtype) -> Result<()> {
         .collect();
     let mut metadata = HashMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Unreadable {
-        path: dir.join("model.safetensors"),
-        message: e.to_string(),
-    })?;
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Unreadable {
+            path: dir.join("model.safetensors"),
+            message: e.to_string(),
+        })?;
     let config = model_config_json(&model.config);
     write_atomic(&dir.join("model.safetensors"), &bytes).map_err(io)?;
     write_atomic(&dir.join("config.json"), config.as_bytes()).map_err(io)?;

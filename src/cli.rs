@@ -9,20 +9,43 @@ use clap::{Args, Parser, Subcommand};
 
 use sweep::backend;
 use sweep::checkpoint;
+use sweep::experiment::Experiment;
 use sweep::generate::{Generator, Row};
+use sweep::grid::Strategy;
+use sweep::runner;
 use sweep::sampling::{SamplingParams, sample_rng};
 use sweep::tokenizer::{TextStream, Tokenizer};
 
 /// Sweep decoding settings of a GPT-2-architecture model and measure what they change.
+///
+/// Run an experiment:   sweep experiments/temps.toml   (same as `sweep run experiments/temps.toml`)
+/// Check one first:     sweep validate experiments/temps.toml
+/// One continuation:    sweep generate --prompt "ROMEO:" --temperature 0.8 --top-k 50
 #[derive(Parser, Debug)]
-#[command(name = "sweep", version, about, long_about = None)]
+#[command(name = "sweep", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run an experiment TOML: every grid setting and beam baseline, scored, written as CSV.
+    ///
+    /// Results go to results/<name>/ (summary.csv, samples.csv, run.json). Running the same
+    /// experiment again resumes: finished settings are not recomputed.
+    ///
+    /// Example: sweep run experiments/temps.toml --out results/temps-try2
+    Run(RunArgs),
+    /// Check an experiment TOML and print its grid size and how many tokens it will generate.
+    ///
+    /// Example: sweep validate experiments/temps.toml
+    Validate {
+        /// The experiment TOML.
+        experiment: PathBuf,
+    },
     /// Print one continuation of a prompt, streaming tokens as they come.
     ///
     /// Example: sweep generate --prompt "ROMEO:" --temperature 0.8 --top-k 50 --top-p 0.9
@@ -105,6 +128,23 @@ struct DeviceArgs {
 }
 
 #[derive(Args, Debug)]
+struct RunArgs {
+    /// The experiment TOML.
+    experiment: Option<PathBuf>,
+    /// Results folder [default: results/<name>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Discard results of a different experiment in the results folder instead of refusing.
+    #[arg(long)]
+    force: bool,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
 struct GenerateArgs {
     /// The text to continue.
     #[arg(long, default_value = "")]
@@ -144,6 +184,13 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
                 )
             )
             || e.is::<BadInput>()
+            || e.is::<sweep::experiment::ExperimentError>()
+            || matches!(
+                e.downcast_ref::<sweep::runner::RunError>(),
+                Some(
+                    sweep::runner::RunError::Changed { .. } | sweep::runner::RunError::Generate(_)
+                )
+            )
     })
 }
 
@@ -156,12 +203,23 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let result = match cli.command {
-        Command::Generate(args) => generate(args),
-        Command::Train(args) => train(args),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Validate { experiment }) => validate(&experiment),
+        Some(Command::Generate(args)) => generate(args),
+        Some(Command::Train(args)) => train(args),
+        None if cli.run.experiment.is_some() => run(cli.run),
+        None => {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,14 +231,21 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
-            if is_bad_input(&err) { ExitCode::from(2) } else { ExitCode::from(1) }
+            if is_bad_input(&err) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
 
 fn check_sampling(temperature: f64, top_k: usize, top_p: f64) -> Result<SamplingParams> {
     if !(temperature >= 0.0 && temperature.is_finite()) {
-        return Err(BadInput(format!("--temperature {temperature}: must be >= 0 (0 = greedy)")).into());
+        return Err(BadInput(format!(
+            "--temperature {temperature}: must be >= 0 (0 = greedy)"
+        ))
+        .into());
     }
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(BadInput(format!("--top-p {top_p}: must be in (0, 1] (1.0 = off)")).into());
@@ -194,7 +259,10 @@ fn check_sampling(temperature: f64, top_k: usize, top_p: f64) -> Result<Sampling
 
 fn generate(args: GenerateArgs) -> Result<()> {
     let params = check_sampling(args.temperature, args.top_k, args.top_p)?;
-    let (_, device) = backend::device(args.device.backend.as_deref(), args.device.device.as_deref())?;
+    let (_, device) = backend::device(
+        args.device.backend.as_deref(),
+        args.device.device.as_deref(),
+    )?;
     let model_path = args.model.unwrap_or_else(sweep::default_model);
     let loaded = checkpoint::load(&model_path, &device)
         .with_context(|| format!("loading model {}", model_path.display()))?;
@@ -202,7 +270,10 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let tokenizer = Tokenizer::gpt2();
     let prompt = generator.prepare(&tokenizer.encode(&args.prompt), args.max_new_tokens)?;
     if prompt.cropped > 0 {
-        eprintln!("warning: prompt cropped by {} tokens from the left to fit the context", prompt.cropped);
+        eprintln!(
+            "warning: prompt cropped by {} tokens from the left to fit the context",
+            prompt.cropped
+        );
     }
     let mut stdout = std::io::stdout().lock();
     write!(stdout, "{}", args.prompt)?;
@@ -232,7 +303,10 @@ fn generate(args: GenerateArgs) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     use sweep::train::{TrainConfig, TrainRun};
-    let (_, device) = backend::device(args.device.backend.as_deref(), args.device.device.as_deref())?;
+    let (_, device) = backend::device(
+        args.device.backend.as_deref(),
+        args.device.device.as_deref(),
+    )?;
     let run = TrainRun {
         config: TrainConfig {
             n_layer: args.n_layer,
@@ -263,6 +337,97 @@ fn train(args: TrainArgs) -> Result<()> {
             "done: step {step}, train loss {train_loss:.4}, valid loss {valid_loss:.4} (perplexity {:.2}), {:.0} s",
             valid_loss.exp(),
             state.elapsed_s
+        );
+    }
+    Ok(())
+}
+
+fn load_experiment(path: &std::path::Path) -> Result<Experiment> {
+    Ok(Experiment::load(path)?)
+}
+
+fn validate(path: &std::path::Path) -> Result<()> {
+    let exp = load_experiment(path)?;
+    let (settings, folded) = runner::settings(&exp);
+    let planned = sweep::grid::planned_tokens(&exp, &settings);
+    let count = |s: Strategy| settings.iter().filter(|x| x.strategy == s).count();
+    println!("{}: ok", path.display());
+    println!("  name:      {}", exp.name);
+    let model = exp.model.clone().unwrap_or_else(sweep::default_model);
+    println!("  model:     {}", model.display());
+    println!("  prompts:   {}", exp.prompts.len());
+    println!(
+        "  settings:  {} ({} sampling, {} greedy, {} beam{})",
+        settings.len(),
+        count(Strategy::Sample),
+        count(Strategy::Greedy),
+        count(Strategy::Beam),
+        if count(Strategy::Human) > 0 {
+            ", plus the human reference"
+        } else {
+            ""
+        }
+    );
+    if folded > 0 {
+        println!(
+            "  greedy:    {} temperature-0 grid points fold into one greedy setting",
+            folded + 1
+        );
+    }
+    println!(
+        "  tokens:    up to {planned} generated (max_new_tokens = {})",
+        exp.max_new_tokens
+    );
+    println!("  results:   results/{}/", exp.name);
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let path = args.experiment.expect("clap requires the experiment");
+    let exp = load_experiment(&path)?;
+    let (backend_name, device) = backend::device(
+        args.device.backend.as_deref(),
+        args.device.device.as_deref(),
+    )?;
+    let model_path = exp.model.clone().unwrap_or_else(sweep::default_model);
+    let loaded = checkpoint::load(&model_path, &device)
+        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let model_sha256 = runner::sha256_file(&loaded.weights)
+        .with_context(|| format!("reading {}", loaded.weights.display()))?;
+    let generator = Generator::new(loaded.model);
+    let dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        // A second Ctrl-C stops at once; the first lets the setting in progress end cleanly.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: stopping after the current batch (Ctrl-C again to stop now)");
+        });
+    }
+    let opts = runner::RunOptions {
+        dir,
+        force: args.force,
+        quiet: args.quiet,
+        backend: backend_name,
+        model_path,
+        model_sha256,
+    };
+    let outcome = runner::run(&exp, &generator, &opts, &interrupt)?;
+    if !args.quiet {
+        let resumed = if outcome.skipped > 0 {
+            format!(" ({} already done, resumed)", outcome.skipped)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "wrote {}/summary.csv, samples.csv and run.json: {} settings run{resumed}",
+            outcome.dir.display(),
+            outcome.ran
         );
     }
     Ok(())

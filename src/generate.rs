@@ -80,7 +80,11 @@ impl Generator {
     /// Fit `prompt` and `max_new_tokens` into the context. A prompt too long is cropped from
     /// the left (its end is what conditions the continuation); an empty prompt starts from
     /// end-of-text, as GPT-2 was trained to begin documents.
-    pub fn prepare(&self, prompt: &[u32], max_new_tokens: usize) -> Result<PreparedPrompt, GenerateError> {
+    pub fn prepare(
+        &self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+    ) -> Result<PreparedPrompt, GenerateError> {
         let config = &self.model.config;
         if max_new_tokens >= config.n_positions {
             return Err(GenerateError::TooLong {
@@ -107,18 +111,30 @@ impl Generator {
 
     fn tokens_tensor(&self, rows: &[&[u32]]) -> Tensor<2, Int> {
         let len = rows[0].len();
-        let data: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i64)).collect();
-        Tensor::from_data(TensorData::new(data, [rows.len(), len]), &self.model.device())
+        let data: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.iter().map(|&t| t as i64))
+            .collect();
+        Tensor::from_data(
+            TensorData::new(data, [rows.len(), len]),
+            &self.model.device(),
+        )
     }
 
     fn read_rows(logits: Tensor<2>) -> Vec<f32> {
-        logits.into_data().try_into_vec::<f32>().expect("f32 logits")
+        logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 logits")
     }
 
     /// Logits `[len, vocab]` (row-major) for every position of `tokens`, run as one sequence.
     pub fn logits(&self, tokens: &[u32]) -> Vec<f32> {
         let logits = self.model.forward(self.tokens_tensor(&[tokens]));
-        logits.into_data().try_into_vec::<f32>().expect("f32 logits")
+        logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 logits")
     }
 
     /// Per-token log-probabilities of `continuation` after `prompt`: for scoring text that
@@ -130,7 +146,10 @@ impl Generator {
         let prepared = self.prepare(prompt, continuation.len())?;
         let mut all = prepared.tokens.clone();
         all.extend_from_slice(continuation);
-        if let Some(&token) = continuation.iter().find(|&&t| t as usize >= self.model.config.vocab_size) {
+        if let Some(&token) = continuation
+            .iter()
+            .find(|&&t| t as usize >= self.model.config.vocab_size)
+        {
             return Err(GenerateError::BadToken {
                 token,
                 vocab_size: self.model.config.vocab_size,
@@ -239,7 +258,10 @@ impl Generator {
             shared_first = false;
             let input: Vec<[u32; 1]> = next_tokens.iter().map(|&t| [t]).collect();
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
-            logits = Self::read_rows(self.model.forward_last(self.tokens_tensor(&input), &mut cache));
+            logits = Self::read_rows(
+                self.model
+                    .forward_last(self.tokens_tensor(&input), &mut cache),
+            );
         }
         out
     }
@@ -269,7 +291,10 @@ impl Generator {
             cache = cache.select(&step.parents);
             let input: Vec<[u32; 1]> = step.tokens.iter().map(|&t| [t]).collect();
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
-            let logits = Self::read_rows(self.model.forward_last(self.tokens_tensor(&input), &mut cache));
+            let logits = Self::read_rows(
+                self.model
+                    .forward_last(self.tokens_tensor(&input), &mut cache),
+            );
             logprobs = log_softmax_rows(&logits, vocab);
         }
         search.finish()

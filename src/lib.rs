@@ -13,7 +13,10 @@ pub mod grid;
 pub mod metrics;
 pub mod model;
 pub mod progress;
+pub mod report;
+pub mod runner;
 pub mod sampling;
+pub mod summary;
 pub mod tokenizer;
 pub mod train;
 

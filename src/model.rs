@@ -85,7 +85,8 @@ impl Gpt2Config {
     /// Parameters, counting the tied LM head once.
     pub fn num_params(&self) -> usize {
         let c = self.n_embd;
-        let block = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c);
+        let block =
+            2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c);
         self.vocab_size * c + self.n_positions * c + self.n_layer * block + 2 * c
     }
 
@@ -157,7 +158,12 @@ impl KvCache {
             layers: self
                 .layers
                 .iter()
-                .map(|(k, v)| (k.clone().select(0, ids.clone()), v.clone().select(0, ids.clone())))
+                .map(|(k, v)| {
+                    (
+                        k.clone().select(0, ids.clone()),
+                        v.clone().select(0, ids.clone()),
+                    )
+                })
                 .collect(),
         }
     }
@@ -216,7 +222,11 @@ impl Attention {
             .mul_scalar(1.0 / (head_dim as f64).sqrt());
         let scores = if new > 1 {
             let mask = causal_mask(new, total, &scores.device());
-            scores.mask_fill(mask.unsqueeze::<4>().expand([batch, self.n_head, new, total]), f32::NEG_INFINITY)
+            scores.mask_fill(
+                mask.unsqueeze::<4>()
+                    .expand([batch, self.n_head, new, total]),
+                f32::NEG_INFINITY,
+            )
         } else {
             scores
         };

@@ -104,7 +104,12 @@ pub fn top_k(probs: &[f64], k: usize) -> Vec<f64> {
         return probs.to_vec();
     }
     let threshold = kth_largest(probs, k);
-    renormalise(probs.iter().map(|&p| if p >= threshold { p } else { 0.0 }).collect())
+    renormalise(
+        probs
+            .iter()
+            .map(|&p| if p >= threshold { p } else { 0.0 })
+            .collect(),
+    )
 }
 
 /// Keep the smallest most-probable prefix whose mass reaches `p`: a token survives when the
@@ -181,7 +186,11 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut impl RngC
             .map(|(i, &l)| (i, weight(l)))
             .collect()
     } else {
-        logits.iter().enumerate().map(|(i, &l)| (i, weight(l))).collect()
+        logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i, weight(l)))
+            .collect()
     };
     let mass: f64 = candidates.iter().map(|&(_, w)| w).sum();
 
@@ -267,7 +276,11 @@ mod tests {
     fn top_p_keeps_the_token_that_crosses_p() {
         let probs = vec![0.5, 0.25, 0.125, 0.125];
         // 0.5 + 0.25 reaches 0.75 exactly: the third token is not needed.
-        assert!(close(&top_p(&probs, 0.75), &[2.0 / 3.0, 1.0 / 3.0, 0.0, 0.0], 1e-12));
+        assert!(close(
+            &top_p(&probs, 0.75),
+            &[2.0 / 3.0, 1.0 / 3.0, 0.0, 0.0],
+            1e-12
+        ));
         // Just above the boundary the crossing token 0.125 joins.
         let out = top_p(&probs, 0.7500001);
         assert!(out[2] > 0.0 && out[3] == 0.0);
@@ -284,8 +297,20 @@ mod tests {
 
     #[test]
     fn temperature_sharpens_and_flattens() {
-        let cold = filtered_distribution(&LOGITS, &SamplingParams { temperature: 0.5, ..SamplingParams::PURE });
-        let hot = filtered_distribution(&LOGITS, &SamplingParams { temperature: 2.0, ..SamplingParams::PURE });
+        let cold = filtered_distribution(
+            &LOGITS,
+            &SamplingParams {
+                temperature: 0.5,
+                ..SamplingParams::PURE
+            },
+        );
+        let hot = filtered_distribution(
+            &LOGITS,
+            &SamplingParams {
+                temperature: 2.0,
+                ..SamplingParams::PURE
+            },
+        );
         let plain = softmax(&LOGITS);
         assert!(cold[0] > plain[0] && plain[0] > hot[0]);
     }
@@ -312,12 +337,26 @@ mod tests {
     /// 100,000 draws through the fast path land on the reference distribution.
     #[test]
     fn sampling_frequencies_match_the_filtered_distribution() {
-        let logits: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32) / 17.0 - 3.0).collect();
+        let logits: Vec<f32> = (0..300)
+            .map(|i| ((i * 37 % 101) as f32) / 17.0 - 3.0)
+            .collect();
         let cases = [
             SamplingParams::PURE,
-            SamplingParams { temperature: 0.7, top_k: 20, top_p: 1.0 },
-            SamplingParams { temperature: 1.3, top_k: 0, top_p: 0.8 },
-            SamplingParams { temperature: 0.9, top_k: 50, top_p: 0.9 },
+            SamplingParams {
+                temperature: 0.7,
+                top_k: 20,
+                top_p: 1.0,
+            },
+            SamplingParams {
+                temperature: 1.3,
+                top_k: 0,
+                top_p: 0.8,
+            },
+            SamplingParams {
+                temperature: 0.9,
+                top_k: 50,
+                top_p: 0.9,
+            },
         ];
         for params in cases {
             let expected = filtered_distribution(&logits, &params);
@@ -332,7 +371,10 @@ mod tests {
                 let freq = c as f64 / draws as f64;
                 // Five standard errors, plus nothing drawn outside the support.
                 let tol = 5.0 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-9;
-                assert!((freq - p).abs() <= tol, "{params:?} token {i}: {freq} vs {p}");
+                assert!(
+                    (freq - p).abs() <= tol,
+                    "{params:?} token {i}: {freq} vs {p}"
+                );
                 if p == 0.0 {
                     assert_eq!(c, 0, "{params:?} drew filtered token {i}");
                 }
@@ -344,7 +386,11 @@ mod tests {
     fn nucleus_grows_past_its_first_prefix() {
         // A flat distribution over 1,024 tokens (exact binary probabilities): p = 0.5 needs 512.
         let logits = vec![0.0f32; 1024];
-        let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5 };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.5,
+        };
         let d = filtered_distribution(&logits, &params);
         assert_eq!(d.iter().filter(|&&p| p > 0.0).count(), 512);
         let mut rng = sample_rng(1, 0, 0);

@@ -58,7 +58,8 @@ impl TextStream {
             Ok(s) => s.len(),
             Err(e) => e.valid_up_to(),
         };
-        let out = String::from_utf8_lossy(&bytes[self.printed..self.printed + complete]).into_owned();
+        let out =
+            String::from_utf8_lossy(&bytes[self.printed..self.printed + complete]).into_owned();
         self.printed += complete;
         out
     }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
 use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
@@ -119,7 +119,9 @@ fn batch_windows(tokens: &[u32], batch: usize, len: usize, seed: u64, step: usiz
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(step as u64);
     let span = (tokens.len() - len - 1) as u64;
-    (0..batch).map(|_| (rng.next_u64() % (span + 1)) as usize).collect()
+    (0..batch)
+        .map(|_| (rng.next_u64() % (span + 1)) as usize)
+        .collect()
 }
 
 /// Evenly spaced validation windows: the same every evaluation, so losses compare.
@@ -129,7 +131,12 @@ pub fn eval_windows(tokens: &[u32], windows: usize, len: usize) -> Vec<usize> {
     (0..n).map(|i| i * span / n).collect()
 }
 
-fn to_tensors(tokens: &[u32], offsets: &[usize], len: usize, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+fn to_tensors(
+    tokens: &[u32],
+    offsets: &[usize],
+    len: usize,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2, Int>) {
     let mut inputs = Vec::with_capacity(offsets.len() * len);
     let mut targets = Vec::with_capacity(offsets.len() * len);
     for &o in offsets {
@@ -146,7 +153,13 @@ fn to_tensors(tokens: &[u32], offsets: &[usize], len: usize, device: &Device) ->
 /// Mean cross-entropy (nats per token) of `model` over non-overlapping windows of `len + 1`
 /// tokens covering the first `max_tokens` tokens of `tokens` (all of them if `None`). Each
 /// window predicts its last `len` tokens. Deterministic: this is the figure a model card quotes.
-pub fn evaluate(model: &Gpt2, tokens: &[u32], len: usize, max_tokens: Option<usize>, batch: usize) -> f64 {
+pub fn evaluate(
+    model: &Gpt2,
+    tokens: &[u32],
+    len: usize,
+    max_tokens: Option<usize>,
+    batch: usize,
+) -> f64 {
     let limit = max_tokens.unwrap_or(tokens.len()).min(tokens.len());
     let tokens = &tokens[..limit];
     let offsets: Vec<usize> = (0..)
@@ -173,7 +186,10 @@ pub fn unigram_perplexity(train: &[u32], valid: &[u32], vocab: usize) -> f64 {
         counts[t as usize] += 1.0;
     }
     let total: f64 = counts.iter().sum();
-    let nll: f64 = valid.iter().map(|&t| -(counts[t as usize] / total).ln()).sum();
+    let nll: f64 = valid
+        .iter()
+        .map(|&t| -(counts[t as usize] / total).ln())
+        .sum();
     (nll / valid.len() as f64).exp()
 }
 
@@ -199,11 +215,16 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
         )));
     }
     if config.steps == 0 || config.batch_size == 0 || config.context < 2 {
-        return Err(TrainError::Invalid("--steps and --batch-size must be at least 1, --context at least 2".into()));
+        return Err(TrainError::Invalid(
+            "--steps and --batch-size must be at least 1, --context at least 2".into(),
+        ));
     }
     let train_tokens = tokenize_file(&run.train_file)?;
     let valid_tokens = tokenize_file(&run.valid_file)?;
-    for (path, tokens) in [(&run.train_file, &train_tokens), (&run.valid_file, &valid_tokens)] {
+    for (path, tokens) in [
+        (&run.train_file, &train_tokens),
+        (&run.valid_file, &valid_tokens),
+    ] {
         if tokens.len() < config.context + 2 {
             return Err(TrainError::TooShort {
                 path: path.clone(),
@@ -235,7 +256,9 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     if let Some(state) = &resume
         && state.config != *config
     {
-        return Err(TrainError::ChangedRecipe { path: run.out.clone() });
+        return Err(TrainError::ChangedRecipe {
+            path: run.out.clone(),
+        });
     }
     let mut optim = AdamWConfig::new()
         .with_beta_2(0.95)
@@ -247,11 +270,9 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
         Some(state) => {
             let loaded = checkpoint::load(&run.out, &autodiff)?;
             if optim_path.is_file() {
-                optim = optim.load(&optim_path).map_err(|e| {
-                    TrainError::Io {
-                        path: optim_path.clone(),
-                        source: std::io::Error::other(e.to_string()),
-                    }
+                optim = optim.load(&optim_path).map_err(|e| TrainError::Io {
+                    path: optim_path.clone(),
+                    source: std::io::Error::other(e.to_string()),
                 })?;
             }
             (loaded.model, state)
@@ -288,7 +309,13 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     let mut steps_here = 0usize;
     while state.step < config.steps {
         let step = state.step;
-        let offsets = batch_windows(&train_tokens, config.batch_size, config.context, config.seed, step);
+        let offsets = batch_windows(
+            &train_tokens,
+            config.batch_size,
+            config.context,
+            config.seed,
+            step,
+        );
         let (inputs, targets) = to_tensors(&train_tokens, &offsets, config.context, &autodiff);
         let loss = cross_entropy(model.forward(inputs), targets);
         let loss_value: f32 = loss.clone().into_scalar();
@@ -313,14 +340,18 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
             let valid_loss = eval_loss(&valid, &valid_tokens, &eval_offsets, config.context);
             state.history.push((state.step, recent_loss, valid_loss));
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-            crate::progress::println(&bar, run.quiet, format!(
-                "step {:>6}  train loss {:.4}  valid loss {:.4}  (ppl {:.1})  lr {:.2e}",
-                state.step,
-                recent_loss,
-                valid_loss,
-                valid_loss.exp(),
-                learning_rate(config, state.step - 1)
-            ));
+            crate::progress::println(
+                &bar,
+                run.quiet,
+                format!(
+                    "step {:>6}  train loss {:.4}  valid loss {:.4}  (ppl {:.1})  lr {:.2e}",
+                    state.step,
+                    recent_loss,
+                    valid_loss,
+                    valid_loss.exp(),
+                    learning_rate(config, state.step - 1)
+                ),
+            );
             checkpoint::save(&valid, &run.out, SaveDtype::F32)?;
             optim.save(&optim_path).map_err(|e| TrainError::Io {
                 path: optim_path.clone(),
@@ -392,8 +423,18 @@ mod tests {
     #[test]
     fn batches_depend_only_on_seed_and_step() {
         let tokens: Vec<u32> = (0..1000).collect();
-        assert_eq!(batch_windows(&tokens, 4, 8, 1, 5), batch_windows(&tokens, 4, 8, 1, 5));
-        assert_ne!(batch_windows(&tokens, 4, 8, 1, 5), batch_windows(&tokens, 4, 8, 1, 6));
-        assert!(batch_windows(&tokens, 64, 8, 1, 5).iter().all(|&o| o + 9 <= 1000));
+        assert_eq!(
+            batch_windows(&tokens, 4, 8, 1, 5),
+            batch_windows(&tokens, 4, 8, 1, 5)
+        );
+        assert_ne!(
+            batch_windows(&tokens, 4, 8, 1, 5),
+            batch_windows(&tokens, 4, 8, 1, 6)
+        );
+        assert!(
+            batch_windows(&tokens, 64, 8, 1, 5)
+                .iter()
+                .all(|&o| o + 9 <= 1000)
+        );
     }
 }

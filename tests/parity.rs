@@ -20,11 +20,19 @@ fn expected() -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn generator(path: &str) -> Generator {
@@ -46,7 +54,10 @@ fn reference_logits(name: &str) -> Vec<f32> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Every layout loads to the same function: f32 HF names, bare f16 names with mask buffers,
@@ -147,9 +158,18 @@ fn beam_search_matches_transformers() {
         let max_new = case["max_new_tokens"].as_u64().unwrap() as usize;
         let prepared = g.prepare(prompt, max_new).unwrap();
         let hyps = g.beam_search(&prepared, &params, max_new);
-        let expected_seqs: Vec<Vec<u32>> = case["sequences"].as_array().unwrap().iter().map(ids).collect();
+        let expected_seqs: Vec<Vec<u32>> = case["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(ids)
+            .collect();
         let got: Vec<Vec<u32>> = hyps.iter().map(|h| h.tokens.clone()).collect();
-        assert_eq!(got, expected_seqs, "beam case {params:?} max_new {max_new} prompt {}", case["prompt"]);
+        assert_eq!(
+            got, expected_seqs,
+            "beam case {params:?} max_new {max_new} prompt {}",
+            case["prompt"]
+        );
         let scores: Vec<f32> = hyps.iter().map(|h| h.score).collect();
         let diff = max_abs_diff(&scores, &floats(&case["scores"]));
         assert!(diff <= 1e-4, "beam scores differ by {diff} in {params:?}");
@@ -158,7 +178,10 @@ fn beam_search_matches_transformers() {
             assert_eq!(h.logprobs.len(), h.tokens.len());
         }
     }
-    assert!(finished_by_eos > 10, "the fixtures must exercise end-of-text hypotheses");
+    assert!(
+        finished_by_eos > 10,
+        "the fixtures must exercise end-of-text hypotheses"
+    );
 }
 
 #[test]
@@ -187,12 +210,25 @@ fn filtered_distributions_match_transformers_warpers() {
             top_p: case["top_p"].as_f64().unwrap(),
         };
         let ours = filtered_distribution(&logits, &params);
-        let theirs: Vec<f64> = case["probs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let theirs: Vec<f64> = case["probs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
         let name = case["name"].as_str().unwrap();
         let kept = ours.iter().filter(|&&p| p > 0.0).count();
-        assert_eq!(kept, case["kept"].as_u64().unwrap() as usize, "{name}: survivors");
+        assert_eq!(
+            kept,
+            case["kept"].as_u64().unwrap() as usize,
+            "{name}: survivors"
+        );
         for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-            assert_eq!(*a == 0.0, *b == 0.0, "{name}: token {i} kept by one side only");
+            assert_eq!(
+                *a == 0.0,
+                *b == 0.0,
+                "{name}: token {i} kept by one side only"
+            );
             assert!((a - b).abs() <= 1e-6, "{name}: token {i}: {a} vs {b}");
         }
     }

@@ -1,0 +1,543 @@
+//! Running an experiment: grid → generate → metrics → report, one setting at a time.
+//!
+//! Each finished setting is saved at once (`settings/<id>.jsonl`, written atomically), so an
+//! interrupted run loses at most the setting in progress, and running the same experiment again
+//! skips what is done. The final CSVs are always built from those saved files, so a resumed run
+//! writes exactly what an uninterrupted one would (timing columns aside). A changed experiment
+//! never mixes with old results: its fingerprint (resolved TOML, model checksum, backend) must
+//! match the folder's, or the run refuses unless forced.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+
+use indicatif::{MultiProgress, ProgressBar};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::beam::BeamParams;
+use crate::experiment::Experiment;
+use crate::generate::{Generator, Row};
+use crate::grid::{self, Setting, Strategy};
+use crate::report::{self, SamplesWriter, SummaryRow};
+use crate::sampling::{SamplingParams, sample_rng};
+use crate::summary::{Metrics, Sample};
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{dir} holds results of a different experiment ({what} changed); results never mix: \
+         pass --force to discard them, or --out to write elsewhere"
+    )]
+    Changed { dir: PathBuf, what: String },
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
+    #[error(
+        "interrupted; {done} of {total} settings are saved in {dir} — run the same command again to resume"
+    )]
+    Interrupted {
+        dir: PathBuf,
+        done: usize,
+        total: usize,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What makes two runs the same experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub experiment: serde_json::Value,
+    pub model_sha256: String,
+    pub backend: String,
+}
+
+impl Fingerprint {
+    pub fn new(exp: &Experiment, model_sha256: &str, backend: &str) -> Self {
+        let mut experiment = serde_json::to_value(exp).expect("experiment serialises");
+        // Where the TOML lives does not change what it asks for.
+        if let Some(map) = experiment.as_object_mut() {
+            map.remove("source");
+        }
+        Self {
+            experiment,
+            model_sha256: model_sha256.to_string(),
+            backend: backend.to_string(),
+        }
+    }
+
+    fn difference(&self, other: &Self) -> Option<String> {
+        if self.model_sha256 != other.model_sha256 {
+            return Some("the model weights".into());
+        }
+        if self.backend != other.backend {
+            return Some(format!(
+                "the backend: {} vs {}",
+                other.backend, self.backend
+            ));
+        }
+        if self.experiment != other.experiment {
+            let a = self.experiment.as_object();
+            let b = other.experiment.as_object();
+            if let (Some(a), Some(b)) = (a, b) {
+                let keys: Vec<&String> = a
+                    .keys()
+                    .chain(b.keys())
+                    .filter(|k| a.get(*k) != b.get(*k))
+                    .collect();
+                if let Some(k) = keys.first() {
+                    return Some(format!("`{k}`"));
+                }
+            }
+            return Some("the experiment".into());
+        }
+        None
+    }
+}
+
+/// Timing of one finished setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettingTiming {
+    pub setting: String,
+    pub tokens: usize,
+    pub wall_s: f64,
+    pub tokens_per_s: f64,
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+pub struct RunOptions {
+    pub dir: PathBuf,
+    pub force: bool,
+    pub quiet: bool,
+    pub backend: String,
+    pub model_path: PathBuf,
+    pub model_sha256: String,
+}
+
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub ran: usize,
+    pub skipped: usize,
+    pub folded_greedy: usize,
+}
+
+/// The settings of an experiment, with the human reference last when prompts carry one.
+pub fn settings(exp: &Experiment) -> (Vec<Setting>, usize) {
+    let expansion = grid::expand(exp);
+    let mut settings = expansion.settings;
+    if exp.prompts.iter().any(|p| p.reference.is_some()) {
+        settings.push(Setting {
+            strategy: Strategy::Human,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: None,
+            num_beams: 1,
+            length_penalty: None,
+            early_stopping: None,
+            samples: 1,
+        });
+    }
+    (settings, expansion.folded_greedy)
+}
+
+/// Run `exp`, resuming in `opts.dir`.
+pub fn run(
+    exp: &Experiment,
+    generator: &Generator,
+    opts: &RunOptions,
+    interrupt: &AtomicBool,
+) -> Result<RunOutcome, RunError> {
+    let started = SystemTime::now();
+    let wall = Instant::now();
+    let dir = &opts.dir;
+    let settings_dir = dir.join("settings");
+    let fingerprint = Fingerprint::new(exp, &opts.model_sha256, &opts.backend);
+    let fingerprint_path = dir.join("experiment.json");
+    if let Ok(text) = fs::read_to_string(&fingerprint_path) {
+        let old: Option<Fingerprint> = serde_json::from_str(&text).ok();
+        let changed = match &old {
+            Some(old) => fingerprint.difference(old),
+            None => Some("an unreadable experiment.json".into()),
+        };
+        if let Some(what) = changed {
+            if !opts.force {
+                return Err(RunError::Changed {
+                    dir: dir.clone(),
+                    what,
+                });
+            }
+            fs::remove_dir_all(dir).map_err(io_at(dir))?;
+        }
+    } else if opts.force && dir.exists() {
+        fs::remove_dir_all(dir).map_err(io_at(dir))?;
+    }
+    fs::create_dir_all(&settings_dir).map_err(io_at(&settings_dir))?;
+    let json = serde_json::to_string_pretty(&fingerprint).expect("json");
+    crate::checkpoint::write_atomic(&fingerprint_path, json.as_bytes())
+        .map_err(io_at(&fingerprint_path))?;
+
+    let (settings, folded_greedy) = settings(exp);
+    let tokenizer = Tokenizer::gpt2();
+    let mut prepared = Vec::with_capacity(exp.prompts.len());
+    for prompt in &exp.prompts {
+        let p = generator.prepare(&tokenizer.encode(&prompt.text), exp.max_new_tokens)?;
+        prepared.push(p);
+    }
+
+    let multi = MultiProgress::new();
+    let sweep_bar = if opts.quiet {
+        ProgressBar::hidden()
+    } else {
+        multi.add(crate::progress::bar(settings.len() as u64, "sweep"))
+    };
+    if folded_greedy > 0 {
+        crate::progress::println(
+            &sweep_bar,
+            opts.quiet,
+            format!(
+                "greedy (temperature 0) is deterministic: {} grid points share one greedy setting, generated once per prompt",
+                folded_greedy + 1
+            ),
+        );
+    }
+    for (i, p) in prepared.iter().enumerate() {
+        if p.cropped > 0 {
+            crate::progress::println(
+                &sweep_bar,
+                opts.quiet,
+                format!(
+                    "warning: prompt {i} cropped by {} tokens from the left to fit the context",
+                    p.cropped
+                ),
+            );
+        }
+    }
+
+    let mut ran = 0;
+    let mut skipped = 0;
+    for (done, setting) in settings.iter().enumerate() {
+        let id = setting.id();
+        let samples_path = settings_dir.join(format!("{id}.jsonl"));
+        if samples_path.is_file() {
+            skipped += 1;
+            sweep_bar.inc(1);
+            continue;
+        }
+        let planned = if setting.strategy == Strategy::Human {
+            exp.prompts.len()
+        } else {
+            setting.samples * exp.prompts.len() * exp.max_new_tokens
+        };
+        let setting_bar = if opts.quiet {
+            ProgressBar::hidden()
+        } else {
+            multi.add(crate::progress::bar(planned as u64, "setting"))
+        };
+        setting_bar.set_message(id.clone());
+        let t0 = Instant::now();
+        let samples = match run_setting(
+            exp,
+            generator,
+            &tokenizer,
+            &prepared,
+            setting,
+            &setting_bar,
+            interrupt,
+        ) {
+            Some(s) => s,
+            None => {
+                setting_bar.finish_and_clear();
+                sweep_bar.finish_and_clear();
+                return Err(RunError::Interrupted {
+                    dir: dir.clone(),
+                    done,
+                    total: settings.len(),
+                });
+            }
+        };
+        let wall_s = t0.elapsed().as_secs_f64();
+        let tokens: usize = samples.iter().map(|s| s.token_ids.len()).sum();
+        let timing = SettingTiming {
+            setting: id.clone(),
+            tokens,
+            wall_s,
+            tokens_per_s: tokens as f64 / wall_s.max(1e-9),
+        };
+        save_setting(&settings_dir, &id, &samples, &timing)?;
+        setting_bar.finish_and_clear();
+        ran += 1;
+        sweep_bar.inc(1);
+        crate::progress::println(
+            &sweep_bar,
+            opts.quiet || !sweep_bar.is_hidden(),
+            format!(
+                "[{}/{}] {id}: {} texts, {tokens} tokens, {:.0} tokens/s",
+                done + 1,
+                settings.len(),
+                samples.len(),
+                timing.tokens_per_s
+            ),
+        );
+    }
+    sweep_bar.finish_and_clear();
+    write_reports(exp, &settings, opts, started, wall.elapsed().as_secs_f64())?;
+    Ok(RunOutcome {
+        dir: dir.clone(),
+        ran,
+        skipped,
+        folded_greedy,
+    })
+}
+
+/// Generate one setting's texts for every prompt; `None` when interrupted.
+fn run_setting(
+    exp: &Experiment,
+    generator: &Generator,
+    tokenizer: &Tokenizer,
+    prepared: &[crate::generate::PreparedPrompt],
+    setting: &Setting,
+    bar: &ProgressBar,
+    interrupt: &AtomicBool,
+) -> Option<Vec<Sample>> {
+    let eos = generator.eos();
+    let text_of = |tokens: &[u32]| {
+        let body = match tokens.last() {
+            Some(&t) if t == eos => &tokens[..tokens.len() - 1],
+            _ => tokens,
+        };
+        tokenizer.decode(body)
+    };
+    let mut samples = Vec::new();
+    for (p, prompt) in prepared.iter().enumerate() {
+        if interrupt.load(Ordering::SeqCst) {
+            return None;
+        }
+        match setting.strategy {
+            Strategy::Sample | Strategy::Greedy => {
+                let params = SamplingParams {
+                    temperature: setting.temperature,
+                    top_k: setting.top_k,
+                    top_p: setting.top_p,
+                };
+                let indices: Vec<usize> = (0..setting.samples).collect();
+                for chunk in indices.chunks(exp.batch_size.max(1)) {
+                    if interrupt.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    let rows = chunk
+                        .iter()
+                        .map(|&i| Row {
+                            params,
+                            rng: sample_rng(setting.seed.unwrap_or(0), p as u32, i as u32),
+                        })
+                        .collect();
+                    let out = generator.sample(prompt, rows, exp.max_new_tokens, |_, _| bar.inc(1));
+                    for (&i, c) in chunk.iter().zip(out) {
+                        samples.push(Sample {
+                            prompt_index: p,
+                            sample_index: i,
+                            text: text_of(&c.tokens),
+                            token_ids: c.tokens,
+                            logprobs: c.logprobs,
+                            ended_with_eos: c.ended_with_eos,
+                        });
+                    }
+                }
+            }
+            Strategy::Beam => {
+                let params = BeamParams {
+                    num_beams: setting.num_beams,
+                    length_penalty: setting.length_penalty.unwrap_or(1.0),
+                    early_stopping: setting.early_stopping.unwrap_or_default(),
+                    num_return_sequences: setting.samples,
+                };
+                let hyps = generator.beam_search(prompt, &params, exp.max_new_tokens);
+                bar.inc((exp.max_new_tokens * setting.samples) as u64);
+                for (i, h) in hyps.into_iter().enumerate() {
+                    samples.push(Sample {
+                        prompt_index: p,
+                        sample_index: i,
+                        text: text_of(&h.tokens),
+                        token_ids: h.tokens,
+                        logprobs: h.logprobs,
+                        ended_with_eos: h.ended_with_eos,
+                    });
+                }
+            }
+            Strategy::Human => {
+                let Some(reference) = &exp.prompts[p].reference else {
+                    continue;
+                };
+                // The human text is cut to the generated length, so that length-sensitive
+                // metrics (distinct-n, Self-BLEU, Zipf) compare like with like.
+                let mut tokens = tokenizer.encode(reference);
+                tokens.truncate(exp.max_new_tokens);
+                let logprobs = generator.score(&prompt.tokens, &tokens).unwrap_or_default();
+                bar.inc(1);
+                samples.push(Sample {
+                    prompt_index: p,
+                    sample_index: 0,
+                    text: tokenizer.decode(&tokens),
+                    token_ids: tokens,
+                    logprobs,
+                    ended_with_eos: false,
+                });
+            }
+        }
+    }
+    Some(samples)
+}
+
+fn save_setting(
+    dir: &Path,
+    id: &str,
+    samples: &[Sample],
+    timing: &SettingTiming,
+) -> Result<(), RunError> {
+    let timing_path = dir.join(format!("{id}.timing.json"));
+    let json = serde_json::to_string_pretty(timing).expect("json");
+    crate::checkpoint::write_atomic(&timing_path, json.as_bytes()).map_err(io_at(&timing_path))?;
+    // The samples file is what marks a setting done, so it is renamed into place last.
+    let path = dir.join(format!("{id}.jsonl"));
+    let mut file = report::AtomicFile::create(&path).map_err(io_at(&path))?;
+    for s in samples {
+        let line = serde_json::to_string(s).expect("json");
+        writeln!(file, "{line}").map_err(io_at(&path))?;
+    }
+    file.finish().map_err(io_at(&path))
+}
+
+fn load_setting(dir: &Path, id: &str) -> Result<(Vec<Sample>, Option<SettingTiming>), RunError> {
+    let path = dir.join(format!("{id}.jsonl"));
+    let file = fs::File::open(&path).map_err(io_at(&path))?;
+    let mut samples = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(io_at(&path))?;
+        let sample: Sample = serde_json::from_str(&line).map_err(|e| RunError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        samples.push(sample);
+    }
+    let timing = fs::read_to_string(dir.join(format!("{id}.timing.json")))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    Ok((samples, timing))
+}
+
+/// Build `summary.csv`, `samples.csv` and `run.json` from the saved settings.
+fn write_reports(
+    exp: &Experiment,
+    settings: &[Setting],
+    opts: &RunOptions,
+    started: SystemTime,
+    wall_s: f64,
+) -> Result<(), RunError> {
+    let dir = &opts.dir;
+    let settings_dir = dir.join("settings");
+    let prompts: Vec<String> = exp.prompts.iter().map(|p| p.text.clone()).collect();
+    let samples_path = dir.join("samples.csv");
+    let mut samples_csv = SamplesWriter::create(&samples_path).map_err(io_at(&samples_path))?;
+    let mut metrics = Vec::with_capacity(settings.len());
+    let mut timings = Vec::with_capacity(settings.len());
+    let mut beam_scores = Vec::with_capacity(settings.len());
+    for setting in settings {
+        let (samples, timing) = load_setting(&settings_dir, &setting.id())?;
+        samples_csv
+            .write(setting, &prompts, &samples)
+            .map_err(io_at(&samples_path))?;
+        metrics.push(Metrics::compute(&samples));
+        // Rank beam widths by their best hypotheses' mean total log-probability per token.
+        let best: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.sample_index == 0)
+            .map(|s| {
+                s.logprobs.iter().map(|&x| x as f64).sum::<f64>() / s.logprobs.len().max(1) as f64
+            })
+            .collect();
+        beam_scores.push(crate::metrics::mean(&best));
+        timings.push(timing);
+    }
+    samples_csv.finish().map_err(io_at(&samples_path))?;
+
+    let baseline = settings
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.strategy == Strategy::Beam)
+        .filter(|(_, s)| exp.baseline.is_none_or(|n| s.num_beams == n))
+        .max_by(|a, b| beam_scores[a.0].total_cmp(&beam_scores[b.0]))
+        .map(|(i, _)| i);
+    let rows: Vec<SummaryRow<'_>> = settings
+        .iter()
+        .zip(&metrics)
+        .zip(&timings)
+        .map(|((setting, metrics), timing)| SummaryRow {
+            setting,
+            metrics,
+            tokens_per_s: if setting.strategy == Strategy::Human {
+                f64::NAN
+            } else {
+                timing.as_ref().map_or(f64::NAN, |t| t.tokens_per_s)
+            },
+        })
+        .collect();
+    let summary_path = dir.join("summary.csv");
+    report::write_summary(&summary_path, &rows, baseline).map_err(io_at(&summary_path))?;
+
+    let record = serde_json::json!({
+        "sweep_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": option_env!("SWEEP_GIT_COMMIT"),
+        "experiment": exp,
+        "model": {
+            "path": opts.model_path,
+            "sha256": opts.model_sha256,
+        },
+        "backend": opts.backend,
+        "started": humantime::format_rfc3339_seconds(started).to_string(),
+        "finished": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        "wall_s": wall_s,
+        "baseline": baseline.map(|i| settings[i].id()),
+        "settings": settings.iter().zip(&timings).map(|(s, t)| serde_json::json!({
+            "setting": s.id(),
+            "strategy": s.strategy.as_str(),
+            "tokens": t.as_ref().map(|t| t.tokens),
+            "wall_s": t.as_ref().map(|t| t.wall_s),
+            "tokens_per_s": t.as_ref().map(|t| t.tokens_per_s),
+        })).collect::<Vec<_>>(),
+    });
+    let run_path = dir.join("run.json");
+    let text = serde_json::to_string_pretty(&record).expect("json") + "\n";
+    crate::checkpoint::write_atomic(&run_path, text.as_bytes()).map_err(io_at(&run_path))
+}
