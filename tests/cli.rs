@@ -1,0 +1,274 @@
+//! The real binary on real files: experiments that run, experiments that are wrong, runs that
+//! are interrupted and resumed, and samples that must not depend on batch size or threads.
+//!
+//! These use the tiny random model of `tests/fixtures/tiny-hf` (512-token vocabulary), so
+//! prompts are made of single characters whose GPT-2 ids fit in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sweep() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sweep"))
+}
+
+fn tiny_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-hf")
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    sweep().current_dir(dir).args(args).output().expect("runs")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn experiment(model: &Path, extra: &str) -> String {
+    format!(
+        r#"name = "t"
+model = "{}"
+prompts = ["a", "b c", "x"]
+max_new_tokens = 24
+samples = 5
+batch_size = 4
+{extra}
+"#,
+        model.display()
+    )
+}
+
+const GRID: &str = r#"
+[grid]
+temperature = [0.0, 0.8, 1.3]
+top_k = [0, 20]
+top_p = [0.9, 1.0]
+seed = [1, 2]
+
+[beam]
+num_beams = [2, 4]
+length_penalty = [1.0, 0.6]
+"#;
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+fn column(header: &[String], name: &str) -> usize {
+    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+}
+
+/// The CSVs with timing columns blanked, for comparing runs.
+fn without_timing(path: &Path) -> Vec<Vec<String>> {
+    let (header, mut rows) = read_csv(path);
+    if let Some(i) = header.iter().position(|h| h == "tokens_per_s") {
+        for r in &mut rows {
+            r[i].clear();
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_good_experiment_writes_consistent_csvs() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = write(dir.path(), "t.toml", &experiment(&tiny_model(), GRID));
+    let out = run_in(dir.path(), &[toml.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results = dir.path().join("results/t");
+    let (header, rows) = read_csv(&results.join("summary.csv"));
+    for name in [
+        "setting", "strategy", "temperature", "top_k", "top_p", "seed", "num_beams", "length_penalty",
+        "samples", "mean_perplexity", "corpus_perplexity", "distinct_1", "distinct_2", "distinct_3",
+        "mean_tokens", "eos_rate", "tokens_per_s", "distinct_2_vs_beam",
+    ] {
+        column(&header, name);
+    }
+    // 3 temperatures × 2 × 2 × 2 seeds, the 8 greedy points folded into one, plus 4 beams.
+    let strategies: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(strategies.iter().filter(|s| **s == "sample").count(), 16);
+    assert_eq!(strategies.iter().filter(|s| **s == "greedy").count(), 1);
+    assert_eq!(strategies.iter().filter(|s| **s == "beam").count(), 4);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8 grid points share one greedy setting"));
+
+    // Recompute distinct-2 and mean perplexity of every setting from samples.csv.
+    let (sh, samples) = read_csv(&results.join("samples.csv"));
+    let (s_setting, s_text, s_ppl) = (column(&sh, "setting"), column(&sh, "text"), column(&sh, "perplexity"));
+    for row in &rows {
+        let mine: Vec<&Vec<String>> = samples.iter().filter(|s| s[s_setting] == row[0]).collect();
+        assert_eq!(mine.len().to_string(), row[column(&header, "samples")]);
+        let mut bigrams = std::collections::HashSet::new();
+        let mut total = 0;
+        for s in &mine {
+            let words: Vec<&str> = s[s_text].split_whitespace().collect();
+            for w in words.windows(2) {
+                bigrams.insert((w[0].to_string(), w[1].to_string()));
+                total += 1;
+            }
+        }
+        let distinct_2 = if total == 0 { 0.0 } else { bigrams.len() as f64 / total as f64 };
+        let reported: f64 = row[column(&header, "distinct_2")].parse().unwrap();
+        assert!((distinct_2 - reported).abs() < 1e-5, "{}: distinct_2 {distinct_2} vs {reported}", row[0]);
+        let ppl: f64 = mine.iter().map(|s| s[s_ppl].parse::<f64>().unwrap()).sum::<f64>() / mine.len() as f64;
+        let reported: f64 = row[column(&header, "mean_perplexity")].parse().unwrap();
+        assert!((ppl - reported).abs() / reported < 1e-4, "{}: mean_perplexity", row[0]);
+    }
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(run["experiment"]["grid"]["temperature"].is_array());
+}
+
+#[test]
+fn bad_experiments_exit_2_name_the_place_and_leave_no_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model();
+    let cases = [
+        ("unknown_key.toml", experiment(&model, "[grid]\ntempreature = 0.5\n"), ":8:1", "tempreature"),
+        ("negative_t.toml", experiment(&model, "[grid]\ntemperature = [0.5, -1.0]\n"), ":8:", "temperature"),
+        ("top_p.toml", experiment(&model, "[grid]\ntop_p = 1.5\n"), ":8:", "top_p"),
+        ("zero_samples.toml", experiment(&model, "[grid]\n").replace("samples = 5", "samples = 0"), ":5:", "samples"),
+        ("wrong_type.toml", experiment(&model, "[grid]\ntop_k = \"many\"\n"), ":8:", "expected an integer"),
+        ("no_model.toml", experiment(Path::new("no/such/model"), "[grid]\n"), ":2:", "no/such/model"),
+        (
+            "no_prompts_file.toml",
+            experiment(&model, "[grid]\n").replace("prompts = [\"a\", \"b c\", \"x\"]", "prompts_file = \"missing.txt\""),
+            ":3:",
+            "missing.txt",
+        ),
+    ];
+    for (name, text, place, word) in cases {
+        let toml = write(dir.path(), name, &text);
+        let out = run_in(dir.path(), &[toml.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("{name}{place}")), "{name}: no file:line:col in {stderr}");
+        assert!(stderr.contains(word), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(!dir.path().join("results").exists(), "{name} left a results folder");
+    }
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_csvs() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = write(dir.path(), "t.toml", &experiment(&tiny_model(), GRID));
+    let toml = toml.to_str().unwrap();
+
+    let full = run_in(dir.path(), &[toml, "--out", "full"]);
+    assert!(full.status.success());
+
+    // Kill a run as soon as its first setting is saved, then run again.
+    let mut child = sweep()
+        .current_dir(dir.path())
+        .args([toml, "--out", "cut"])
+        .spawn()
+        .unwrap();
+    let settings = dir.path().join("cut/settings");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let saved = std::fs::read_dir(&settings)
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "jsonl")))
+            .unwrap_or(false);
+        if saved || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let again = run_in(dir.path(), &[toml, "--out", "cut"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    for file in ["summary.csv", "samples.csv"] {
+        assert_eq!(
+            without_timing(&dir.path().join("full").join(file)),
+            without_timing(&dir.path().join("cut").join(file)),
+            "{file} differs after resume"
+        );
+    }
+    // Nothing left to do: a third run recomputes nothing.
+    let third = run_in(dir.path(), &[toml, "--out", "cut"]);
+    assert!(String::from_utf8_lossy(&third.stderr).contains("0 settings run"));
+}
+
+#[test]
+fn a_changed_experiment_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = write(dir.path(), "t.toml", &experiment(&tiny_model(), "[grid]\ntemperature = 0.8\n"));
+    assert!(run_in(dir.path(), &[toml.to_str().unwrap()]).status.success());
+    write(dir.path(), "t.toml", &experiment(&tiny_model(), "[grid]\ntemperature = 0.9\n"));
+    let out = run_in(dir.path(), &[toml.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    let out = run_in(dir.path(), &[toml.to_str().unwrap(), "--force"]);
+    assert!(out.status.success());
+    let (_, rows) = read_csv(&dir.path().join("results/t/summary.csv"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0], "sample_t0.9_k0_p1_s0");
+}
+
+/// Same seed ⇒ same samples whatever the batch size or thread count; another seed differs.
+#[test]
+fn samples_do_not_depend_on_batch_size_or_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = "[grid]\ntemperature = [0.7, 1.0]\ntop_k = [0, 40]\ntop_p = [0.9, 1.0]\nseed = 3\n";
+    let texts = |batch: usize, threads: &str, seed: u64, out: &str| {
+        let text = experiment(&tiny_model(), &grid.replace("seed = 3", &format!("seed = {seed}")))
+            .replace("samples = 5", "samples = 32")
+            .replace("batch_size = 4", &format!("batch_size = {batch}"));
+        let toml = write(dir.path(), &format!("{out}.toml"), &text);
+        let result = sweep()
+            .current_dir(dir.path())
+            .env("RAYON_NUM_THREADS", threads)
+            .args([toml.to_str().unwrap(), "--out", out, "--quiet"])
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        let (header, rows) = read_csv(&dir.path().join(out).join("samples.csv"));
+        let ids = column(&header, "token_ids");
+        rows.into_iter().map(|r| r[ids].clone()).collect::<Vec<_>>()
+    };
+    let reference = texts(1, "1", 3, "b1");
+    assert_eq!(reference.len(), 8 * 3 * 32);
+    assert_eq!(texts(7, "2", 3, "b7"), reference);
+    assert_eq!(texts(32, "1", 3, "b32"), reference);
+    assert_eq!(texts(32, "2", 3, "b32t2"), reference);
+    let other = texts(32, "2", 4, "seed4");
+    let same = other.iter().zip(&reference).filter(|(a, b)| a == b).count();
+    assert!(same < reference.len() / 4, "a different seed gave {same} identical samples");
+}
+
+#[test]
+fn validate_prints_the_grid_size_and_token_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = write(dir.path(), "t.toml", &experiment(&tiny_model(), GRID));
+    let out = run_in(dir.path(), &["validate", toml.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("settings:  21 (16 sampling, 1 greedy, 4 beam)"), "{stdout}");
+    assert!(stdout.contains("tokens:"), "{stdout}");
+    assert!(!dir.path().join("results").exists());
+}
+
+#[test]
+fn generate_streams_one_continuation() {
+    let out = sweep()
+        .args(["generate", "--prompt", "a", "--max-new-tokens", "12", "--temperature", "0"])
+        .arg("--model")
+        .arg(tiny_model())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with('a') && text.len() > 2, "{text}");
+    let bad = sweep().args(["generate", "--top-p", "1.5"]).arg("--model").arg(tiny_model()).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
