@@ -57,6 +57,29 @@ enum Command {
     ///
     /// Example: sweep train --out runs/tiny --n-layer 2 --n-embd 64 --steps 200
     Train(TrainArgs),
+    /// Perplexity of a model on a text file: non-overlapping windows of the model's context,
+    /// every token after the first of a window predicted. The model card's figure.
+    ///
+    /// Example: sweep eval --data data/shakespeare/valid.txt --max-tokens 16384
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Model folder or .pt file [default: the shipped model]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// UTF-8 text to score.
+    #[arg(long, default_value = "data/shakespeare/valid.txt")]
+    data: PathBuf,
+    /// Score only the first N tokens [default: the model card's 16384; 0 = all]
+    #[arg(long, default_value_t = sweep::train::CARD_EVAL_TOKENS)]
+    max_tokens: usize,
+    /// Also print the add-one unigram baseline trained on this file.
+    #[arg(long)]
+    unigram_train: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -215,6 +238,7 @@ pub fn main() -> ExitCode {
         Some(Command::Validate { experiment }) => validate(&experiment),
         Some(Command::Generate(args)) => generate(args),
         Some(Command::Train(args)) => train(args),
+        Some(Command::Eval(args)) => eval(args),
         None if cli.run.experiment.is_some() => run(cli.run),
         None => {
             let _ = <Cli as clap::CommandFactory>::command().print_help();
@@ -428,6 +452,47 @@ fn run(args: RunArgs) -> Result<()> {
             "wrote {}/summary.csv, samples.csv and run.json: {} settings run{resumed}",
             outcome.dir.display(),
             outcome.ran
+        );
+    }
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    use sweep::train::{evaluate, tokenize_file, unigram_perplexity};
+    let (_, device) = backend::device(
+        args.device.backend.as_deref(),
+        args.device.device.as_deref(),
+    )?;
+    let model_path = args.model.unwrap_or_else(sweep::default_model);
+    let loaded = checkpoint::load(&model_path, &device)
+        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let tokens = tokenize_file(&args.data)?;
+    let limit = if args.max_tokens == 0 {
+        tokens.len()
+    } else {
+        args.max_tokens.min(tokens.len())
+    };
+    let context = loaded.config.n_positions;
+    if limit <= context {
+        return Err(BadInput(format!(
+            "{}: {limit} tokens to score, but one window of the model's context needs {}",
+            args.data.display(),
+            context + 1
+        ))
+        .into());
+    }
+    let loss = evaluate(&loaded.model, &tokens, context, Some(limit), 8);
+    println!(
+        "{}: {limit} tokens, loss {loss:.4} nats/token, perplexity {:.2}",
+        args.data.display(),
+        loss.exp()
+    );
+    if let Some(train_file) = args.unigram_train {
+        let train_tokens = tokenize_file(&train_file)?;
+        let ppl = unigram_perplexity(&train_tokens, &tokens[..limit], loaded.config.vocab_size);
+        println!(
+            "unigram baseline (add-one, trained on {}): perplexity {ppl:.2}",
+            train_file.display()
         );
     }
     Ok(())

@@ -17,29 +17,57 @@ pub const GPT2_EOS: u32 = 50256;
 
 /// The shape of a GPT-2 model, as written in a Hugging Face `config.json`.
 ///
-/// Keys follow transformers' `GPT2Config`; `n_ctx` is accepted for older files that used it
-/// instead of `n_positions`.
+/// Keys follow transformers' `GPT2Config`; other keys are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig")]
 pub struct Gpt2Config {
     pub vocab_size: usize,
-    #[serde(alias = "n_ctx")]
     pub n_positions: usize,
     pub n_embd: usize,
     pub n_layer: usize,
     pub n_head: usize,
-    #[serde(default = "default_layer_norm_epsilon")]
     pub layer_norm_epsilon: f64,
     /// The token that ends a text; generation stops a row when it is produced.
-    #[serde(default = "default_eos")]
     pub eos_token_id: u32,
+}
+
+/// `config.json` as written: the official `gpt2` file carries both `n_positions` and the older
+/// `n_ctx`, some older files only `n_ctx`.
+#[derive(Deserialize)]
+struct RawConfig {
+    vocab_size: usize,
+    n_positions: Option<usize>,
+    n_ctx: Option<usize>,
+    n_embd: usize,
+    n_layer: usize,
+    n_head: usize,
+    #[serde(default = "default_layer_norm_epsilon")]
+    layer_norm_epsilon: f64,
+    #[serde(default)]
+    eos_token_id: Option<u32>,
+}
+
+impl TryFrom<RawConfig> for Gpt2Config {
+    type Error = String;
+
+    fn try_from(raw: RawConfig) -> Result<Self, String> {
+        Ok(Self {
+            vocab_size: raw.vocab_size,
+            n_positions: raw
+                .n_positions
+                .or(raw.n_ctx)
+                .ok_or("missing field `n_positions`")?,
+            n_embd: raw.n_embd,
+            n_layer: raw.n_layer,
+            n_head: raw.n_head,
+            layer_norm_epsilon: raw.layer_norm_epsilon,
+            eos_token_id: raw.eos_token_id.unwrap_or(GPT2_EOS),
+        })
+    }
 }
 
 fn default_layer_norm_epsilon() -> f64 {
     1e-5
-}
-
-fn default_eos() -> u32 {
-    GPT2_EOS
 }
 
 impl Gpt2Config {
@@ -105,13 +133,13 @@ impl Gpt2Config {
                 return Err(format!("{name} must be at least 1"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!(
                 "n_embd ({}) must be a multiple of n_head ({})",
                 self.n_embd, self.n_head
             ));
         }
-        if !(self.layer_norm_epsilon > 0.0) {
+        if self.layer_norm_epsilon.is_nan() || self.layer_norm_epsilon <= 0.0 {
             return Err("layer_norm_epsilon must be positive".into());
         }
         Ok(())
@@ -412,5 +440,43 @@ impl Gpt2 {
         let logits = self.head(last);
         let vocab = logits.dims()[2];
         logits.reshape([batch, vocab])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The official `gpt2` config.json carries both `n_ctx` and `n_positions`.
+    #[test]
+    fn reads_the_official_gpt2_config() {
+        let text = r#"{"activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"],
+            "attn_pdrop": 0.1, "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256,
+            "initializer_range": 0.02, "layer_norm_epsilon": 1e-05, "model_type": "gpt2",
+            "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12, "n_positions": 1024,
+            "resid_pdrop": 0.1, "vocab_size": 50257}"#;
+        let config: Gpt2Config = serde_json::from_str(text).unwrap();
+        assert_eq!(config, Gpt2Config::gpt2());
+        assert_eq!(config.num_params(), 124_439_808);
+        let old: Gpt2Config = serde_json::from_str(
+            r#"{"vocab_size": 10, "n_ctx": 8, "n_embd": 4, "n_layer": 1, "n_head": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(old.n_positions, 8);
+        assert_eq!(old.eos_token_id, GPT2_EOS);
+    }
+
+    #[test]
+    fn preset_shapes_are_consistent() {
+        for c in [
+            Gpt2Config::gpt2(),
+            Gpt2Config::distilgpt2(),
+            Gpt2Config::gpt2_medium(),
+            Gpt2Config::gpt2_large(),
+            Gpt2Config::gpt2_xl(),
+        ] {
+            assert!(c.check().is_ok(), "{c:?}");
+        }
+        assert_eq!(Gpt2Config::gpt2_medium().num_params(), 354_823_168);
     }
 }

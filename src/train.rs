@@ -150,6 +150,10 @@ fn to_tensors(
     )
 }
 
+/// How much of the validation split a model card's perplexity covers: enough to be stable
+/// to well under 1 %, little enough to recompute in a test.
+pub const CARD_EVAL_TOKENS: usize = 16_384;
+
 /// Mean cross-entropy (nats per token) of `model` over non-overlapping windows of `len + 1`
 /// tokens covering the first `max_tokens` tokens of `tokens` (all of them if `None`). Each
 /// window predicts its last `len` tokens. Deterministic: this is the figure a model card quotes.
@@ -208,7 +212,7 @@ pub struct TrainRun {
 /// Train, resuming from `out` when it holds a checkpoint of the same recipe.
 pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> {
     let config = &run.config;
-    if config.n_head == 0 || config.n_embd % config.n_head != 0 {
+    if config.n_head == 0 || !config.n_embd.is_multiple_of(config.n_head) {
         return Err(TrainError::Invalid(format!(
             "--n-embd {} must be a multiple of --n-head {}",
             config.n_embd, config.n_head
@@ -335,6 +339,16 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
             recent_loss,
             tokens_per_step * steps_here as f64 / secs.max(1e-9)
         ));
+        // Without a terminal the bar is hidden; a log (CI, a cluster job) gets a line instead.
+        if bar.is_hidden() && !run.quiet && state.step % 25 == 0 {
+            eprintln!(
+                "step {:>6}/{}  loss {:.3}  {:.0} tokens/s",
+                state.step,
+                config.steps,
+                recent_loss,
+                tokens_per_step * steps_here as f64 / secs.max(1e-9)
+            );
+        }
         if state.step % config.eval_interval == 0 || state.step == config.steps {
             let valid = model.valid();
             let valid_loss = eval_loss(&valid, &valid_tokens, &eval_offsets, config.context);

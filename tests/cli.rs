@@ -62,7 +62,10 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 fn column(header: &[String], name: &str) -> usize {
-    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+    header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
 }
 
 /// The CSVs with timing columns blanked, for comparing runs.
@@ -81,13 +84,32 @@ fn a_good_experiment_writes_consistent_csvs() {
     let dir = tempfile::tempdir().unwrap();
     let toml = write(dir.path(), "t.toml", &experiment(&tiny_model(), GRID));
     let out = run_in(dir.path(), &[toml.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let results = dir.path().join("results/t");
     let (header, rows) = read_csv(&results.join("summary.csv"));
     for name in [
-        "setting", "strategy", "temperature", "top_k", "top_p", "seed", "num_beams", "length_penalty",
-        "samples", "mean_perplexity", "corpus_perplexity", "distinct_1", "distinct_2", "distinct_3",
-        "mean_tokens", "eos_rate", "tokens_per_s", "distinct_2_vs_beam",
+        "setting",
+        "strategy",
+        "temperature",
+        "top_k",
+        "top_p",
+        "seed",
+        "num_beams",
+        "length_penalty",
+        "samples",
+        "mean_perplexity",
+        "corpus_perplexity",
+        "distinct_1",
+        "distinct_2",
+        "distinct_3",
+        "mean_tokens",
+        "eos_rate",
+        "tokens_per_s",
+        "distinct_2_vs_beam",
     ] {
         column(&header, name);
     }
@@ -96,11 +118,17 @@ fn a_good_experiment_writes_consistent_csvs() {
     assert_eq!(strategies.iter().filter(|s| **s == "sample").count(), 16);
     assert_eq!(strategies.iter().filter(|s| **s == "greedy").count(), 1);
     assert_eq!(strategies.iter().filter(|s| **s == "beam").count(), 4);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("8 grid points share one greedy setting"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("8 grid points share one greedy setting")
+    );
 
     // Recompute distinct-2 and mean perplexity of every setting from samples.csv.
     let (sh, samples) = read_csv(&results.join("samples.csv"));
-    let (s_setting, s_text, s_ppl) = (column(&sh, "setting"), column(&sh, "text"), column(&sh, "perplexity"));
+    let (s_setting, s_text, s_ppl) = (
+        column(&sh, "setting"),
+        column(&sh, "text"),
+        column(&sh, "perplexity"),
+    );
     for row in &rows {
         let mine: Vec<&Vec<String>> = samples.iter().filter(|s| s[s_setting] == row[0]).collect();
         assert_eq!(mine.len().to_string(), row[column(&header, "samples")]);
@@ -113,12 +141,28 @@ fn a_good_experiment_writes_consistent_csvs() {
                 total += 1;
             }
         }
-        let distinct_2 = if total == 0 { 0.0 } else { bigrams.len() as f64 / total as f64 };
+        let distinct_2 = if total == 0 {
+            0.0
+        } else {
+            bigrams.len() as f64 / total as f64
+        };
         let reported: f64 = row[column(&header, "distinct_2")].parse().unwrap();
-        assert!((distinct_2 - reported).abs() < 1e-5, "{}: distinct_2 {distinct_2} vs {reported}", row[0]);
-        let ppl: f64 = mine.iter().map(|s| s[s_ppl].parse::<f64>().unwrap()).sum::<f64>() / mine.len() as f64;
+        assert!(
+            (distinct_2 - reported).abs() < 1e-5,
+            "{}: distinct_2 {distinct_2} vs {reported}",
+            row[0]
+        );
+        let ppl: f64 = mine
+            .iter()
+            .map(|s| s[s_ppl].parse::<f64>().unwrap())
+            .sum::<f64>()
+            / mine.len() as f64;
         let reported: f64 = row[column(&header, "mean_perplexity")].parse().unwrap();
-        assert!((ppl - reported).abs() / reported < 1e-4, "{}: mean_perplexity", row[0]);
+        assert!(
+            (ppl - reported).abs() / reported < 1e-4,
+            "{}: mean_perplexity",
+            row[0]
+        );
     }
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("run.json")).unwrap()).unwrap();
@@ -131,15 +175,48 @@ fn bad_experiments_exit_2_name_the_place_and_leave_no_results() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model();
     let cases = [
-        ("unknown_key.toml", experiment(&model, "[grid]\ntempreature = 0.5\n"), ":8:1", "tempreature"),
-        ("negative_t.toml", experiment(&model, "[grid]\ntemperature = [0.5, -1.0]\n"), ":8:", "temperature"),
-        ("top_p.toml", experiment(&model, "[grid]\ntop_p = 1.5\n"), ":8:", "top_p"),
-        ("zero_samples.toml", experiment(&model, "[grid]\n").replace("samples = 5", "samples = 0"), ":5:", "samples"),
-        ("wrong_type.toml", experiment(&model, "[grid]\ntop_k = \"many\"\n"), ":8:", "expected an integer"),
-        ("no_model.toml", experiment(Path::new("no/such/model"), "[grid]\n"), ":2:", "no/such/model"),
+        (
+            "unknown_key.toml",
+            experiment(&model, "[grid]\ntempreature = 0.5\n"),
+            ":8:1",
+            "tempreature",
+        ),
+        (
+            "negative_t.toml",
+            experiment(&model, "[grid]\ntemperature = [0.5, -1.0]\n"),
+            ":8:",
+            "temperature",
+        ),
+        (
+            "top_p.toml",
+            experiment(&model, "[grid]\ntop_p = 1.5\n"),
+            ":8:",
+            "top_p",
+        ),
+        (
+            "zero_samples.toml",
+            experiment(&model, "[grid]\n").replace("samples = 5", "samples = 0"),
+            ":5:",
+            "samples",
+        ),
+        (
+            "wrong_type.toml",
+            experiment(&model, "[grid]\ntop_k = \"many\"\n"),
+            ":8:",
+            "expected an integer",
+        ),
+        (
+            "no_model.toml",
+            experiment(Path::new("no/such/model"), "[grid]\n"),
+            ":2:",
+            "no/such/model",
+        ),
         (
             "no_prompts_file.toml",
-            experiment(&model, "[grid]\n").replace("prompts = [\"a\", \"b c\", \"x\"]", "prompts_file = \"missing.txt\""),
+            experiment(&model, "[grid]\n").replace(
+                "prompts = [\"a\", \"b c\", \"x\"]",
+                "prompts_file = \"missing.txt\"",
+            ),
             ":3:",
             "missing.txt",
         ),
@@ -149,10 +226,16 @@ fn bad_experiments_exit_2_name_the_place_and_leave_no_results() {
         let out = run_in(dir.path(), &[toml.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert!(stderr.contains(&format!("{name}{place}")), "{name}: no file:line:col in {stderr}");
+        assert!(
+            stderr.contains(&format!("{name}{place}")),
+            "{name}: no file:line:col in {stderr}"
+        );
         assert!(stderr.contains(word), "{name}: {stderr}");
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-        assert!(!dir.path().join("results").exists(), "{name} left a results folder");
+        assert!(
+            !dir.path().join("results").exists(),
+            "{name} left a results folder"
+        );
     }
 }
 
@@ -175,7 +258,10 @@ fn an_interrupted_run_resumes_to_the_same_csvs() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let saved = std::fs::read_dir(&settings)
-            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "jsonl")))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            })
             .unwrap_or(false);
         if saved || std::time::Instant::now() > deadline {
             break;
@@ -185,7 +271,11 @@ fn an_interrupted_run_resumes_to_the_same_csvs() {
     let _ = child.kill();
     let _ = child.wait();
     let again = run_in(dir.path(), &[toml, "--out", "cut"]);
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     for file in ["summary.csv", "samples.csv"] {
         assert_eq!(
             without_timing(&dir.path().join("full").join(file)),
@@ -201,9 +291,21 @@ fn an_interrupted_run_resumes_to_the_same_csvs() {
 #[test]
 fn a_changed_experiment_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = write(dir.path(), "t.toml", &experiment(&tiny_model(), "[grid]\ntemperature = 0.8\n"));
-    assert!(run_in(dir.path(), &[toml.to_str().unwrap()]).status.success());
-    write(dir.path(), "t.toml", &experiment(&tiny_model(), "[grid]\ntemperature = 0.9\n"));
+    let toml = write(
+        dir.path(),
+        "t.toml",
+        &experiment(&tiny_model(), "[grid]\ntemperature = 0.8\n"),
+    );
+    assert!(
+        run_in(dir.path(), &[toml.to_str().unwrap()])
+            .status
+            .success()
+    );
+    write(
+        dir.path(),
+        "t.toml",
+        &experiment(&tiny_model(), "[grid]\ntemperature = 0.9\n"),
+    );
     let out = run_in(dir.path(), &[toml.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -221,9 +323,12 @@ fn samples_do_not_depend_on_batch_size_or_threads() {
     let dir = tempfile::tempdir().unwrap();
     let grid = "[grid]\ntemperature = [0.7, 1.0]\ntop_k = [0, 40]\ntop_p = [0.9, 1.0]\nseed = 3\n";
     let texts = |batch: usize, threads: &str, seed: u64, out: &str| {
-        let text = experiment(&tiny_model(), &grid.replace("seed = 3", &format!("seed = {seed}")))
-            .replace("samples = 5", "samples = 32")
-            .replace("batch_size = 4", &format!("batch_size = {batch}"));
+        let text = experiment(
+            &tiny_model(),
+            &grid.replace("seed = 3", &format!("seed = {seed}")),
+        )
+        .replace("samples = 5", "samples = 32")
+        .replace("batch_size = 4", &format!("batch_size = {batch}"));
         let toml = write(dir.path(), &format!("{out}.toml"), &text);
         let result = sweep()
             .current_dir(dir.path())
@@ -231,7 +336,11 @@ fn samples_do_not_depend_on_batch_size_or_threads() {
             .args([toml.to_str().unwrap(), "--out", out, "--quiet"])
             .output()
             .unwrap();
-        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
         let (header, rows) = read_csv(&dir.path().join(out).join("samples.csv"));
         let ids = column(&header, "token_ids");
         rows.into_iter().map(|r| r[ids].clone()).collect::<Vec<_>>()
@@ -243,7 +352,10 @@ fn samples_do_not_depend_on_batch_size_or_threads() {
     assert_eq!(texts(32, "2", 3, "b32t2"), reference);
     let other = texts(32, "2", 4, "seed4");
     let same = other.iter().zip(&reference).filter(|(a, b)| a == b).count();
-    assert!(same < reference.len() / 4, "a different seed gave {same} identical samples");
+    assert!(
+        same < reference.len() / 4,
+        "a different seed gave {same} identical samples"
+    );
 }
 
 #[test]
@@ -253,7 +365,10 @@ fn validate_prints_the_grid_size_and_token_budget() {
     let out = run_in(dir.path(), &["validate", toml.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("settings:  21 (16 sampling, 1 greedy, 4 beam)"), "{stdout}");
+    assert!(
+        stdout.contains("settings:  21 (16 sampling, 1 greedy, 4 beam)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("tokens:"), "{stdout}");
     assert!(!dir.path().join("results").exists());
 }
@@ -261,14 +376,31 @@ fn validate_prints_the_grid_size_and_token_budget() {
 #[test]
 fn generate_streams_one_continuation() {
     let out = sweep()
-        .args(["generate", "--prompt", "a", "--max-new-tokens", "12", "--temperature", "0"])
+        .args([
+            "generate",
+            "--prompt",
+            "a",
+            "--max-new-tokens",
+            "12",
+            "--temperature",
+            "0",
+        ])
         .arg("--model")
         .arg(tiny_model())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with('a') && text.len() > 2, "{text}");
-    let bad = sweep().args(["generate", "--top-p", "1.5"]).arg("--model").arg(tiny_model()).output().unwrap();
+    let bad = sweep()
+        .args(["generate", "--top-p", "1.5"])
+        .arg("--model")
+        .arg(tiny_model())
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }

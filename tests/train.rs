@@ -1,0 +1,118 @@
+//! Training: a tiny model's loss falls; a resumed run continues; the shipped model scores the
+//! validation perplexity its model card states.
+
+use std::path::Path;
+
+use sweep::train::{TrainConfig, TrainRun, evaluate, tokenize_file, train};
+
+fn device() -> burn::tensor::Device {
+    sweep::backend::device(None, None).unwrap().1
+}
+
+fn corpus(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/shakespeare/valid.txt"),
+    )
+    .unwrap();
+    let (a, b) = text.split_at(60_000);
+    let (b, _) = b.split_at(b.char_indices().nth(8_000).unwrap().0);
+    let train_file = dir.join("train.txt");
+    let valid_file = dir.join("valid.txt");
+    std::fs::write(&train_file, a).unwrap();
+    std::fs::write(&valid_file, b).unwrap();
+    (train_file, valid_file)
+}
+
+fn tiny_config(steps: usize) -> TrainConfig {
+    TrainConfig {
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 32,
+        context: 32,
+        steps,
+        batch_size: 4,
+        learning_rate: 1e-2,
+        min_learning_rate: 1e-3,
+        warmup_steps: 2,
+        weight_decay: 0.0,
+        grad_clip: 1.0,
+        eval_interval: 10,
+        eval_windows: 4,
+        seed: 7,
+    }
+}
+
+#[test]
+fn a_tiny_model_learns_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train_file, valid_file) = corpus(tmp.path());
+    let mut run = TrainRun {
+        config: tiny_config(20),
+        train_file,
+        valid_file,
+        out: tmp.path().join("run"),
+        export_f16: None,
+        fresh: false,
+        quiet: true,
+    };
+    let state = train(&run, &device()).unwrap();
+    let first = state.history.first().unwrap().2;
+    let last = state.history.last().unwrap().2;
+    // An untrained model sits near ln(50257) ≈ 10.8 nats.
+    assert!(
+        first < 10.5 && last < first - 0.3,
+        "validation loss {first} → {last}"
+    );
+    assert_eq!(state.step, 20);
+
+    // A changed recipe is refused; the same recipe with more steps continues from step 20.
+    run.config.n_embd = 64;
+    assert!(train(&run, &device()).is_err());
+    run.config = tiny_config(20);
+    run.config.steps = 30;
+    assert!(
+        train(&run, &device()).is_err(),
+        "steps are part of the schedule"
+    );
+    run.config = tiny_config(20);
+    let again = train(&run, &device()).unwrap();
+    assert_eq!(
+        again.history.len(),
+        state.history.len(),
+        "a finished run does no more steps"
+    );
+}
+
+/// The model card's validation perplexity is reproducible from the shipped weights.
+#[test]
+fn the_shipped_model_matches_its_model_card() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let card = std::fs::read_to_string(root.join("models/shakespeare/README.md")).unwrap();
+    let line = card
+        .lines()
+        .find(|l| l.starts_with("| validation perplexity"))
+        .expect("model card states the validation perplexity");
+    let stated: f64 = line
+        .trim_end_matches('|')
+        .rsplit('|')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let loaded = sweep::checkpoint::load(&root.join("models/shakespeare"), &device()).unwrap();
+    let tokens = tokenize_file(&root.join("data/shakespeare/valid.txt")).unwrap();
+    let context = loaded.config.n_positions;
+    let loss = evaluate(
+        &loaded.model,
+        &tokens,
+        context,
+        Some(sweep::train::CARD_EVAL_TOKENS),
+        8,
+    );
+    let ppl = loss.exp();
+    assert!(
+        (ppl - stated).abs() / stated < 0.01,
+        "perplexity {ppl} vs model card {stated}"
+    );
+}
