@@ -212,7 +212,6 @@ impl Generator {
                     &logits[k * vocab..(k + 1) * vocab]
                 }
             };
-            let mut chosen: Vec<(usize, u32, f32)> = Vec::with_capacity(active.len());
             // Each running row samples from its own logits with its own stream; `active` is
             // ascending, so the k-th running row is the k-th row of the cache and logits.
             let picks: Vec<(u32, f32)> = rows
@@ -229,13 +228,10 @@ impl Generator {
                     (token as u32, log_prob(l, token))
                 })
                 .collect();
-            for (&i, &(token, lp)) in active.iter().zip(&picks) {
-                chosen.push((i, token, lp));
-            }
             let mut still = Vec::with_capacity(active.len());
             let mut keep_rows = Vec::with_capacity(active.len());
             let mut next_tokens = Vec::with_capacity(active.len());
-            for (k, &(i, token, lp)) in chosen.iter().enumerate() {
+            for (k, (&i, &(token, lp))) in active.iter().zip(&picks).enumerate() {
                 out[i].tokens.push(token);
                 out[i].logprobs.push(lp);
                 on_token(i, token);

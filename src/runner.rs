@@ -247,69 +247,109 @@ pub fn run(
 
     let mut ran = 0;
     let mut skipped = 0;
-    for (done, setting) in settings.iter().enumerate() {
-        let id = setting.id();
-        let samples_path = settings_dir.join(format!("{id}.jsonl"));
-        if samples_path.is_file() {
+    // Batches are filled across settings: consecutive sampling settings whose rows per prompt
+    // fit in one batch run together (each row keeps its own settings and random stream, so
+    // the samples are those of running them apart). An interruption loses that group only.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_rows = 0;
+    for (i, setting) in settings.iter().enumerate() {
+        if settings_dir
+            .join(format!("{}.jsonl", setting.id()))
+            .is_file()
+        {
             skipped += 1;
             sweep_bar.inc(1);
             continue;
         }
-        let planned = if setting.strategy == Strategy::Human {
-            exp.prompts.len()
+        let batchable = matches!(setting.strategy, Strategy::Sample | Strategy::Greedy);
+        let open = groups.last().is_some_and(|g| {
+            batchable
+                && matches!(settings[g[0]].strategy, Strategy::Sample | Strategy::Greedy)
+                && group_rows + setting.samples <= exp.batch_size
+        });
+        if open {
+            groups.last_mut().expect("open group").push(i);
+            group_rows += setting.samples;
         } else {
-            setting.samples * exp.prompts.len() * exp.max_new_tokens
-        };
+            groups.push(vec![i]);
+            group_rows = setting.samples;
+        }
+    }
+    let mut done = skipped;
+    for group in groups {
+        let members: Vec<&Setting> = group.iter().map(|&i| &settings[i]).collect();
+        let planned: usize = members
+            .iter()
+            .map(|s| match s.strategy {
+                Strategy::Human => exp.prompts.len(),
+                _ => s.samples * exp.prompts.len() * exp.max_new_tokens,
+            })
+            .sum();
         let setting_bar = if opts.quiet {
             ProgressBar::hidden()
         } else {
             multi.add(crate::progress::bar(planned as u64, "setting"))
         };
-        setting_bar.set_message(id.clone());
+        let ids: Vec<String> = members.iter().map(|s| s.id()).collect();
+        setting_bar.set_message(ids.join(", "));
         let t0 = Instant::now();
-        let samples = match run_setting(
-            exp,
-            generator,
-            &tokenizer,
-            &prepared,
-            setting,
-            &setting_bar,
-            interrupt,
-        ) {
-            Some(s) => s,
-            None => {
-                setting_bar.finish_and_clear();
-                sweep_bar.finish_and_clear();
-                return Err(RunError::Interrupted {
-                    dir: dir.clone(),
-                    done,
-                    total: settings.len(),
-                });
-            }
-        };
-        let wall_s = t0.elapsed().as_secs_f64();
-        let tokens: usize = samples.iter().map(|s| s.token_ids.len()).sum();
-        let timing = SettingTiming {
-            setting: id.clone(),
-            tokens,
-            wall_s,
-            tokens_per_s: tokens as f64 / wall_s.max(1e-9),
-        };
-        save_setting(&settings_dir, &id, &samples, &timing)?;
-        setting_bar.finish_and_clear();
-        ran += 1;
-        sweep_bar.inc(1);
-        crate::progress::println(
-            &sweep_bar,
-            opts.quiet || !sweep_bar.is_hidden(),
-            format!(
-                "[{}/{}] {id}: {} texts, {tokens} tokens, {:.0} tokens/s",
-                done + 1,
-                settings.len(),
-                samples.len(),
-                timing.tokens_per_s
+        let outcome = match members[0].strategy {
+            Strategy::Sample | Strategy::Greedy => run_sampling_group(
+                exp,
+                generator,
+                &tokenizer,
+                &prepared,
+                &members,
+                &setting_bar,
+                interrupt,
             ),
-        );
+            _ => run_setting(
+                exp,
+                generator,
+                &tokenizer,
+                &prepared,
+                members[0],
+                &setting_bar,
+                interrupt,
+            )
+            .map(|s| vec![s]),
+        };
+        let Some(results) = outcome else {
+            setting_bar.finish_and_clear();
+            sweep_bar.finish_and_clear();
+            return Err(RunError::Interrupted {
+                dir: dir.clone(),
+                done,
+                total: settings.len(),
+            });
+        };
+        // Settings that shared batches share their throughput.
+        let wall_s = t0.elapsed().as_secs_f64();
+        let group_tokens: usize = results.iter().flatten().map(|s| s.token_ids.len()).sum();
+        for (id, samples) in ids.iter().zip(&results) {
+            let tokens: usize = samples.iter().map(|s| s.token_ids.len()).sum();
+            let timing = SettingTiming {
+                setting: id.clone(),
+                tokens,
+                wall_s: wall_s * tokens as f64 / group_tokens.max(1) as f64,
+                tokens_per_s: group_tokens as f64 / wall_s.max(1e-9),
+            };
+            save_setting(&settings_dir, id, samples, &timing)?;
+            ran += 1;
+            done += 1;
+            sweep_bar.inc(1);
+            crate::progress::println(
+                &sweep_bar,
+                opts.quiet || !sweep_bar.is_hidden(),
+                format!(
+                    "[{done}/{}] {id}: {} texts, {tokens} tokens, {:.0} tokens/s",
+                    settings.len(),
+                    samples.len(),
+                    timing.tokens_per_s
+                ),
+            );
+        }
+        setting_bar.finish_and_clear();
     }
     sweep_bar.finish_and_clear();
     write_reports(exp, &settings, opts, started, wall.elapsed().as_secs_f64())?;
@@ -331,51 +371,28 @@ fn run_setting(
     bar: &ProgressBar,
     interrupt: &AtomicBool,
 ) -> Option<Vec<Sample>> {
+    if matches!(setting.strategy, Strategy::Sample | Strategy::Greedy) {
+        return run_sampling_group(
+            exp,
+            generator,
+            tokenizer,
+            prepared,
+            &[setting],
+            bar,
+            interrupt,
+        )
+        .map(|mut groups| groups.remove(0));
+    }
     let eos = generator.eos();
-    let text_of = |tokens: &[u32]| {
-        let body = match tokens.last() {
-            Some(&t) if t == eos => &tokens[..tokens.len() - 1],
-            _ => tokens,
-        };
-        tokenizer.decode(body)
-    };
+    let text_of = |tokens: &[u32]| continuation_text(tokenizer, tokens, eos);
     let mut samples = Vec::new();
     for (p, prompt) in prepared.iter().enumerate() {
         if interrupt.load(Ordering::SeqCst) {
             return None;
         }
         match setting.strategy {
-            Strategy::Sample | Strategy::Greedy => {
-                let params = SamplingParams {
-                    temperature: setting.temperature,
-                    top_k: setting.top_k,
-                    top_p: setting.top_p,
-                };
-                let indices: Vec<usize> = (0..setting.samples).collect();
-                for chunk in indices.chunks(exp.batch_size.max(1)) {
-                    if interrupt.load(Ordering::SeqCst) {
-                        return None;
-                    }
-                    let rows = chunk
-                        .iter()
-                        .map(|&i| Row {
-                            params,
-                            rng: sample_rng(setting.seed.unwrap_or(0), p as u32, i as u32),
-                        })
-                        .collect();
-                    let out = generator.sample(prompt, rows, exp.max_new_tokens, |_, _| bar.inc(1));
-                    for (&i, c) in chunk.iter().zip(out) {
-                        samples.push(Sample {
-                            prompt_index: p,
-                            sample_index: i,
-                            text: text_of(&c.tokens),
-                            token_ids: c.tokens,
-                            logprobs: c.logprobs,
-                            ended_with_eos: c.ended_with_eos,
-                        });
-                    }
-                }
-            }
+            // Sampling settings go through `run_sampling_group` (see above).
+            Strategy::Sample | Strategy::Greedy => {}
             Strategy::Beam => {
                 let params = BeamParams {
                     num_beams: setting.num_beams,
@@ -418,6 +435,68 @@ fn run_setting(
         }
     }
     Some(samples)
+}
+
+/// Generate the texts of several sampling settings for every prompt, their rows sharing
+/// batches; `None` when interrupted.
+fn run_sampling_group(
+    exp: &Experiment,
+    generator: &Generator,
+    tokenizer: &Tokenizer,
+    prepared: &[crate::generate::PreparedPrompt],
+    group: &[&Setting],
+    bar: &ProgressBar,
+    interrupt: &AtomicBool,
+) -> Option<Vec<Vec<Sample>>> {
+    let eos = generator.eos();
+    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
+    for (p, prompt) in prepared.iter().enumerate() {
+        // (setting in the group, sample index), in the order samples are stored.
+        let rows: Vec<(usize, usize)> = group
+            .iter()
+            .enumerate()
+            .flat_map(|(g, s)| (0..s.samples).map(move |i| (g, i)))
+            .collect();
+        for chunk in rows.chunks(exp.batch_size.max(1)) {
+            if interrupt.load(Ordering::SeqCst) {
+                return None;
+            }
+            let batch = chunk
+                .iter()
+                .map(|&(g, i)| {
+                    let s = group[g];
+                    Row {
+                        params: SamplingParams {
+                            temperature: s.temperature,
+                            top_k: s.top_k,
+                            top_p: s.top_p,
+                        },
+                        rng: sample_rng(s.seed.unwrap_or(0), p as u32, i as u32),
+                    }
+                })
+                .collect();
+            let out = generator.sample(prompt, batch, exp.max_new_tokens, |_, _| bar.inc(1));
+            for (&(g, i), c) in chunk.iter().zip(out) {
+                results[g].push(Sample {
+                    prompt_index: p,
+                    sample_index: i,
+                    text: continuation_text(tokenizer, &c.tokens, eos),
+                    token_ids: c.tokens,
+                    logprobs: c.logprobs,
+                    ended_with_eos: c.ended_with_eos,
+                });
+            }
+        }
+    }
+    Some(results)
+}
+
+/// The text of a continuation, without the end-of-text token that ended it.
+fn continuation_text(tokenizer: &Tokenizer, tokens: &[u32], eos: u32) -> String {
+    match tokens.last() {
+        Some(&t) if t == eos => tokenizer.decode(&tokens[..tokens.len() - 1]),
+        _ => tokenizer.decode(tokens),
+    }
 }
 
 fn save_setting(
