@@ -25,10 +25,10 @@ use crate::model::{Attention, Block, Gpt2, Gpt2Config, Mlp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "{path}: not a GPT-2 checkpoint; expected a folder with config.json and model.safetensors, \
@@ -148,7 +148,7 @@ pub fn weights_file(path: &Path) -> Result<PathBuf> {
     if !path.exists() {
         return Err(CheckpointError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         });
     }
     match path.extension().and_then(|e| e.to_str()) {
@@ -160,9 +160,9 @@ pub fn weights_file(path: &Path) -> Result<PathBuf> {
 }
 
 pub fn read_config(path: &Path) -> Result<Gpt2Config> {
-    let text = fs::read_to_string(path).map_err(|source| CheckpointError::Io {
+    let text = fs::read_to_string(path).map_err(|error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
         path: path.to_path_buf(),
@@ -202,9 +202,9 @@ fn widen(path: &Path, name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>>
 }
 
 fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Raw>> {
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+    let bytes = fs::read(path).map_err(|error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Unreadable {
         path: path.to_path_buf(),
@@ -513,9 +513,9 @@ pub enum SaveDtype {
 /// that reads GPT-2 — this tool or transformers — loads it. Files are written to temporary
 /// names and renamed, so an interrupted save never leaves a half-written checkpoint.
 pub fn save(model: &Gpt2, dir: &Path, dtype: SaveDtype) -> Result<()> {
-    let io = |source| CheckpointError::Io {
+    let io = |error| CheckpointError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     fs::create_dir_all(dir).map_err(io)?;
     let mut named: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();

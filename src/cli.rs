@@ -62,6 +62,58 @@ enum Command {
     ///
     /// Example: sweep eval --data data/shakespeare/valid.txt --max-tokens 16384
     Eval(EvalArgs),
+    /// Show the next-token distribution of a prompt after each stage of the sampling
+    /// pipeline: softmax (T = 1), temperature, top-k, top-p, each renormalised, with the
+    /// tokens that survive and the entropy.
+    ///
+    /// Example: sweep explain --prompt "ROMEO.\n" --temperature 0.7 --top-k 50 --top-p 0.9 --svg
+    Explain(ExplainArgs),
+    /// Compare two results folders of `sweep run`: what differs between the runs, then every
+    /// metric of the settings both have, written to compare.csv.
+    ///
+    /// A change is marked significant (*) when the two runs' 95 % bootstrap intervals do not
+    /// overlap (mean_perplexity, distinct_2 and self_bleu_4 have intervals).
+    ///
+    /// Example: sweep compare results/temps results/temps-gpt2 --out temps-vs-gpt2.csv
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExplainArgs {
+    /// The text whose next token is explained (`\n` is a newline, `\\` a backslash).
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// Model folder or .pt file [default: the shipped model]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Divide logits by this before softmax; 0 = greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Keep only the k most probable tokens; 0 = off.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Keep the smallest most-probable set of tokens whose probability reaches p; 1.0 = off.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// How many of the most probable tokens to show per stage.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
+    top: u16,
+    /// Also draw the four stages as an SVG [default file: explain.svg]
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "explain.svg")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// The first results folder (the baseline: changes are B − A).
+    a: PathBuf,
+    /// The second results folder.
+    b: PathBuf,
+    /// Where to write the table of changes.
+    #[arg(long, default_value = "compare.csv")]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -169,7 +221,7 @@ struct RunArgs {
 
 #[derive(Args, Debug)]
 struct GenerateArgs {
-    /// The text to continue.
+    /// The text to continue (`\n` is a newline).
     #[arg(long, default_value = "")]
     prompt: String,
     /// Model folder (config.json + model.safetensors) or .pt file [default: the shipped model]
@@ -208,6 +260,8 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
             )
             || e.is::<BadInput>()
             || e.is::<sweep::experiment::ExperimentError>()
+            || e.downcast_ref::<sweep::compare::CompareError>()
+                .is_some_and(|e| !matches!(e, sweep::compare::CompareError::Write { .. }))
             || matches!(
                 e.downcast_ref::<sweep::runner::RunError>(),
                 Some(
@@ -239,6 +293,8 @@ pub fn main() -> ExitCode {
         Some(Command::Generate(args)) => generate(args),
         Some(Command::Train(args)) => train(args),
         Some(Command::Eval(args)) => eval(args),
+        Some(Command::Explain(args)) => explain(args),
+        Some(Command::Compare(args)) => compare(args),
         None if cli.run.experiment.is_some() => run(cli.run),
         None => {
             let _ = <Cli as clap::CommandFactory>::command().print_help();
@@ -292,7 +348,10 @@ fn generate(args: GenerateArgs) -> Result<()> {
         .with_context(|| format!("loading model {}", model_path.display()))?;
     let generator = Generator::new(loaded.model);
     let tokenizer = Tokenizer::gpt2();
-    let prompt = generator.prepare(&tokenizer.encode(&args.prompt), args.max_new_tokens)?;
+    // `\n` and `\\` in --prompt are decoded, as in prompts files, so a speaker line can be
+    // written on the command line.
+    let text = sweep::explain::decode_prompt(&args.prompt);
+    let prompt = generator.prepare(&tokenizer.encode(&text), args.max_new_tokens)?;
     if prompt.cropped > 0 {
         eprintln!(
             "warning: prompt cropped by {} tokens from the left to fit the context",
@@ -300,7 +359,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         );
     }
     let mut stdout = std::io::stdout().lock();
-    write!(stdout, "{}", args.prompt)?;
+    write!(stdout, "{text}")?;
     stdout.flush()?;
     let mut stream = TextStream::default();
     let mut write_error = None;
@@ -407,7 +466,12 @@ fn validate(path: &std::path::Path) -> Result<()> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let path = args.experiment.expect("clap requires the experiment");
+    let Some(path) = args.experiment else {
+        return Err(BadInput(
+            "no experiment given; usage: sweep run FILE.toml (see sweep --help)".into(),
+        )
+        .into());
+    };
     let exp = load_experiment(&path)?;
     let (backend_name, device) = backend::device(
         args.device.backend.as_deref(),
@@ -441,7 +505,11 @@ fn run(args: RunArgs) -> Result<()> {
         model_path,
         model_sha256,
     };
-    let outcome = runner::run(&exp, &generator, &opts, &interrupt)?;
+    let outcome = runner::run(&exp, &generator, &opts, &interrupt).map_err(|e| match e {
+        // Input errors found while preparing the prompts belong to the experiment file.
+        runner::RunError::Generate(_) => anyhow::Error::new(e).context(path.display().to_string()),
+        other => other.into(),
+    })?;
     if !args.quiet {
         let resumed = if outcome.skipped > 0 {
             format!(" ({} already done, resumed)", outcome.skipped)
@@ -495,5 +563,52 @@ fn eval(args: EvalArgs) -> Result<()> {
             train_file.display()
         );
     }
+    Ok(())
+}
+
+fn explain(args: ExplainArgs) -> Result<()> {
+    use sweep::explain;
+    let params = check_sampling(args.temperature, args.top_k, args.top_p)?;
+    let (_, device) = backend::device(
+        args.device.backend.as_deref(),
+        args.device.device.as_deref(),
+    )?;
+    let model_path = args.model.unwrap_or_else(sweep::default_model);
+    let loaded = checkpoint::load(&model_path, &device)
+        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let generator = Generator::new(loaded.model);
+    let tokenizer = Tokenizer::gpt2();
+    let prompt = explain::decode_prompt(&args.prompt);
+    let logits = explain::next_token_logits(&generator, &tokenizer.encode(&prompt))?;
+    let stages = explain::explain(&logits, &params);
+    let label = |token: usize| explain::token_label(&tokenizer, token);
+    let top = usize::from(args.top);
+    let title = format!(
+        "next token after {}",
+        explain::escape_token(prompt.as_bytes())
+    );
+    write!(
+        std::io::stdout().lock(),
+        "{title}\n\n{}",
+        explain::render_terminal(&stages, top, &label)
+    )?;
+    if let Some(path) = args.svg {
+        let svg = explain::render_svg(&stages, top, &title, &label);
+        checkpoint::write_atomic(&path, svg.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let comparison = sweep::compare::compare(&args.a, &args.b)?;
+    sweep::compare::write_csv(&args.out, &comparison.matched.changes)?;
+    write!(
+        std::io::stdout().lock(),
+        "{}",
+        sweep::compare::render(&comparison)
+    )?;
+    eprintln!("wrote {}", args.out.display());
     Ok(())
 }

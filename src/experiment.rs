@@ -22,6 +22,11 @@
 //! num_return_sequences = 1          # <= the smallest num_beams
 //! ```
 //!
+//! `[grid]` may also be written as an array of tables, `[[grid]]`, to list a few hand-picked
+//! products instead of one big one: each table is its own cartesian product (absent keys take
+//! the same defaults), and the sampling settings are the union of them all, in file order, a
+//! setting that an earlier table already produced being kept once.
+//!
 //! A sweep can run for hours, so everything that can be checked before the model is loaded
 //! is checked here, and every mistake is reported as `file:line:column: message` pointing at
 //! the offending value and saying what is allowed. [`Experiment`] is the fully resolved
@@ -56,15 +61,19 @@ pub struct Experiment {
     pub prompts: Vec<Prompt>,
     /// Tokens generated per continuation (an upper bound: generation may end at EOS).
     pub max_new_tokens: usize,
-    /// Continuations per prompt for each sampling setting. It is required when the grid has
+    /// Continuations per prompt for each sampling setting. It is required when a grid has
     /// a temperature above 0, and 1 when nothing samples (it would mean nothing there).
     pub samples: usize,
     /// Rows per forward batch.
     pub batch_size: usize,
     /// The `num_beams` the difference columns compare to; `None` means the best-scoring width.
     pub baseline: Option<usize>,
-    /// Sampling and greedy settings; `None` when the file has no `[grid]` (beam-only).
-    pub grid: Option<GridSpec>,
+    /// Sampling and greedy settings: one entry for a `[grid]` table, one per table, in file
+    /// order, for `[[grid]]`; empty when the file has no grid (beam-only). Serialised under
+    /// the key `grid`: `null` when empty, the table itself when there is one (so a `[grid]`
+    /// file and its fingerprint read as before), a list of tables when there are several.
+    #[serde(rename = "grid", serialize_with = "serialize_grids")]
+    pub grids: Vec<GridSpec>,
     /// Beam-search baselines; `None` when the file has no `[beam]`.
     pub beam: Option<BeamSpec>,
 }
@@ -77,7 +86,8 @@ pub struct Prompt {
     pub reference: Option<String>,
 }
 
-/// The `[grid]` lists, defaults filled in, in the order written (which is the sweep order).
+/// One `[grid]` (or `[[grid]]`) table's lists, defaults filled in, in the order written
+/// (which is the sweep order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GridSpec {
     /// Softmax temperatures; 0 means greedy (argmax).
@@ -102,6 +112,15 @@ pub struct BeamSpec {
     pub early_stopping: EarlyStopping,
     /// Finished hypotheses kept per prompt; at most the smallest `num_beams`.
     pub num_return_sequences: usize,
+}
+
+/// Writes [`Experiment::grids`]: `null`, one table, or a list of tables (see there).
+fn serialize_grids<S: Serializer>(grids: &[GridSpec], serializer: S) -> Result<S::Ok, S::Error> {
+    match grids {
+        [] => serializer.serialize_none(),
+        [one] => one.serialize(serializer),
+        many => many.serialize(serializer),
+    }
 }
 
 /// Writes [`EarlyStopping`] the way the TOML spells it, so `run.json` reads like the input.
@@ -245,8 +264,42 @@ struct RawExperiment {
     samples: Option<Spanned<Int>>,
     batch_size: Option<Spanned<Int>>,
     baseline: Option<Spanned<Int>>,
-    grid: Option<Spanned<RawGrid>>,
+    grid: Option<Spanned<RawGrids>>,
     beam: Option<Spanned<RawBeam>>,
+}
+
+/// `grid` as written: a `[grid]` table, or an array of tables (`[[grid]]`, or inline).
+enum RawGrids {
+    One(RawGrid),
+    Many(Vec<RawGrid>),
+}
+
+impl<'de> Deserialize<'de> for RawGrids {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = RawGrids;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a [grid] table or an array of [[grid]] tables")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawGrid::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawGrids::One)
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut tables = Vec::new();
+                while let Some(table) = seq.next_element::<RawGrid>()? {
+                    tables.push(table);
+                }
+                Ok(RawGrids::Many(tables))
+            }
+        }
+
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -581,9 +634,29 @@ impl Ctx<'_> {
             None => DEFAULT_BATCH_SIZE,
         };
 
-        let grid = raw.grid.map(|g| self.grid(g.into_inner())).transpose()?;
+        let grids = match raw.grid {
+            None => Vec::new(),
+            Some(g) => {
+                let span = g.span();
+                match g.into_inner() {
+                    RawGrids::One(table) => vec![self.grid(table)?],
+                    RawGrids::Many(tables) if tables.is_empty() => {
+                        return Err(self.invalid(
+                            Some(span),
+                            "grid = [] is empty; give at least one [[grid]] table, or leave \
+                             grid out for beam search only"
+                                .to_owned(),
+                        ));
+                    }
+                    RawGrids::Many(tables) => tables
+                        .into_iter()
+                        .map(|t| self.grid(t))
+                        .collect::<Result<_, _>>()?,
+                }
+            }
+        };
         let beam = raw.beam.map(|b| self.beam(b)).transpose()?;
-        if grid.is_none() && beam.is_none() {
+        if grids.is_empty() && beam.is_none() {
             return Err(self.invalid(
                 None,
                 "no settings: add a [grid] table (sampling and greedy), a [beam] table \
@@ -596,10 +669,7 @@ impl Ctx<'_> {
             "samples must be an integer >= 1 (continuations per prompt and sampling setting)";
         let samples = match &raw.samples {
             Some(v) => self.positive("samples", v, samples_allowed)?,
-            None if grid
-                .as_ref()
-                .is_some_and(|g| g.temperature.iter().any(|&t| t > 0.0)) =>
-            {
+            None if grids.iter().any(|g| g.temperature.iter().any(|&t| t > 0.0)) => {
                 return Err(self.invalid(
                     None,
                     "missing samples: the grid has sampling settings (temperature > 0); \
@@ -649,7 +719,7 @@ impl Ctx<'_> {
             samples,
             batch_size,
             baseline,
-            grid,
+            grids,
             beam,
         })
     }
@@ -1018,6 +1088,13 @@ mod tests {
         Experiment::from_str(text, Path::new("experiments/bad.toml"))
     }
 
+    /// The one grid table of an experiment that should have exactly one.
+    #[track_caller]
+    fn only(grids: Vec<GridSpec>) -> GridSpec {
+        assert_eq!(grids.len(), 1, "{grids:?}");
+        grids.into_iter().next().unwrap()
+    }
+
     /// Asserts that `text` fails with a message at `line:column` containing `needle`.
     #[track_caller]
     fn fails_at(text: &str, line: usize, column: usize, needle: &str) -> String {
@@ -1063,7 +1140,7 @@ num_return_sequences = 2
             (200, 64, 32)
         );
         assert_eq!(exp.baseline, Some(8));
-        let grid = exp.grid.unwrap();
+        let grid = only(exp.grids);
         assert_eq!(grid.temperature, vec![0.0, 0.5, 0.8, 1.0, 1.5]);
         assert_eq!(grid.top_k, vec![0, 50]);
         assert_eq!(grid.top_p, vec![0.9, 1.0]);
@@ -1082,7 +1159,7 @@ num_return_sequences = 2
              [beam]\nnum_beams = 4\nlength_penalty = 0.5\n"
         );
         let exp = parse(&text).unwrap();
-        let grid = exp.grid.unwrap();
+        let grid = only(exp.grids);
         assert_eq!(grid.temperature, vec![0.7]);
         assert_eq!(grid.top_k, vec![40]);
         assert_eq!(grid.top_p, vec![0.95]);
@@ -1098,7 +1175,7 @@ num_return_sequences = 2
             "{PROMPTS}[grid]\ntemperature = [0, 1]\ntop_p = 1\n"
         ))
         .unwrap();
-        let grid = exp.grid.unwrap();
+        let grid = only(exp.grids);
         assert_eq!(grid.temperature, vec![0.0, 1.0]);
         assert_eq!(grid.top_p, vec![1.0]);
     }
@@ -1110,7 +1187,7 @@ num_return_sequences = 2
         assert_eq!(exp.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(exp.baseline, None);
         assert_eq!(
-            exp.grid.unwrap(),
+            only(exp.grids),
             GridSpec {
                 temperature: vec![1.0],
                 top_k: vec![0],
@@ -1121,7 +1198,10 @@ num_return_sequences = 2
         assert!(exp.beam.is_none());
 
         let exp = parse(&format!("{PROMPTS}[beam]\nnum_beams = 2\n")).unwrap();
-        assert!(exp.grid.is_none(), "no [grid] with [beam] means beam only");
+        assert!(
+            exp.grids.is_empty(),
+            "no [grid] with [beam] means beam only"
+        );
         let beam = exp.beam.unwrap();
         assert_eq!(beam.length_penalty, vec![1.0]);
         assert_eq!(beam.early_stopping, EarlyStopping::Heuristic);
@@ -1659,6 +1739,146 @@ num_return_sequences = 2
             serde_json::to_string(&a).unwrap(),
             serde_json::to_string(&b).unwrap()
         );
+    }
+
+    /// Holtzman et al.'s Table 1 as `[[grid]]` tables (the README's example).
+    const TABLE_1: &str = "[[grid]]\ntemperature = [0.0, 1.0, 0.9]\n\
+                           [[grid]]\ntop_k = [40, 640]\n\
+                           [[grid]]\ntop_k = 40\ntemperature = 0.7\n\
+                           [[grid]]\ntop_p = 0.95\n";
+
+    #[test]
+    fn grid_may_be_an_array_of_tables_each_with_defaults() {
+        let exp = parse(&format!("{PROMPTS}{TABLE_1}")).unwrap();
+        let spec = |t: &[f64], k: &[usize], p: &[f64]| GridSpec {
+            temperature: t.to_vec(),
+            top_k: k.to_vec(),
+            top_p: p.to_vec(),
+            seed: vec![0],
+        };
+        assert_eq!(
+            exp.grids,
+            vec![
+                spec(&[0.0, 1.0, 0.9], &[0], &[1.0]),
+                spec(&[1.0], &[40, 640], &[1.0]),
+                spec(&[0.7], &[40], &[1.0]),
+                spec(&[1.0], &[0], &[0.95]),
+            ]
+        );
+        // One [[grid]] table is the same experiment as a [grid] table, and so is an inline
+        // array of tables.
+        let one = parse(&format!("{PROMPTS}[[grid]]\ntop_k = 5\n")).unwrap();
+        let table = parse(&format!("{PROMPTS}[grid]\ntop_k = 5\n")).unwrap();
+        assert_eq!(one, table);
+        let inline = parse(&format!(
+            "{PROMPTS}grid = [{{ temperature = [0.0, 1.0, 0.9] }}, {{ top_k = [40, 640] }}, \
+             {{ top_k = 40, temperature = 0.7 }}, {{ top_p = 0.95 }}]\n"
+        ))
+        .unwrap();
+        assert_eq!(inline.grids, exp.grids);
+        // With [beam] after the tables.
+        let exp = parse(&format!("{PROMPTS}{TABLE_1}[beam]\nnum_beams = 4\n")).unwrap();
+        assert_eq!(exp.grids.len(), 4);
+        assert_eq!(exp.beam.unwrap().num_beams, vec![4]);
+    }
+
+    #[test]
+    fn duplicates_across_grid_tables_are_allowed_within_a_list_they_are_not() {
+        let text = format!("{PROMPTS}[[grid]]\ntop_k = [0, 40]\n[[grid]]\ntop_k = [40, 0]\n");
+        assert_eq!(parse(&text).unwrap().grids.len(), 2);
+        // PROMPTS is three lines: the second table's header is line 6, its key line 7.
+        fails_at(
+            &format!("{PROMPTS}[[grid]]\ntop_k = 40\n[[grid]]\ntop_k = [40, 640, 40]\n"),
+            7,
+            19,
+            "top_k lists 40 twice (first at 7:10)",
+        );
+    }
+
+    #[test]
+    fn errors_in_a_later_grid_table_point_into_it() {
+        let tables = |second: &str| format!("{PROMPTS}[[grid]]\ntop_p = 0.9\n[[grid]]\n{second}\n");
+        fails_at(
+            &tables("temperature = 0.5\ntop_p = [0.9, 1.5]"),
+            8,
+            15,
+            "top_p = 1.5 is out of range; top_p must be in (0, 1]",
+        );
+        fails_at(&tables("top_k = -1"), 7, 9, "top_k = -1 is out of range");
+        fails_at(
+            &tables("temperature = []"),
+            7,
+            15,
+            "temperature = [] is empty",
+        );
+        fails_at(
+            &tables("top_k = \"many\""),
+            7,
+            9,
+            "expected an integer or a list of integers",
+        );
+        fails_at(
+            &tables("tempreature = 0.5"),
+            7,
+            1,
+            "unknown key `tempreature` in [grid]; did you mean `temperature`?",
+        );
+        fails_at(
+            &format!("{PROMPTS}grid = [{{ top_k = 1 }}, {{ top_p = 2 }}]\n"),
+            4,
+            34,
+            "top_p = 2 is out of range",
+        );
+        fails_at(
+            &format!("{PROMPTS}grid = []\n"),
+            4,
+            8,
+            "grid = [] is empty; give at least one [[grid]] table",
+        );
+        fails_at(
+            &format!("{PROMPTS}grid = [1]\n"),
+            4,
+            9,
+            "expected a [grid] table",
+        );
+        // [grid] and [[grid]] in one file is a TOML error, still with a place.
+        let err = parse(&format!(
+            "{PROMPTS}[grid]\ntop_k = 1\n[[grid]]\ntop_k = 2\n"
+        ))
+        .unwrap_err();
+        assert!(matches!(err, ExperimentError::Parse { .. }), "{err:?}");
+        assert!(err.location().unwrap().position.is_some(), "{err}");
+    }
+
+    #[test]
+    fn samples_is_required_when_any_grid_table_samples() {
+        let base = "prompts = [\"a\"]\nmax_new_tokens = 5\n";
+        let err = parse(&format!(
+            "{base}[[grid]]\ntemperature = 0\n[[grid]]\ntemperature = 0\ntop_k = 5\n[[grid]]\ntemperature = [0, 0.5]\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("missing samples"), "{err}");
+        let exp = parse(&format!(
+            "{base}[[grid]]\ntemperature = 0\n[[grid]]\ntemperature = 0\ntop_k = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(exp.samples, 1);
+    }
+
+    #[test]
+    fn several_grid_tables_serialise_as_a_list_under_grid() {
+        let exp = parse(&format!("{PROMPTS}{TABLE_1}")).unwrap();
+        let json = serde_json::to_value(&exp).unwrap();
+        let list = json["grid"].as_array().expect("a list");
+        assert_eq!(list.len(), 4);
+        assert_eq!(list[1]["top_k"], serde_json::json!([40, 640]));
+        assert_eq!(list[3]["top_p"], serde_json::json!([0.95]));
+        assert!(json.get("grids").is_none());
+        // A single table keeps the object form; no grid is null.
+        let one = parse(&format!("{PROMPTS}[[grid]]\n")).unwrap();
+        assert!(serde_json::to_value(&one).unwrap()["grid"].is_object());
+        let none = parse(&format!("{PROMPTS}[beam]\nnum_beams = 2\n")).unwrap();
+        assert!(serde_json::to_value(&none).unwrap()["grid"].is_null());
     }
 
     #[test]

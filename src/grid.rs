@@ -3,13 +3,18 @@
 //! The order is deterministic so that progress output, CSV rows and resumed runs line up:
 //! sampling settings first, as the cartesian product with `temperature` outermost, then
 //! `top_k`, `top_p` and `seed` innermost, each in the order the TOML lists them; then beam
-//! settings, `num_beams` outer and `length_penalty` inner.
+//! settings, `num_beams` outer and `length_penalty` inner. With several `[[grid]]` tables the
+//! sampling settings are each table's product in turn, in file order; a setting an earlier
+//! table already produced (the same [`Setting::id`]) is kept once, where it first appeared,
+//! and counted in [`Expansion::duplicates`].
 //!
 //! Greedy decoding is argmax, so seed, `top_k` and `top_p` cannot change it: every
-//! temperature-0 grid point is the same setting. They are folded into one greedy setting,
+//! temperature-0 grid point, in whichever table, is the same setting. They are folded into one
+//! greedy setting,
 //! placed where the first of them would have been, so the sweep does not repeat identical
 //! work; [`Expansion::folded_greedy`] says how many points were dropped that way.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
@@ -141,17 +146,23 @@ fn number(v: f64) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expansion {
     pub settings: Vec<Setting>,
-    /// Temperature-0 grid points beyond the first, merged into the single greedy setting;
-    /// 0 when nothing was folded. Grid points = sampling and greedy settings + this.
+    /// Temperature-0 grid points beyond the first, over all grid tables, merged into the
+    /// single greedy setting; 0 when nothing was folded.
     pub folded_greedy: usize,
+    /// Sampling grid points dropped because an earlier `[[grid]]` table already produced the
+    /// same setting; always 0 for a single table, whose lists hold no value twice. Grid points
+    /// = sampling and greedy settings + `folded_greedy` + this.
+    pub duplicates: usize,
 }
 
-/// Expands the experiment's `[grid]` and `[beam]` into settings, in the order described in
-/// the module documentation.
+/// Expands the experiment's grid tables and `[beam]` into settings, in the order described
+/// in the module documentation.
 pub fn expand(exp: &Experiment) -> Expansion {
     let mut settings = Vec::new();
     let mut greedy_points = 0usize;
-    if let Some(grid) = &exp.grid {
+    let mut duplicates = 0usize;
+    let mut seen: HashSet<String> = HashSet::new();
+    for grid in &exp.grids {
         for &temperature in &grid.temperature {
             for &top_k in &grid.top_k {
                 for &top_p in &grid.top_p {
@@ -173,7 +184,7 @@ pub fn expand(exp: &Experiment) -> Expansion {
                             }
                             continue;
                         }
-                        settings.push(Setting {
+                        let setting = Setting {
                             strategy: Strategy::Sample,
                             temperature,
                             top_k,
@@ -183,7 +194,12 @@ pub fn expand(exp: &Experiment) -> Expansion {
                             length_penalty: None,
                             early_stopping: None,
                             samples: exp.samples,
-                        });
+                        };
+                        if seen.insert(setting.id()) {
+                            settings.push(setting);
+                        } else {
+                            duplicates += 1;
+                        }
                     }
                 }
             }
@@ -209,6 +225,7 @@ pub fn expand(exp: &Experiment) -> Expansion {
     Expansion {
         settings,
         folded_greedy: greedy_points.saturating_sub(1),
+        duplicates,
     }
 }
 
@@ -301,6 +318,95 @@ mod tests {
         assert_eq!(expansion.folded_greedy, 0);
         assert_eq!(expansion.settings.len(), 1);
         assert_eq!(expansion.settings[0].strategy, Strategy::Greedy);
+    }
+
+    fn ids(expansion: &Expansion) -> Vec<String> {
+        expansion.settings.iter().map(Setting::id).collect()
+    }
+
+    #[test]
+    fn grid_tables_expand_in_file_order_holtzman_table_1() {
+        let exp = experiment(
+            "[[grid]]\ntemperature = [0.0, 1.0, 0.9]\n\
+             [[grid]]\ntop_k = [40, 640]\n\
+             [[grid]]\ntop_k = 40\ntemperature = 0.7\n\
+             [[grid]]\ntop_p = 0.95\n\
+             [beam]\nnum_beams = 4\n",
+        );
+        let expansion = expand(&exp);
+        assert_eq!(
+            ids(&expansion),
+            [
+                "greedy",
+                "sample_t1_k0_p1_s0",
+                "sample_t0.9_k0_p1_s0",
+                "sample_t1_k40_p1_s0",
+                "sample_t1_k640_p1_s0",
+                "sample_t0.7_k40_p1_s0",
+                "sample_t1_k0_p0.95_s0",
+                "beam_n4_lp1",
+            ]
+        );
+        assert_eq!((expansion.folded_greedy, expansion.duplicates), (0, 0));
+    }
+
+    #[test]
+    fn a_setting_repeated_by_a_later_table_is_kept_once_where_it_first_appeared() {
+        let exp = experiment(
+            "[[grid]]\ntemperature = [0.5, 1.0]\nseed = [1, 2]\n\
+             [[grid]]\ntemperature = [1.0, 0.7]\nseed = [2, 3]\n\
+             [[grid]]\ntemperature = 0.5\nseed = 1\n",
+        );
+        let expansion = expand(&exp);
+        assert_eq!(
+            ids(&expansion),
+            [
+                "sample_t0.5_k0_p1_s1",
+                "sample_t0.5_k0_p1_s2",
+                "sample_t1_k0_p1_s1",
+                "sample_t1_k0_p1_s2",
+                "sample_t1_k0_p1_s3",
+                "sample_t0.7_k0_p1_s2",
+                "sample_t0.7_k0_p1_s3",
+            ]
+        );
+        // 4 + 4 + 1 points: t1 s2 and t0.5 s1 came again.
+        assert_eq!(expansion.duplicates, 2);
+        assert_eq!(expansion.folded_greedy, 0);
+        assert_eq!(
+            expansion.settings.len() + expansion.duplicates + expansion.folded_greedy,
+            9
+        );
+        // The same values spelt differently are the same setting.
+        let exp = experiment("[[grid]]\ntemperature = 1\n[[grid]]\ntemperature = 1.0\ntop_p = 1\n");
+        let expansion = expand(&exp);
+        assert_eq!(ids(&expansion), ["sample_t1_k0_p1_s0"]);
+        assert_eq!(expansion.duplicates, 1);
+    }
+
+    #[test]
+    fn greedy_folds_across_grid_tables_at_its_first_place() {
+        let exp = experiment(
+            "[[grid]]\ntemperature = 0.8\ntop_k = [0, 50]\n\
+             [[grid]]\ntemperature = [0, 1.0]\nseed = [1, 2]\n\
+             [[grid]]\ntemperature = 0\ntop_p = [0.9, 1.0]\n",
+        );
+        let expansion = expand(&exp);
+        assert_eq!(
+            ids(&expansion),
+            [
+                "sample_t0.8_k0_p1_s0",
+                "sample_t0.8_k50_p1_s0",
+                "greedy",
+                "sample_t1_k0_p1_s1",
+                "sample_t1_k0_p1_s2",
+            ]
+        );
+        // Four temperature-0 points (two per table) make one greedy setting.
+        assert_eq!(expansion.folded_greedy, 3);
+        assert_eq!(expansion.duplicates, 0);
+        let greedy = &expansion.settings[2];
+        assert_eq!((greedy.samples, greedy.seed), (1, None));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 pub mod backend;
 pub mod beam;
 pub mod checkpoint;
+pub mod compare;
 pub mod experiment;
+pub mod explain;
 pub mod generate;
 pub mod grid;
 pub mod metrics;

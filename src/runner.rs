@@ -28,10 +28,10 @@ use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "{dir} holds results of a different experiment ({what} changed); results never mix: \
@@ -51,9 +51,9 @@ pub enum RunError {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io {
+    move |error| RunError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -183,6 +183,14 @@ pub fn run(
     let wall = Instant::now();
     let dir = &opts.dir;
     let settings_dir = dir.join("settings");
+    // Everything that can be wrong with the input is checked before anything is written.
+    let (settings, folded_greedy) = settings(exp);
+    let tokenizer = Tokenizer::gpt2();
+    let mut prepared = Vec::with_capacity(exp.prompts.len());
+    for prompt in &exp.prompts {
+        let p = generator.prepare(&tokenizer.encode(&prompt.text), exp.max_new_tokens)?;
+        prepared.push(p);
+    }
     let fingerprint = Fingerprint::new(exp, &opts.model_sha256, &opts.backend);
     let fingerprint_path = dir.join("experiment.json");
     if let Ok(text) = fs::read_to_string(&fingerprint_path) {
@@ -207,14 +215,6 @@ pub fn run(
     let json = serde_json::to_string_pretty(&fingerprint).expect("json");
     crate::checkpoint::write_atomic(&fingerprint_path, json.as_bytes())
         .map_err(io_at(&fingerprint_path))?;
-
-    let (settings, folded_greedy) = settings(exp);
-    let tokenizer = Tokenizer::gpt2();
-    let mut prepared = Vec::with_capacity(exp.prompts.len());
-    for prompt in &exp.prompts {
-        let p = generator.prepare(&tokenizer.encode(&prompt.text), exp.max_new_tokens)?;
-        prepared.push(p);
-    }
 
     let multi = MultiProgress::new();
     let sweep_bar = if opts.quiet {
@@ -526,7 +526,7 @@ fn load_setting(dir: &Path, id: &str) -> Result<(Vec<Sample>, Option<SettingTimi
         let line = line.map_err(io_at(&path))?;
         let sample: Sample = serde_json::from_str(&line).map_err(|e| RunError::Io {
             path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         samples.push(sample);
     }

@@ -62,10 +62,10 @@ pub struct TrainState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: too little text: {tokens} tokens, but a training window needs {needed}")]
     TooShort {
@@ -107,9 +107,9 @@ pub fn learning_rate(config: &TrainConfig, step: usize) -> f64 {
 
 /// Tokens of a text file with the GPT-2 tokenizer.
 pub fn tokenize_file(path: &Path) -> Result<Vec<u32>, TrainError> {
-    let text = fs::read_to_string(path).map_err(|source| TrainError::Io {
+    let text = fs::read_to_string(path).map_err(|error| TrainError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     Ok(crate::tokenizer::Tokenizer::gpt2().encode(&text))
 }
@@ -239,7 +239,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| TrainError::Io { path, source }
+        move |error| TrainError::Io { path, error }
     };
     fs::create_dir_all(&run.out).map_err(io(&run.out))?;
     let state_path = run.out.join("train_state.json");
@@ -276,7 +276,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
             if optim_path.is_file() {
                 optim = optim.load(&optim_path).map_err(|e| TrainError::Io {
                     path: optim_path.clone(),
-                    source: std::io::Error::other(e.to_string()),
+                    error: std::io::Error::other(e.to_string()),
                 })?;
             }
             (loaded.model, state)
@@ -369,7 +369,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
             checkpoint::save(&valid, &run.out, SaveDtype::F32)?;
             optim.save(&optim_path).map_err(|e| TrainError::Io {
                 path: optim_path.clone(),
-                source: std::io::Error::other(e.to_string()),
+                error: std::io::Error::other(e.to_string()),
             })?;
             let json = serde_json::to_string_pretty(&state).expect("json");
             checkpoint::write_atomic(&state_path, json.as_bytes()).map_err(io(&state_path))?;
