@@ -62,6 +62,11 @@ enum Command {
     ///
     /// Example: sweep eval --data data/shakespeare/valid.txt --max-tokens 16384
     Eval(EvalArgs),
+    /// Tokens per second of batch-1 greedy, batched sampling, beam search, a grid and prefill,
+    /// with peak memory; optionally side by side with transformers on the same weights.
+    ///
+    /// Example: sweep bench --random gpt2 --vs-transformers
+    Bench(BenchArgs),
     /// Show the next-token distribution of a prompt after each stage of the sampling
     /// pipeline: softmax (T = 1), temperature, top-k, top-p, each renormalised, with the
     /// tokens that survive and the entropy.
@@ -114,6 +119,33 @@ struct CompareArgs {
     /// Where to write the table of changes.
     #[arg(long, default_value = "compare.csv")]
     out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Model folder to measure [default: the shipped model]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Measure randomly initialised weights of this shape instead (`gpt2`, `distilgpt2`,
+    /// `gpt2-medium`), written once to target/bench-<shape>/ so the peer loads the same ones.
+    #[arg(long)]
+    random: Option<String>,
+    /// Also run scripts/bench_transformers.py (transformers `generate`) on the same weights
+    /// and print the ratios; skipped with a note when Python or torch is missing.
+    #[arg(long)]
+    vs_transformers: bool,
+    /// Python interpreter for --vs-transformers.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    #[arg(long, default_value_t = 128)]
+    new_tokens: usize,
+    /// Rows of the sampling case.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 8)]
+    num_beams: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -293,6 +325,7 @@ pub fn main() -> ExitCode {
         Some(Command::Generate(args)) => generate(args),
         Some(Command::Train(args)) => train(args),
         Some(Command::Eval(args)) => eval(args),
+        Some(Command::Bench(args)) => bench(args),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Compare(args)) => compare(args),
         None if cli.run.experiment.is_some() => run(cli.run),
@@ -610,5 +643,89 @@ fn compare(args: CompareArgs) -> Result<()> {
         sweep::compare::render(&comparison)
     )?;
     eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    use sweep::bench::{BenchPlan, Measurement};
+    let (backend_name, device) = backend::device(args.device.backend.as_deref(), args.device.device.as_deref())?;
+    let model_path = match &args.random {
+        None => args.model.clone().unwrap_or_else(sweep::default_model),
+        Some(shape) => {
+            let config = match shape.as_str() {
+                "gpt2" => sweep::model::Gpt2Config::gpt2(),
+                "distilgpt2" => sweep::model::Gpt2Config::distilgpt2(),
+                "gpt2-medium" => sweep::model::Gpt2Config::gpt2_medium(),
+                other => {
+                    return Err(BadInput(format!("--random {other}: use gpt2, distilgpt2 or gpt2-medium")).into());
+                }
+            };
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-{shape}"));
+            if !dir.join("model.safetensors").is_file() {
+                eprintln!("writing random {shape} weights to {}", dir.display());
+                device.seed(0);
+                let model = sweep::model::Gpt2::init(&config, &device);
+                checkpoint::save(&model, &dir, checkpoint::SaveDtype::F32)?;
+            }
+            dir
+        }
+    };
+    let loaded = checkpoint::load(&model_path, &device)
+        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let generator = Generator::new(loaded.model);
+    let plan = BenchPlan {
+        new_tokens: args.new_tokens,
+        batch: args.batch,
+        num_beams: args.num_beams,
+        ..BenchPlan::default()
+    };
+    eprintln!("measuring {} on {backend_name} ...", model_path.display());
+    let ours = sweep::bench::run(&generator, &plan);
+    let peak = sweep::bench::peak_memory_mib();
+    let mut theirs: Option<Vec<Measurement>> = None;
+    if args.vs_transformers {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_transformers.py");
+        eprintln!("measuring transformers generate() on the same weights ...");
+        let output = std::process::Command::new(&args.python)
+            .arg(&script)
+            .arg("--model")
+            .arg(&model_path)
+            .args(["--new-tokens", &plan.new_tokens.to_string()])
+            .args(["--batch", &plan.batch.to_string()])
+            .args(["--num-beams", &plan.num_beams.to_string()])
+            .output();
+        match output {
+            Ok(out) if out.status.success() => {
+                let value: serde_json::Value = serde_json::from_slice(&out.stdout)
+                    .context("reading the transformers benchmark's output")?;
+                theirs = serde_json::from_value(value["results"].clone()).ok();
+                println!(
+                    "transformers peer: torch {}, {} threads",
+                    value["torch"].as_str().unwrap_or("?"),
+                    value["threads"]
+                );
+            }
+            Ok(out) => eprintln!(
+                "note: transformers comparison skipped ({} failed: {})",
+                args.python,
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            ),
+            Err(e) => eprintln!("note: transformers comparison skipped ({}: {e})", args.python),
+        }
+    }
+    println!("{:<58} {:>12} {:>14} {:>7}", "case", "sweep tok/s", "transformers", "ratio");
+    for (i, m) in ours.iter().enumerate() {
+        let peer = theirs.as_ref().and_then(|t| t.get(i));
+        println!(
+            "{:<58} {:>12.1} {:>14} {:>7}",
+            m.case,
+            m.tokens_per_s,
+            peer.map_or(String::new(), |p| format!("{:.1}", p.tokens_per_s)),
+            peer.map_or(String::new(), |p| format!("{:.2}x", m.tokens_per_s / p.tokens_per_s))
+        );
+    }
+    if let Some(mib) = peak {
+        println!("peak resident memory: {mib:.0} MiB");
+    }
     Ok(())
 }

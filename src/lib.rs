@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod beam;
+pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod experiment;
