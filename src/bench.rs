@@ -61,7 +61,9 @@ impl Default for BenchPlan {
 
 /// A fixed prompt of `len` ordinary token ids.
 fn prompt(len: usize, vocab: usize) -> Vec<u32> {
-    (0..len).map(|i| ((i * 7919 + 13) % vocab.min(50000)) as u32).collect()
+    (0..len)
+        .map(|i| ((i * 7919 + 13) % vocab.min(50000)) as u32)
+        .collect()
 }
 
 /// Run every case of `plan`. End-of-text is never sampled early here: rows are forced to run
@@ -69,7 +71,9 @@ fn prompt(len: usize, vocab: usize) -> Vec<u32> {
 /// peer.
 pub fn run(generator: &Generator, plan: &BenchPlan) -> Vec<Measurement> {
     let vocab = generator.model().config.vocab_size;
-    let p = generator.prepare(&prompt(16, vocab), plan.new_tokens).expect("bench prompt fits");
+    let p = generator
+        .prepare(&prompt(16, vocab), plan.new_tokens)
+        .expect("bench prompt fits");
     let rows = |n: usize, params: SamplingParams, seed: u64| -> Vec<Row> {
         (0..n)
             .map(|i| Row {
@@ -84,7 +88,12 @@ pub fn run(generator: &Generator, plan: &BenchPlan) -> Vec<Measurement> {
     let _ = generator.sample(&p, rows(2, SamplingParams::PURE, 0), 4, |_, _| {});
 
     results.push(measure("greedy, batch 1", || {
-        count(generator.sample(&p, rows(1, SamplingParams::GREEDY, 0), plan.new_tokens, |_, _| {}))
+        count(generator.sample(
+            &p,
+            rows(1, SamplingParams::GREEDY, 0),
+            plan.new_tokens,
+            |_, _| {},
+        ))
     }));
     let nucleus = SamplingParams {
         temperature: 0.8,
@@ -95,16 +104,19 @@ pub fn run(generator: &Generator, plan: &BenchPlan) -> Vec<Measurement> {
         &format!("sample T0.8 k50 p0.9, {} x {}", plan.batch, plan.new_tokens),
         || count(generator.sample(&p, rows(plan.batch, nucleus, 1), plan.new_tokens, |_, _| {})),
     ));
-    results.push(measure(&format!("beam search, {} beams", plan.num_beams), || {
-        let mut params = BeamParams::new(plan.num_beams);
-        params.early_stopping = crate::beam::EarlyStopping::Never;
-        params.length_penalty = 0.0;
-        generator
-            .beam_search(&p, &params, plan.new_tokens)
-            .first()
-            .map_or(0, |h| h.tokens.len())
-            * plan.num_beams
-    }));
+    results.push(measure(
+        &format!("beam search, {} beams", plan.num_beams),
+        || {
+            let mut params = BeamParams::new(plan.num_beams);
+            params.early_stopping = crate::beam::EarlyStopping::Never;
+            params.length_penalty = 0.0;
+            generator
+                .beam_search(&p, &params, plan.new_tokens)
+                .first()
+                .map_or(0, |h| h.tokens.len())
+                * plan.num_beams
+        },
+    ));
     let settings: Vec<SamplingParams> = plan
         .grid_temperatures
         .iter()
@@ -117,7 +129,11 @@ pub fn run(generator: &Generator, plan: &BenchPlan) -> Vec<Measurement> {
         })
         .collect();
     results.push(measure(
-        &format!("grid of {} settings x {} samples, batched together", settings.len(), plan.grid_samples),
+        &format!(
+            "grid of {} settings x {} samples, batched together",
+            settings.len(),
+            plan.grid_samples
+        ),
         || {
             let all: Vec<Row> = settings
                 .iter()

@@ -218,6 +218,10 @@ struct TrainArgs {
     /// Start over even if --out holds a checkpoint.
     #[arg(long)]
     fresh: bool,
+    /// Stop at this step (checkpointed) without changing the --steps schedule; run again
+    /// without it (or with a later one) to continue.
+    #[arg(long)]
+    stop_at: Option<usize>,
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
@@ -446,6 +450,7 @@ fn train(args: TrainArgs) -> Result<()> {
         export_f16: args.export_f16,
         fresh: args.fresh,
         quiet: args.quiet,
+        stop_at: args.stop_at,
     };
     let state = sweep::train::train(&run, &device)?;
     if let Some(&(step, train_loss, valid_loss)) = state.history.last() {
@@ -648,7 +653,10 @@ fn compare(args: CompareArgs) -> Result<()> {
 
 fn bench(args: BenchArgs) -> Result<()> {
     use sweep::bench::{BenchPlan, Measurement};
-    let (backend_name, device) = backend::device(args.device.backend.as_deref(), args.device.device.as_deref())?;
+    let (backend_name, device) = backend::device(
+        args.device.backend.as_deref(),
+        args.device.device.as_deref(),
+    )?;
     let model_path = match &args.random {
         None => args.model.clone().unwrap_or_else(sweep::default_model),
         Some(shape) => {
@@ -657,10 +665,14 @@ fn bench(args: BenchArgs) -> Result<()> {
                 "distilgpt2" => sweep::model::Gpt2Config::distilgpt2(),
                 "gpt2-medium" => sweep::model::Gpt2Config::gpt2_medium(),
                 other => {
-                    return Err(BadInput(format!("--random {other}: use gpt2, distilgpt2 or gpt2-medium")).into());
+                    return Err(BadInput(format!(
+                        "--random {other}: use gpt2, distilgpt2 or gpt2-medium"
+                    ))
+                    .into());
                 }
             };
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-{shape}"));
+            let dir =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-{shape}"));
             if !dir.join("model.safetensors").is_file() {
                 eprintln!("writing random {shape} weights to {}", dir.display());
                 device.seed(0);
@@ -684,7 +696,8 @@ fn bench(args: BenchArgs) -> Result<()> {
     let peak = sweep::bench::peak_memory_mib();
     let mut theirs: Option<Vec<Measurement>> = None;
     if args.vs_transformers {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_transformers.py");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_transformers.py");
         eprintln!("measuring transformers generate() on the same weights ...");
         let output = std::process::Command::new(&args.python)
             .arg(&script)
@@ -708,12 +721,21 @@ fn bench(args: BenchArgs) -> Result<()> {
             Ok(out) => eprintln!(
                 "note: transformers comparison skipped ({} failed: {})",
                 args.python,
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             ),
-            Err(e) => eprintln!("note: transformers comparison skipped ({}: {e})", args.python),
+            Err(e) => eprintln!(
+                "note: transformers comparison skipped ({}: {e})",
+                args.python
+            ),
         }
     }
-    println!("{:<58} {:>12} {:>14} {:>7}", "case", "sweep tok/s", "transformers", "ratio");
+    println!(
+        "{:<58} {:>12} {:>14} {:>7}",
+        "case", "sweep tok/s", "transformers", "ratio"
+    );
     for (i, m) in ours.iter().enumerate() {
         let peer = theirs.as_ref().and_then(|t| t.get(i));
         println!(
@@ -721,7 +743,10 @@ fn bench(args: BenchArgs) -> Result<()> {
             m.case,
             m.tokens_per_s,
             peer.map_or(String::new(), |p| format!("{:.1}", p.tokens_per_s)),
-            peer.map_or(String::new(), |p| format!("{:.2}x", m.tokens_per_s / p.tokens_per_s))
+            peer.map_or(String::new(), |p| format!(
+                "{:.2}x",
+                m.tokens_per_s / p.tokens_per_s
+            ))
         );
     }
     if let Some(mib) = peak {

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod grid;
 pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod runner;

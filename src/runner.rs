@@ -594,6 +594,15 @@ fn write_reports(
         .collect();
     let summary_path = dir.join("summary.csv");
     report::write_summary(&summary_path, &rows, baseline).map_err(io_at(&summary_path))?;
+    // Plots are a convenience: failing to draw them must not fail the run or lose the CSVs.
+    let plot_rows: Vec<crate::plot::PlotRow> = settings
+        .iter()
+        .zip(&metrics)
+        .map(|(s, m)| crate::plot::PlotRow::new(s, m))
+        .collect();
+    if let Err(e) = crate::plot::write_plots(dir, &plot_rows) {
+        eprintln!("warning: plots not written: {e}");
+    }
 
     let record = serde_json::json!({
         "sweep_version": env!("CARGO_PKG_VERSION"),

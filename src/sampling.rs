@@ -81,9 +81,11 @@ pub fn softmax(logits: &[f32]) -> Vec<f64> {
 /// `log softmax(logits)[token]`: the log-probability of `token` under the model's own
 /// distribution (T = 1, no filtering), which is what perplexity is computed from.
 pub fn log_prob(logits: &[f32], token: usize) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    (logits[token] as f64 - max - total.ln()) as f32
+    // Exponentials in f32 (each within an ulp), summed in f64: this runs over the whole
+    // vocabulary for every generated token, and f64 `exp` would double its cost.
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total: f64 = logits.iter().map(|&l| (l - max).exp() as f64).sum();
+    ((logits[token] - max) as f64 - total.ln()) as f32
 }
 
 /// The index of the largest logit; the first one on a tie, as `torch.argmax` returns.
@@ -170,8 +172,10 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut impl RngC
         return argmax(logits);
     }
     let t = params.temperature;
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weight = |l: f32| ((l as f64 - max) / t).exp();
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let inv_t = (1.0 / t) as f32;
+    // f32 exponentials, f64 sums: see `log_prob`.
+    let weight = |l: f32| ((l - max) * inv_t).exp() as f64;
 
     // Top-k candidates: every token whose logit reaches the k-th largest logit.
     let vocab = logits.len();

@@ -207,6 +207,9 @@ pub struct TrainRun {
     pub export_f16: Option<PathBuf>,
     pub fresh: bool,
     pub quiet: bool,
+    /// Stop (with a checkpoint) once this step is reached, without changing the schedule:
+    /// training can then run in several sittings, each resuming where the last stopped.
+    pub stop_at: Option<usize>,
 }
 
 /// Train, resuming from `out` when it holds a checkpoint of the same recipe.
@@ -311,7 +314,8 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     let mut recent_loss = f64::NAN;
     let tokens_per_step = (config.batch_size * config.context) as f64;
     let mut steps_here = 0usize;
-    while state.step < config.steps {
+    let last_step = run.stop_at.unwrap_or(config.steps).min(config.steps);
+    while state.step < last_step {
         let step = state.step;
         let offsets = batch_windows(
             &train_tokens,
@@ -349,7 +353,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
                 tokens_per_step * steps_here as f64 / secs.max(1e-9)
             );
         }
-        if state.step % config.eval_interval == 0 || state.step == config.steps {
+        if state.step % config.eval_interval == 0 || state.step == last_step {
             let valid = model.valid();
             let valid_loss = eval_loss(&valid, &valid_tokens, &eval_offsets, config.context);
             state.history.push((state.step, recent_loss, valid_loss));

@@ -54,8 +54,14 @@ fn a_tiny_model_learns_and_resumes() {
         export_f16: None,
         fresh: false,
         quiet: true,
+        stop_at: Some(10),
     };
+    // Two sittings: stop at step 10, then continue to the end of the schedule.
+    let half = train(&run, &device()).unwrap();
+    assert_eq!(half.step, 10);
+    run.stop_at = None;
     let state = train(&run, &device()).unwrap();
+    assert_eq!(state.history[0], half.history[0]);
     let first = state.history.first().unwrap().2;
     let last = state.history.last().unwrap().2;
     // An untrained model sits near ln(50257) ≈ 10.8 nats.
