@@ -48,7 +48,7 @@ enum Command {
     },
     /// Print one continuation of a prompt, streaming tokens as they come.
     ///
-    /// Example: sweep generate --prompt "ROMEO:" --temperature 0.8 --top-k 50 --top-p 0.9
+    /// Example: sweep generate --prompt "ROMEO.\n" --temperature 0.8 --top-k 50 --top-p 0.9
     Generate(GenerateArgs),
     /// Train a GPT-2-architecture model on a text corpus (default: the shipped Shakespeare
     /// split), writing a Hugging Face GPT-2 folder that every command can load.
@@ -91,15 +91,8 @@ struct ExplainArgs {
     /// Model folder or .pt file [default: the shipped model]
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Divide logits by this before softmax; 0 = greedy.
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f64,
-    /// Keep only the k most probable tokens; 0 = off.
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    /// Keep the smallest most-probable set of tokens whose probability reaches p; 1.0 = off.
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// How many of the most probable tokens to show per stage.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
     top: u16,
@@ -255,14 +248,9 @@ struct RunArgs {
     device: DeviceArgs,
 }
 
-#[derive(Args, Debug)]
-struct GenerateArgs {
-    /// The text to continue (`\n` is a newline).
-    #[arg(long, default_value = "")]
-    prompt: String,
-    /// Model folder (config.json + model.safetensors) or .pt file [default: the shipped model]
-    #[arg(long)]
-    model: Option<PathBuf>,
+/// The sampling pipeline's knobs, shared by `generate` and `explain`.
+#[derive(Args, Debug, Clone, Copy)]
+struct SamplingArgs {
     /// Divide logits by this before softmax; 0 = greedy.
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
@@ -272,6 +260,18 @@ struct GenerateArgs {
     /// Keep the smallest most-probable set of tokens whose probability reaches p; 1.0 = off.
     #[arg(long, default_value_t = 1.0)]
     top_p: f64,
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// The text to continue (`\n` is a newline).
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// Model folder (config.json + model.safetensors) or .pt file [default: the shipped model]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     #[arg(long, default_value_t = 200)]
     max_new_tokens: usize,
     #[arg(long, default_value_t = 0)]
@@ -357,7 +357,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check_sampling(temperature: f64, top_k: usize, top_p: f64) -> Result<SamplingParams> {
+fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
+    let SamplingArgs {
+        temperature,
+        top_k,
+        top_p,
+    } = *args;
     if !(temperature >= 0.0 && temperature.is_finite()) {
         return Err(BadInput(format!(
             "--temperature {temperature}: must be >= 0 (0 = greedy)"
@@ -375,7 +380,7 @@ fn check_sampling(temperature: f64, top_k: usize, top_p: f64) -> Result<Sampling
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
-    let params = check_sampling(args.temperature, args.top_k, args.top_p)?;
+    let params = check_sampling(&args.sampling)?;
     let (_, device) = backend::device(
         args.device.backend.as_deref(),
         args.device.device.as_deref(),
@@ -555,7 +560,7 @@ fn run(args: RunArgs) -> Result<()> {
             String::new()
         };
         eprintln!(
-            "wrote {}/summary.csv, samples.csv and run.json: {} settings run{resumed}",
+            "wrote {}/summary.csv, samples.csv, run.json and plots: {} settings run{resumed}",
             outcome.dir.display(),
             outcome.ran
         );
@@ -606,7 +611,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 fn explain(args: ExplainArgs) -> Result<()> {
     use sweep::explain;
-    let params = check_sampling(args.temperature, args.top_k, args.top_p)?;
+    let params = check_sampling(&args.sampling)?;
     let (_, device) = backend::device(
         args.device.backend.as_deref(),
         args.device.device.as_deref(),
