@@ -17,12 +17,17 @@ use sweep::sampling::{SamplingParams, sample_rng};
 use sweep::tokenizer::{TextStream, Tokenizer};
 
 /// Sweep decoding settings of a GPT-2-architecture model and measure what they change.
-///
-/// Run an experiment:   sweep experiments/temps.toml   (same as `sweep run experiments/temps.toml`)
-/// Check one first:     sweep validate experiments/temps.toml
-/// One continuation:    sweep generate --prompt "ROMEO:" --temperature 0.8 --top-k 50
 #[derive(Parser, Debug)]
-#[command(name = "sweep", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "sweep",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  \
+        sweep experiments/temps.toml            run an experiment (= sweep run experiments/temps.toml)\n  \
+        sweep validate experiments/temps.toml   check it first: grid size and tokens to generate\n  \
+        sweep generate --prompt \"ROMEO.\\n\" --temperature 0.8 --top-k 50"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
