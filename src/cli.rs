@@ -285,6 +285,27 @@ struct GenerateArgs {
     device: DeviceArgs,
 }
 
+impl DeviceArgs {
+    /// The burn device these flags name, and its description for run records.
+    fn open(&self) -> Result<(String, burn::tensor::Device)> {
+        Ok(backend::device(
+            self.backend.as_deref(),
+            self.device.as_deref(),
+        )?)
+    }
+}
+
+/// Load a model (the shipped one when none is named) onto `device`.
+fn load_model(
+    model: Option<PathBuf>,
+    device: &burn::tensor::Device,
+) -> Result<(PathBuf, checkpoint::Loaded)> {
+    let path = model.unwrap_or_else(sweep::default_model);
+    let loaded = checkpoint::load(&path, device)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    Ok((path, loaded))
+}
+
 /// Errors the user can fix by changing what they passed in: exit code 2 instead of 1.
 fn is_bad_input(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
@@ -386,13 +407,8 @@ fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
 
 fn generate(args: GenerateArgs) -> Result<()> {
     let params = check_sampling(&args.sampling)?;
-    let (_, device) = backend::device(
-        args.device.backend.as_deref(),
-        args.device.device.as_deref(),
-    )?;
-    let model_path = args.model.unwrap_or_else(sweep::default_model);
-    let loaded = checkpoint::load(&model_path, &device)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let (_, device) = args.device.open()?;
+    let (_, loaded) = load_model(args.model, &device)?;
     let generator = Generator::new(loaded.model);
     let tokenizer = Tokenizer::gpt2();
     // `\n` and `\\` in --prompt are decoded, as in prompts files, so a speaker line can be
@@ -433,10 +449,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     use sweep::train::{TrainConfig, TrainRun};
-    let (_, device) = backend::device(
-        args.device.backend.as_deref(),
-        args.device.device.as_deref(),
-    )?;
+    let (_, device) = args.device.open()?;
     let run = TrainRun {
         config: TrainConfig {
             n_layer: args.n_layer,
@@ -521,13 +534,8 @@ fn run(args: RunArgs) -> Result<()> {
         .into());
     };
     let exp = load_experiment(&path)?;
-    let (backend_name, device) = backend::device(
-        args.device.backend.as_deref(),
-        args.device.device.as_deref(),
-    )?;
-    let model_path = exp.model.clone().unwrap_or_else(sweep::default_model);
-    let loaded = checkpoint::load(&model_path, &device)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let (backend_name, device) = args.device.open()?;
+    let (model_path, loaded) = load_model(exp.model.clone(), &device)?;
     let model_sha256 = runner::sha256_file(&loaded.weights)
         .with_context(|| format!("reading {}", loaded.weights.display()))?;
     let generator = Generator::new(loaded.model);
@@ -575,13 +583,8 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     use sweep::train::{evaluate, tokenize_file, unigram_perplexity};
-    let (_, device) = backend::device(
-        args.device.backend.as_deref(),
-        args.device.device.as_deref(),
-    )?;
-    let model_path = args.model.unwrap_or_else(sweep::default_model);
-    let loaded = checkpoint::load(&model_path, &device)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let (_, device) = args.device.open()?;
+    let (_, loaded) = load_model(args.model, &device)?;
     let tokens = tokenize_file(&args.data)?;
     let limit = if args.max_tokens == 0 {
         tokens.len()
@@ -617,13 +620,8 @@ fn eval(args: EvalArgs) -> Result<()> {
 fn explain(args: ExplainArgs) -> Result<()> {
     use sweep::explain;
     let params = check_sampling(&args.sampling)?;
-    let (_, device) = backend::device(
-        args.device.backend.as_deref(),
-        args.device.device.as_deref(),
-    )?;
-    let model_path = args.model.unwrap_or_else(sweep::default_model);
-    let loaded = checkpoint::load(&model_path, &device)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let (_, device) = args.device.open()?;
+    let (_, loaded) = load_model(args.model, &device)?;
     let generator = Generator::new(loaded.model);
     let tokenizer = Tokenizer::gpt2();
     let prompt = explain::decode_prompt(&args.prompt);
@@ -663,10 +661,7 @@ fn compare(args: CompareArgs) -> Result<()> {
 
 fn bench(args: BenchArgs) -> Result<()> {
     use sweep::bench::{BenchPlan, Measurement};
-    let (backend_name, device) = backend::device(
-        args.device.backend.as_deref(),
-        args.device.device.as_deref(),
-    )?;
+    let (backend_name, device) = args.device.open()?;
     let model_path = match &args.random {
         None => args.model.clone().unwrap_or_else(sweep::default_model),
         Some(shape) => {
