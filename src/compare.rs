@@ -40,19 +40,7 @@ pub enum CompareError {
 type Result<T> = std::result::Result<T, CompareError>;
 
 /// The summary metrics compared, in `summary.csv` order.
-pub const METRICS: [&str; 11] = [
-    "mean_perplexity",
-    "corpus_perplexity",
-    "distinct_1",
-    "distinct_2",
-    "distinct_3",
-    "self_bleu_4",
-    "zipf_coefficient",
-    "repetition_rate",
-    "rep_4",
-    "mean_tokens",
-    "eos_rate",
-];
+pub use crate::summary::METRICS;
 
 /// The columns of `compare.csv`, in order.
 pub const COLUMNS: [&str; 6] = ["setting", "metric", "a", "b", "change", "significant"];

@@ -88,6 +88,22 @@ fn serialize_optional_early_stopping<S: Serializer>(
 }
 
 impl Setting {
+    /// A setting with one text per prompt and no knobs: greedy decoding, or the human
+    /// reference.
+    pub fn single(strategy: Strategy) -> Self {
+        Self {
+            strategy,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: None,
+            num_beams: 1,
+            length_penalty: None,
+            early_stopping: None,
+            samples: 1,
+        }
+    }
+
     /// A key for file names, CSV rows and resuming, such as `sample_t0.8_k50_p0.9_s1`,
     /// `greedy` or `beam_n8_lp1`. It is built from the parameters, not the position in the
     /// grid, so it stays the same when the grid around it changes. Numbers use Rust's
@@ -170,17 +186,7 @@ pub fn expand(exp: &Experiment) -> Expansion {
                         if temperature == 0.0 {
                             greedy_points += 1;
                             if greedy_points == 1 {
-                                settings.push(Setting {
-                                    strategy: Strategy::Greedy,
-                                    temperature: 0.0,
-                                    top_k: 0,
-                                    top_p: 1.0,
-                                    seed: None,
-                                    num_beams: 1,
-                                    length_penalty: None,
-                                    early_stopping: None,
-                                    samples: 1,
-                                });
+                                settings.push(Setting::single(Strategy::Greedy));
                             }
                             continue;
                         }

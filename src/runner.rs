@@ -157,17 +157,7 @@ pub fn settings(exp: &Experiment) -> (Vec<Setting>, usize) {
     let expansion = grid::expand(exp);
     let mut settings = expansion.settings;
     if exp.prompts.iter().any(|p| p.reference.is_some()) {
-        settings.push(Setting {
-            strategy: Strategy::Human,
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: None,
-            num_beams: 1,
-            length_penalty: None,
-            early_stopping: None,
-            samples: 1,
-        });
+        settings.push(Setting::single(Strategy::Human));
     }
     (settings, expansion.folded_greedy)
 }

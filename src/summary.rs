@@ -55,6 +55,21 @@ pub const SELF_BLEU_MAX_EXACT: usize = 500;
 /// Seed of every bootstrap and subsample, so a summary is repeatable.
 pub const METRICS_SEED: u64 = 0x5eed;
 
+/// Every metric [`Metrics::get`] knows, in `summary.csv` order.
+pub const METRICS: [&str; 11] = [
+    "mean_perplexity",
+    "corpus_perplexity",
+    "distinct_1",
+    "distinct_2",
+    "distinct_3",
+    "self_bleu_4",
+    "zipf_coefficient",
+    "repetition_rate",
+    "rep_4",
+    "mean_tokens",
+    "eos_rate",
+];
+
 /// Metric names that a sampling row is compared on against the beam baseline, in CSV order.
 pub const COMPARED: [&str; 9] = [
     "mean_perplexity",
