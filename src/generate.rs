@@ -192,7 +192,7 @@ impl Generator {
         }
         let vocab = self.model.config.vocab_size;
         let eos = self.eos();
-        let mut cache = KvCache::empty();
+        let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
         let first = Self::read_rows(
             self.model
                 .forward_last(self.tokens_tensor(&[&prompt.tokens]), &mut cache),
@@ -272,7 +272,7 @@ impl Generator {
     ) -> Vec<Hypothesis> {
         let vocab = self.model.config.vocab_size;
         let mut search = BeamSearch::new(params.clone(), max_new_tokens, self.eos());
-        let mut cache = KvCache::empty();
+        let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
         let first = Self::read_rows(
             self.model
                 .forward_last(self.tokens_tensor(&[&prompt.tokens]), &mut cache),

@@ -129,7 +129,11 @@ fn greedy_equals_one_beam() {
         );
         let beam = g.beam_search(&prepared, &BeamParams::new(1), 16);
         assert_eq!(greedy[0].tokens, beam[0].tokens);
-        assert_eq!(greedy[0].logprobs, beam[0].logprobs);
+        // Sampling sums f32 exponentials in f64, beam search takes a full f64 log-softmax as
+        // the reference does: the two agree to rounding.
+        for (a, b) in greedy[0].logprobs.iter().zip(&beam[0].logprobs) {
+            assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+        }
     }
 }
 
