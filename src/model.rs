@@ -549,10 +549,10 @@ mod tests {
         let device = Device::default();
         let xs: Vec<f32> = (-80..=80).map(|i| i as f32 / 8.0).collect();
         let x = Tensor::<1>::from_floats(xs.as_slice(), &device).reshape([1, 1, xs.len()]);
-        let got: Vec<f32> = gelu_new(x.clone()).into_data().to_vec().unwrap();
+        let got: Vec<f32> = gelu_new(x.clone()).into_data().try_to_vec::<f32>().unwrap();
         let want: Vec<f32> = burn::tensor::activation::gelu_approximate(x)
             .into_data()
-            .to_vec()
+            .try_to_vec::<f32>()
             .unwrap();
         for ((g, w), x) in got.iter().zip(&want).zip(&xs) {
             assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "x={x}: {g} vs {w}");
