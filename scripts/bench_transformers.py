@@ -1,10 +1,12 @@
 """The peer of `sweep bench --vs-transformers`: the same cases with Hugging Face transformers'
 `generate()` on the same weights, printed as JSON on stdout.
 
-    python scripts/bench_transformers.py --model DIR [--new-tokens 128] [--batch 32] ...
+    python scripts/bench_transformers.py --model DIR [--new-tokens 128] [--batch 32,64] ...
 
 Needs `pip install torch transformers`. Every case generates the full length (end-of-text is
-disabled), as `sweep bench` counts the tokens it really generated.
+disabled), as `sweep bench` does. Case names match `sweep bench`'s (src/bench.rs). Prints one
+JSON line first (versions), then one JSON line per case as soon as it is measured, so a run
+cut short still reports what it finished.
 """
 
 import argparse
@@ -19,17 +21,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--new-tokens", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", default="32", help="comma-separated rows of the sampling cases")
+    ap.add_argument("--long-tokens", type=int, default=0)
     ap.add_argument("--num-beams", type=int, default=8)
     ap.add_argument("--prefill-tokens", type=int, default=512)
     ap.add_argument("--grid-temperatures", default="0.7,0.9,1.0,1.2")
     ap.add_argument("--grid-top-k", default="0,10,50,200")
     ap.add_argument("--grid-samples", type=int, default=8)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel.from_pretrained(args.model, torch_dtype=torch.float32).to(args.device).eval()
+    dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    model = GPT2LMHeadModel.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device}), flush=True)
     vocab = model.config.vocab_size
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
@@ -38,7 +44,6 @@ def main():
         return torch.tensor([[(i * 7919 + 13) % min(vocab, 50000) for i in range(n)]], device=args.device)
 
     p = prompt(16)
-    results = []
 
     def sync():
         if args.device.startswith("cuda"):
@@ -50,14 +55,14 @@ def main():
         tokens = fn()
         sync()
         seconds = time.perf_counter() - start
-        results.append({"case": case, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds})
+        print(json.dumps({"case": case, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}), flush=True)
 
-    def gen(n_rows, **kw):
+    def gen(n_rows, new_tokens=args.new_tokens, **kw):
         out = model.generate(
             p.repeat(n_rows, 1),
             attention_mask=torch.ones_like(p.repeat(n_rows, 1)),
-            max_new_tokens=args.new_tokens,
-            min_new_tokens=args.new_tokens,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
             **kw,
         )
         return (out.shape[1] - p.shape[1]) * out.shape[0]
@@ -65,10 +70,17 @@ def main():
     with torch.inference_mode():
         model.generate(p, attention_mask=torch.ones_like(p), max_new_tokens=4, do_sample=True)  # warm-up
         measure("greedy, batch 1", lambda: gen(1, do_sample=False))
-        measure(
-            f"sample T0.8 k50 p0.9, {args.batch} x {args.new_tokens}",
-            lambda: gen(args.batch, do_sample=True, temperature=0.8, top_k=50, top_p=0.9),
-        )
+        batches = [int(b) for b in args.batch.split(",")]
+        for b in batches:
+            measure(
+                f"sample T0.8 k50 p0.9, {b} x {args.new_tokens}",
+                lambda: gen(b, do_sample=True, temperature=0.8, top_k=50, top_p=0.9),
+            )
+        if args.long_tokens:
+            measure(
+                f"sample T0.8 k50 p0.9, {batches[0]} x {args.long_tokens}",
+                lambda: gen(batches[0], args.long_tokens, do_sample=True, temperature=0.8, top_k=50, top_p=0.9),
+            )
         measure(
             f"beam search, {args.num_beams} beams",
             lambda: gen(1, do_sample=False, num_beams=args.num_beams, early_stopping="never", length_penalty=0.0)
@@ -84,11 +96,10 @@ def main():
                     total += gen(args.grid_samples, do_sample=True, temperature=t, top_k=k)
             return total
 
-        measure(f"grid of {len(temps) * len(ks)} settings x {args.grid_samples} samples, one after another", grid)
+        # transformers runs one setting per generate() call: one after another.
+        measure(f"grid of {len(temps) * len(ks)} settings x {args.grid_samples} samples", grid)
         long = prompt(args.prefill_tokens)
         measure(f"prefill, {args.prefill_tokens} tokens", lambda: (model(long), long.shape[1])[1])
-
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 //! `sweep bench`: tokens per second of the decoding paths a sweep uses, on one model, with
 //! the peak resident memory. A benchmark, not a test: machines are noisy, so compare against
 //! a peer measured in the same run (`--vs-transformers`), not against remembered numbers.
+//!
+//! The case names are shared with `scripts/bench_transformers.py`, which runs the same cases
+//! with transformers `generate()`; results are matched by name.
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::beam::BeamParams;
-use crate::generate::{Generator, Row};
+use crate::beam::{BeamParams, EarlyStopping};
+use crate::generate::{Continuation, Generator, Row};
 use crate::sampling::{SamplingParams, sample_rng};
 
 /// One measured case.
@@ -20,12 +23,12 @@ pub struct Measurement {
     pub tokens_per_s: f64,
 }
 
-fn measure(case: &str, run: impl FnOnce() -> usize) -> Measurement {
+fn measure(case: String, run: impl FnOnce() -> usize) -> Measurement {
     let start = Instant::now();
     let tokens = run();
     let seconds = start.elapsed().as_secs_f64();
     Measurement {
-        case: case.to_string(),
+        case,
         tokens,
         seconds,
         tokens_per_s: tokens as f64 / seconds.max(1e-9),
@@ -36,43 +39,76 @@ fn measure(case: &str, run: impl FnOnce() -> usize) -> Measurement {
 #[derive(Debug, Clone)]
 pub struct BenchPlan {
     pub new_tokens: usize,
-    pub batch: usize,
+    /// Rows of the sampling case, one case per entry.
+    pub batches: Vec<usize>,
     pub num_beams: usize,
     pub prefill_tokens: usize,
     /// The grid case: temperatures × top-k values, `grid_samples` rows each.
     pub grid_temperatures: Vec<f64>,
     pub grid_top_k: Vec<usize>,
     pub grid_samples: usize,
+    /// Also sample the first batch at this many new tokens, to show how cost grows with length.
+    pub long_tokens: Option<usize>,
 }
 
 impl Default for BenchPlan {
     fn default() -> Self {
         Self {
             new_tokens: 128,
-            batch: 32,
+            batches: vec![32],
             num_beams: 8,
             prefill_tokens: 512,
             grid_temperatures: vec![0.7, 0.9, 1.0, 1.2],
             grid_top_k: vec![0, 10, 50, 200],
             grid_samples: 8,
+            long_tokens: None,
         }
     }
 }
 
-/// A fixed prompt of `len` ordinary token ids.
+/// The sampling settings of the batch cases (the values of Holtzman et al.'s common setup).
+pub const NUCLEUS: SamplingParams = SamplingParams {
+    temperature: 0.8,
+    top_k: 50,
+    top_p: 0.9,
+};
+
+/// Case names, shared with the peer script.
+pub fn greedy_case() -> String {
+    "greedy, batch 1".into()
+}
+
+pub fn sample_case(batch: usize, new_tokens: usize) -> String {
+    format!("sample T0.8 k50 p0.9, {batch} x {new_tokens}")
+}
+
+pub fn beam_case(num_beams: usize) -> String {
+    format!("beam search, {num_beams} beams")
+}
+
+pub fn grid_case(settings: usize, samples: usize) -> String {
+    format!("grid of {settings} settings x {samples} samples")
+}
+
+pub fn prefill_case(tokens: usize) -> String {
+    format!("prefill, {tokens} tokens")
+}
+
+/// A fixed prompt of `len` ordinary token ids (the peer builds the same one).
 fn prompt(len: usize, vocab: usize) -> Vec<u32> {
     (0..len)
         .map(|i| ((i * 7919 + 13) % vocab.min(50000)) as u32)
         .collect()
 }
 
-/// Run every case of `plan`. End-of-text is never sampled early here: rows are forced to run
-/// the full length by ignoring it, so every case generates the same number of tokens as its
-/// peer.
-pub fn run(generator: &Generator, plan: &BenchPlan) -> Vec<Measurement> {
+/// Run every case of `plan`, handing each result to `report` as soon as it is measured, so
+/// an interrupted run still shows what it finished. Rows here never stop at end-of-text (the
+/// peer disables it too), so both sides generate the same number of tokens.
+pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Measurement)) {
     let vocab = generator.model().config.vocab_size;
+    let longest = plan.long_tokens.unwrap_or(0).max(plan.new_tokens);
     let p = generator
-        .prepare(&prompt(16, vocab), plan.new_tokens)
+        .prepare(&prompt(16, vocab), longest)
         .expect("bench prompt fits");
     let rows = |n: usize, params: SamplingParams, seed: u64| -> Vec<Row> {
         (0..n)
@@ -82,41 +118,37 @@ pub fn run(generator: &Generator, plan: &BenchPlan) -> Vec<Measurement> {
             })
             .collect()
     };
-    let count = |out: Vec<crate::generate::Continuation>| out.iter().map(|c| c.tokens.len()).sum();
-    let mut results = Vec::new();
-    // Warm-up: first calls pay for allocation and thread start.
-    let _ = generator.sample(&p, rows(2, SamplingParams::PURE, 0), 4, |_, _| {});
-
-    results.push(measure("greedy, batch 1", || {
-        count(generator.sample(
-            &p,
-            rows(1, SamplingParams::GREEDY, 0),
-            plan.new_tokens,
-            |_, _| {},
-        ))
-    }));
-    let nucleus = SamplingParams {
-        temperature: 0.8,
-        top_k: 50,
-        top_p: 0.9,
+    let sample = |rows: Vec<Row>, new_tokens: usize| -> usize {
+        let out: Vec<Continuation> = generator.sample_full_length(&p, rows, new_tokens);
+        out.iter().map(|c| c.tokens.len()).sum()
     };
-    results.push(measure(
-        &format!("sample T0.8 k50 p0.9, {} x {}", plan.batch, plan.new_tokens),
-        || count(generator.sample(&p, rows(plan.batch, nucleus, 1), plan.new_tokens, |_, _| {})),
-    ));
-    results.push(measure(
-        &format!("beam search, {} beams", plan.num_beams),
-        || {
-            let mut params = BeamParams::new(plan.num_beams);
-            params.early_stopping = crate::beam::EarlyStopping::Never;
-            params.length_penalty = 0.0;
-            generator
-                .beam_search(&p, &params, plan.new_tokens)
-                .first()
-                .map_or(0, |h| h.tokens.len())
-                * plan.num_beams
-        },
-    ));
+    // Warm-up: first calls pay for allocation and thread start.
+    let _ = sample(rows(2, SamplingParams::PURE, 0), 4);
+
+    let mut emit = |m: Measurement| report(&m);
+    emit(measure(greedy_case(), || {
+        sample(rows(1, SamplingParams::GREEDY, 0), plan.new_tokens)
+    }));
+    for &batch in &plan.batches {
+        emit(measure(sample_case(batch, plan.new_tokens), || {
+            sample(rows(batch, NUCLEUS, 1), plan.new_tokens)
+        }));
+    }
+    if let (Some(long), Some(&batch)) = (plan.long_tokens, plan.batches.first()) {
+        emit(measure(sample_case(batch, long), || {
+            sample(rows(batch, NUCLEUS, 1), long)
+        }));
+    }
+    emit(measure(beam_case(plan.num_beams), || {
+        let mut params = BeamParams::new(plan.num_beams);
+        params.early_stopping = EarlyStopping::Never;
+        params.length_penalty = 0.0;
+        generator
+            .beam_search(&p, &params, plan.new_tokens)
+            .first()
+            .map_or(0, |h| h.tokens.len())
+            * plan.num_beams
+    }));
     let settings: Vec<SamplingParams> = plan
         .grid_temperatures
         .iter()
@@ -128,27 +160,27 @@ pub fn run(generator: &Generator, plan: &BenchPlan) -> Vec<Measurement> {
             })
         })
         .collect();
-    results.push(measure(
-        &format!(
-            "grid of {} settings x {} samples, batched together",
-            settings.len(),
-            plan.grid_samples
-        ),
+    emit(measure(
+        grid_case(settings.len(), plan.grid_samples),
         || {
+            // All settings' rows in one batch, as a sweep runs them.
             let all: Vec<Row> = settings
                 .iter()
                 .enumerate()
                 .flat_map(|(s, &params)| rows(plan.grid_samples, params, s as u64))
                 .collect();
-            count(generator.sample(&p, all, plan.new_tokens, |_, _| {}))
+            sample(all, plan.new_tokens)
         },
     ));
-    let long = prompt(plan.prefill_tokens, vocab);
-    results.push(measure(&format!("prefill, {} tokens", long.len()), || {
+    let long = prompt(
+        plan.prefill_tokens
+            .min(generator.model().config.n_positions),
+        vocab,
+    );
+    emit(measure(prefill_case(long.len()), || {
         let _ = generator.logits(&long);
         long.len()
     }));
-    results
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`); `None` elsewhere.

@@ -137,11 +137,14 @@ struct BenchArgs {
     python: String,
     #[arg(long, default_value_t = 128)]
     new_tokens: usize,
-    /// Rows of the sampling case.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
+    /// Rows of the sampling case; a list (`1,64,512`) measures one case per batch size.
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    batch: Vec<usize>,
     #[arg(long, default_value_t = 8)]
     num_beams: usize,
+    /// Also sample the first batch size at this many new tokens (how cost grows with length).
+    #[arg(long)]
+    long_tokens: Option<usize>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -234,6 +237,10 @@ struct DeviceArgs {
     /// Device: `cpu`, or `cuda` / `cuda:N` with the tch backend.
     #[arg(long)]
     device: Option<String>,
+    /// Weights and compute in f32, f16 or bf16. Half precision is for GPUs; sampling always
+    /// reads f32 logits.
+    #[arg(long, default_value = "f32")]
+    dtype: sweep::model::Precision,
 }
 
 #[derive(Args, Debug)]
@@ -288,10 +295,18 @@ struct GenerateArgs {
 impl DeviceArgs {
     /// The burn device these flags name, and its description for run records.
     fn open(&self) -> Result<(String, burn::tensor::Device)> {
-        Ok(backend::device(
-            self.backend.as_deref(),
-            self.device.as_deref(),
-        )?)
+        let (name, device) = backend::device(self.backend.as_deref(), self.device.as_deref())?;
+        // Half precision changes the samples, so it is part of what a run record names.
+        let name = match self.dtype {
+            sweep::model::Precision::F32 => name,
+            other => format!("{name}/{}", other.name()),
+        };
+        Ok((name, device))
+    }
+
+    /// A decoder for `model` in the chosen precision.
+    fn generator(&self, model: sweep::model::Gpt2) -> Generator {
+        Generator::new(model.with_precision(self.dtype))
     }
 }
 
@@ -409,7 +424,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let params = check_sampling(&args.sampling)?;
     let (_, device) = args.device.open()?;
     let (_, loaded) = load_model(args.model, &device)?;
-    let generator = Generator::new(loaded.model);
+    let generator = args.device.generator(loaded.model);
     let tokenizer = Tokenizer::gpt2();
     // `\n` and `\\` in --prompt are decoded, as in prompts files, so a speaker line can be
     // written on the command line.
@@ -449,6 +464,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     use sweep::train::{TrainConfig, TrainRun};
+    if args.device.dtype != sweep::model::Precision::F32 {
+        return Err(BadInput("--dtype: training runs in f32 only".into()).into());
+    }
     let (_, device) = args.device.open()?;
     let run = TrainRun {
         config: TrainConfig {
@@ -538,7 +556,7 @@ fn run(args: RunArgs) -> Result<()> {
     let (model_path, loaded) = load_model(exp.model.clone(), &device)?;
     let model_sha256 = runner::sha256_file(&loaded.weights)
         .with_context(|| format!("reading {}", loaded.weights.display()))?;
-    let generator = Generator::new(loaded.model);
+    let generator = args.device.generator(loaded.model);
     let dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
@@ -600,7 +618,8 @@ fn eval(args: EvalArgs) -> Result<()> {
         ))
         .into());
     }
-    let loss = evaluate(&loaded.model, &tokens, context, Some(limit), 8);
+    let model = loaded.model.with_precision(args.device.dtype);
+    let loss = evaluate(&model, &tokens, context, Some(limit), 8);
     println!(
         "{}: {limit} tokens, loss {loss:.4} nats/token, perplexity {:.2}",
         args.data.display(),
@@ -622,7 +641,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     let params = check_sampling(&args.sampling)?;
     let (_, device) = args.device.open()?;
     let (_, loaded) = load_model(args.model, &device)?;
-    let generator = Generator::new(loaded.model);
+    let generator = args.device.generator(loaded.model);
     let tokenizer = Tokenizer::gpt2();
     let prompt = explain::decode_prompt(&args.prompt);
     let logits = explain::next_token_logits(&generator, &tokenizer.encode(&prompt))?;
@@ -664,98 +683,176 @@ fn bench(args: BenchArgs) -> Result<()> {
     let (backend_name, device) = args.device.open()?;
     let model_path = match &args.random {
         None => args.model.clone().unwrap_or_else(sweep::default_model),
-        Some(shape) => {
-            let config = match shape.as_str() {
-                "gpt2" => sweep::model::Gpt2Config::gpt2(),
-                "distilgpt2" => sweep::model::Gpt2Config::distilgpt2(),
-                "gpt2-medium" => sweep::model::Gpt2Config::gpt2_medium(),
-                other => {
-                    return Err(BadInput(format!(
-                        "--random {other}: use gpt2, distilgpt2 or gpt2-medium"
-                    ))
-                    .into());
-                }
-            };
-            let dir =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-{shape}"));
-            if !dir.join("model.safetensors").is_file() {
-                eprintln!("writing random {shape} weights to {}", dir.display());
-                device.seed(0);
-                let model = sweep::model::Gpt2::init(&config, &device);
-                checkpoint::save(&model, &dir, checkpoint::SaveDtype::F32)?;
-            }
-            dir
-        }
+        Some(shape) => random_bench_model(shape, &device)?,
     };
     let loaded = checkpoint::load(&model_path, &device)
         .with_context(|| format!("loading model {}", model_path.display()))?;
-    let generator = Generator::new(loaded.model);
+    let n_positions = loaded.config.n_positions;
+    let generator = args.device.generator(loaded.model);
     let plan = BenchPlan {
         new_tokens: args.new_tokens,
-        batch: args.batch,
+        batches: args.batch.clone(),
         num_beams: args.num_beams,
+        long_tokens: args.long_tokens,
+        prefill_tokens: BenchPlan::default().prefill_tokens.min(n_positions),
         ..BenchPlan::default()
     };
+    if plan.batches.contains(&0) {
+        return Err(BadInput("--batch: every batch size must be at least 1".into()).into());
+    }
+    let longest = plan.long_tokens.unwrap_or(0).max(plan.new_tokens);
+    generator.prepare(&[], longest).map_err(|e| {
+        BadInput(format!(
+            "--new-tokens/--long-tokens: {e} (model {})",
+            model_path.display()
+        ))
+    })?;
+
+    let header = || {
+        println!(
+            "{:<46} {:>12} {:>14} {:>7}",
+            "case", "sweep tok/s", "transformers", "ratio"
+        )
+    };
     eprintln!("measuring {} on {backend_name} ...", model_path.display());
-    let ours = sweep::bench::run(&generator, &plan);
-    let peak = sweep::bench::peak_memory_mib();
-    let mut theirs: Option<Vec<Measurement>> = None;
-    if args.vs_transformers {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_transformers.py");
-        eprintln!("measuring transformers generate() on the same weights ...");
-        let output = std::process::Command::new(&args.python)
-            .arg(&script)
-            .arg("--model")
-            .arg(&model_path)
-            .args(["--new-tokens", &plan.new_tokens.to_string()])
-            .args(["--batch", &plan.batch.to_string()])
-            .args(["--num-beams", &plan.num_beams.to_string()])
-            .output();
-        match output {
-            Ok(out) if out.status.success() => {
-                let value: serde_json::Value = serde_json::from_slice(&out.stdout)
-                    .context("reading the transformers benchmark's output")?;
-                theirs = serde_json::from_value(value["results"].clone()).ok();
-                println!(
-                    "transformers peer: torch {}, {} threads",
-                    value["torch"].as_str().unwrap_or("?"),
-                    value["threads"]
-                );
-            }
-            Ok(out) => eprintln!(
-                "note: transformers comparison skipped ({} failed: {})",
-                args.python,
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            ),
-            Err(e) => eprintln!(
-                "note: transformers comparison skipped ({}: {e})",
-                args.python
-            ),
+    header();
+    let mut ours: Vec<Measurement> = Vec::new();
+    sweep::bench::run(&generator, &plan, |m| {
+        println!("{:<46} {:>12.1}", m.case, m.tokens_per_s);
+        ours.push(m.clone());
+    });
+    if let Some(mib) = sweep::bench::peak_memory_mib() {
+        println!("peak resident memory: {mib:.0} MiB");
+    }
+    if let Some(long) = plan.long_tokens {
+        let rate = |tokens| {
+            let case = sweep::bench::sample_case(plan.batches[0], tokens);
+            ours.iter().find(|m| m.case == case).map(|m| m.tokens_per_s)
+        };
+        if let (Some(short), Some(long_rate)) = (rate(plan.new_tokens), rate(long)) {
+            println!(
+                "length scaling: tokens/s at {long} new tokens is {:.0} % of that at {}",
+                100.0 * long_rate / short,
+                plan.new_tokens
+            );
         }
     }
-    println!(
-        "{:<58} {:>12} {:>14} {:>7}",
-        "case", "sweep tok/s", "transformers", "ratio"
-    );
-    for (i, m) in ours.iter().enumerate() {
-        let peer = theirs.as_ref().and_then(|t| t.get(i));
+    if args.vs_transformers {
+        drop(generator);
+        let peer_device = match args.device.device.as_deref() {
+            Some(d) if d.starts_with("cuda") => d.to_string(),
+            _ => "cpu".to_string(),
+        };
+        bench_peer(&args, &plan, &model_path, &peer_device, &ours, header)?;
+    }
+    Ok(())
+}
+
+/// Random weights of a known GPT-2 shape, written once under target/ so that the peer
+/// benchmark can load the very same ones.
+fn random_bench_model(shape: &str, device: &burn::tensor::Device) -> Result<PathBuf> {
+    let config = match shape {
+        "gpt2" => sweep::model::Gpt2Config::gpt2(),
+        "distilgpt2" => sweep::model::Gpt2Config::distilgpt2(),
+        "gpt2-medium" => sweep::model::Gpt2Config::gpt2_medium(),
+        other => {
+            return Err(BadInput(format!(
+                "--random {other}: use gpt2, distilgpt2 or gpt2-medium"
+            ))
+            .into());
+        }
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-{shape}"));
+    if !dir.join("model.safetensors").is_file() {
+        eprintln!("writing random {shape} weights to {}", dir.display());
+        device.seed(0);
+        let model = sweep::model::Gpt2::init(&config, device);
+        checkpoint::save(&model, &dir, checkpoint::SaveDtype::F32)?;
+    }
+    Ok(dir)
+}
+
+/// Run scripts/bench_transformers.py on the same weights and cases, printing each of its
+/// results beside ours as it arrives. A missing Python or torch is a note, not an error.
+fn bench_peer(
+    args: &BenchArgs,
+    plan: &sweep::bench::BenchPlan,
+    model_path: &std::path::Path,
+    device: &str,
+    ours: &[sweep::bench::Measurement],
+    header: impl Fn(),
+) -> Result<()> {
+    use std::io::BufRead;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_transformers.py");
+    eprintln!("measuring transformers generate() on the same weights ({device}) ...");
+    let batches: Vec<String> = plan.batches.iter().map(|b| b.to_string()).collect();
+    let child = std::process::Command::new(&args.python)
+        .arg(&script)
+        .arg("--model")
+        .arg(model_path)
+        .args(["--new-tokens", &plan.new_tokens.to_string()])
+        .args(["--batch", &batches.join(",")])
+        .args(["--num-beams", &plan.num_beams.to_string()])
+        .args(["--prefill-tokens", &plan.prefill_tokens.to_string()])
+        .args(["--long-tokens", &plan.long_tokens.unwrap_or(0).to_string()])
+        .args(["--device", device])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!(
+                "note: transformers comparison skipped ({}: {e})",
+                args.python
+            );
+            return Ok(());
+        }
+    };
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut printed_header = false;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("reading the transformers benchmark's output")?;
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let Some(torch) = value["torch"].as_str() {
+            println!(
+                "transformers peer: torch {torch}, {} threads, {}",
+                value["threads"],
+                value["device"].as_str().unwrap_or("?")
+            );
+            continue;
+        }
+        let Ok(theirs) = serde_json::from_value::<sweep::bench::Measurement>(value) else {
+            continue;
+        };
+        if !printed_header {
+            header();
+            printed_header = true;
+        }
+        let mine = ours.iter().find(|m| m.case == theirs.case);
         println!(
-            "{:<58} {:>12.1} {:>14} {:>7}",
-            m.case,
-            m.tokens_per_s,
-            peer.map_or(String::new(), |p| format!("{:.1}", p.tokens_per_s)),
-            peer.map_or(String::new(), |p| format!(
+            "{:<46} {:>12} {:>14.1} {:>7}",
+            theirs.case,
+            mine.map_or(String::new(), |m| format!("{:.1}", m.tokens_per_s)),
+            theirs.tokens_per_s,
+            mine.map_or(String::new(), |m| format!(
                 "{:.2}x",
-                m.tokens_per_s / p.tokens_per_s
+                m.tokens_per_s / theirs.tokens_per_s
             ))
         );
     }
-    if let Some(mib) = peak {
-        println!("peak resident memory: {mib:.0} MiB");
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        eprintln!(
+            "note: transformers comparison stopped ({} failed: {})",
+            args.python,
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
     }
     Ok(())
 }

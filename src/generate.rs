@@ -174,8 +174,30 @@ impl Generator {
     pub fn sample(
         &self,
         prompt: &PreparedPrompt,
+        rows: Vec<Row>,
+        max_new_tokens: usize,
+        on_token: impl FnMut(usize, u32),
+    ) -> Vec<Continuation> {
+        self.sample_rows(prompt, rows, max_new_tokens, true, on_token)
+    }
+
+    /// As [`Generator::sample`], but end-of-text does not stop a row: every row runs
+    /// `max_new_tokens`, so a benchmark counts the same work as its peer.
+    pub fn sample_full_length(
+        &self,
+        prompt: &PreparedPrompt,
+        rows: Vec<Row>,
+        max_new_tokens: usize,
+    ) -> Vec<Continuation> {
+        self.sample_rows(prompt, rows, max_new_tokens, false, |_, _| {})
+    }
+
+    fn sample_rows(
+        &self,
+        prompt: &PreparedPrompt,
         mut rows: Vec<Row>,
         max_new_tokens: usize,
+        stop_at_eos: bool,
         mut on_token: impl FnMut(usize, u32),
     ) -> Vec<Continuation> {
         let n = rows.len();
@@ -235,7 +257,7 @@ impl Generator {
                 out[i].tokens.push(token);
                 out[i].logprobs.push(lp);
                 on_token(i, token);
-                if token == eos {
+                if token == eos && stop_at_eos {
                     out[i].ended_with_eos = true;
                     running[i] = false;
                 } else {

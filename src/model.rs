@@ -6,10 +6,10 @@
 //! `generate` drives it. Linear weights are stored `[in, out]`, the layout of Hugging Face's
 //! `Conv1D`, so GPT-2 checkpoints load without a transpose.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// The end-of-text token of the GPT-2 BPE vocabulary.
@@ -238,7 +238,7 @@ fn append(cache: Option<Tensor<4>>, new: Tensor<4>, past: usize, reserve: usize)
         Some(c) => {
             let room = Tensor::zeros(
                 [batch, heads, needed.max(2 * past) - past, dim],
-                &c.device(),
+                (&c.device(), c.dtype()),
             );
             Tensor::cat(
                 vec![c.slice([0..batch, 0..heads, 0..past, 0..dim]), room],
@@ -247,7 +247,7 @@ fn append(cache: Option<Tensor<4>>, new: Tensor<4>, past: usize, reserve: usize)
         }
         // Nothing to reserve (training, scoring): the new keys are the whole cache.
         None if reserve <= needed => return new,
-        None => Tensor::zeros([batch, heads, reserve, dim], &new.device()),
+        None => Tensor::zeros([batch, heads, reserve, dim], (&new.device(), new.dtype())),
     };
     cache.slice_assign([0..batch, 0..heads, past..needed, 0..dim], new)
 }
@@ -332,6 +332,47 @@ pub struct Mlp {
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         linear(&self.c_proj, gelu_new(linear(&self.c_fc, x)))
+    }
+}
+
+/// Floating-point type of a model's weights and compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown dtype `{other}`; use f32, f16 or bf16")),
+        }
     }
 }
 
@@ -456,8 +497,9 @@ impl Gpt2 {
                 &mut block.mlp.c_proj,
             ] {
                 linear.weight = linear.weight.clone().map(|w| {
-                    let device = w.device();
-                    let out_in = Tensor::<2>::from_data(w.transpose().into_data(), &device);
+                    let (device, dtype) = (w.device(), w.dtype());
+                    let out_in =
+                        Tensor::<2>::from_data(w.transpose().into_data(), (&device, dtype));
                     out_in.transpose()
                 });
             }
@@ -492,15 +534,37 @@ impl Gpt2 {
         self.ln_f.forward(x)
     }
 
-    /// Logits `[batch, new, vocab]` from hidden states.
+    /// Cast weights (and so all compute) to `precision`. Half precision is for GPUs: it
+    /// halves memory traffic there, while CPU backends gain nothing from it.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        struct Cast(FloatDType);
+        impl ModuleMapper for Cast {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let dtype = self.0;
+                param.map(|t| t.cast(dtype))
+            }
+        }
+        match precision {
+            Precision::F32 => self,
+            other => self.map(&mut Cast(other.float_dtype())),
+        }
+    }
+
+    /// Logits `[batch, new, vocab]` from hidden states, always f32: sampling and scoring read
+    /// them on the host as f32 whatever the model computes in.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, new, c] = hidden.dims();
         let w = self.wte.val().transpose();
         let vocab = w.dims()[1];
-        hidden
+        let logits = hidden
             .reshape([batch * new, c])
             .matmul(w)
-            .reshape([batch, new, vocab])
+            .reshape([batch, new, vocab]);
+        if logits.dtype() == DType::F32 {
+            logits
+        } else {
+            logits.cast(FloatDType::F32)
+        }
     }
 
     /// Logits for every position of `tokens` `[batch, len]`, with no cache: training and scoring.
