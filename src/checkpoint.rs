@@ -450,6 +450,7 @@ fn build(
         wpe: t2(wpe, [config.n_positions, c]),
         h: blocks,
         ln_f: layer_norm((ln_f_gamma, ln_f_beta)),
+        lm_head: None,
         config: config.clone(),
     })
 }

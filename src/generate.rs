@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::beam::{BeamParams, BeamSearch, Hypothesis};
 use crate::model::{Gpt2, KvCache};
-use crate::sampling::{SamplingParams, log_prob, sample_token};
+use crate::sampling::{SamplingParams, log_prob, sample_with_log_prob};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum GenerateError {
@@ -245,9 +245,9 @@ impl Generator {
                 .into_par_iter()
                 .enumerate()
                 .map(|(k, row)| {
-                    let l = row_logits(k);
-                    let token = sample_token(l, &row.params, &mut row.rng);
-                    (token as u32, log_prob(l, token))
+                    let (token, lp) =
+                        sample_with_log_prob(row_logits(k), &row.params, &mut row.rng);
+                    (token as u32, lp)
                 })
                 .collect();
             let mut still = Vec::with_capacity(active.len());
@@ -333,4 +333,40 @@ pub fn log_softmax_rows(logits: &[f32], vocab: usize) -> Vec<f32> {
             }
         });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Gpt2Config;
+    use crate::sampling::sample_rng;
+
+    /// At GPT-2's width the CPU kernels take another path for a single row than for several;
+    /// a row's sample must not notice (see `model::rows_matmul`). A lone row, the same row among
+    /// others, and greedy rows that outlive their batch-mates all agree bit for bit.
+    #[test]
+    fn a_row_samples_the_same_alone_or_in_a_batch() {
+        let device = burn::tensor::Device::default();
+        device.seed(7);
+        let generator = Generator::new(Gpt2::init(&Gpt2Config::with_shape(1, 12, 768), &device));
+        let prompt = generator.prepare(&[464, 2068, 7586], 8).unwrap();
+        let row = |sample: u32, temperature: f64| Row {
+            params: SamplingParams {
+                temperature,
+                top_k: 0,
+                top_p: 1.0,
+            },
+            rng: sample_rng(1, 0, sample),
+        };
+        let alone = generator.sample(&prompt, vec![row(0, 1.0)], 8, |_, _| {});
+        let batch = generator.sample(
+            &prompt,
+            vec![row(0, 1.0), row(1, 0.0), row(2, 1.5)],
+            8,
+            |_, _| {},
+        );
+        assert_eq!(alone[0], batch[0]);
+        let greedy_alone = generator.sample(&prompt, vec![row(1, 0.0)], 8, |_, _| {});
+        assert_eq!(greedy_alone[0], batch[1]);
+    }
 }

@@ -383,12 +383,26 @@ fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
     let weight = layer.weight.val();
     let d_out = weight.dims()[1];
-    let y = x.reshape([batch * len, d_in]).matmul(weight);
+    let y = rows_matmul(x.reshape([batch * len, d_in]), weight);
     let y = match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,
     };
     y.reshape([batch, len, d_out])
+}
+
+/// `x W` for `x` `[rows, d_in]`, computing each row exactly as it would be computed among
+/// any number of other rows. CPU kernels take a separate matrix-vector path for a single row,
+/// whose sums round differently; a lone row is therefore run as two, so that a sample does not
+/// depend on how many other rows happen to share its batch.
+fn rows_matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
+    if x.dims()[0] != 1 {
+        return x.matmul(weight);
+    }
+    let d_out = weight.dims()[1];
+    Tensor::cat(vec![x.clone(), x], 0)
+        .matmul(weight)
+        .slice([0..1, 0..d_out])
 }
 
 /// GPT-2's `gelu_new`, the tanh approximation of GELU (the exact erf GELU drifts by ~1e-3):
@@ -434,6 +448,9 @@ pub struct Gpt2 {
     pub wpe: Param<Tensor<2>>,
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
+    /// `wte` transposed once for inference (see [`Gpt2::for_inference`]).
+    #[module(skip)]
+    pub lm_head: Option<Tensor<2>>,
     #[module(skip)]
     pub config: Gpt2Config,
 }
@@ -480,30 +497,24 @@ impl Gpt2 {
             wpe: normal(0.01).init([config.n_positions, c], device),
             h,
             ln_f: ln(),
+            lm_head: None,
             config: config.clone(),
         }
     }
 
-    /// Prepare for decoding: store every linear weight as `[out, in]` and read it through a
-    /// transposed view, the layout CPU matmul kernels stream fastest when a few rows meet a
-    /// large weight (measured ~1.7x on the MLP of GPT-2-small at batch 32). The tied head
-    /// already reads `wte` `[vocab, n_embd]` that way. Training must not call this.
+    /// Prepare for decoding: materialise the tied head as a contiguous `[n_embd, vocab]`.
+    ///
+    /// Weights stay in the `[in, out]` row-major layout on purpose. Read through a transposed
+    /// view, the CPU matmul kernels run the big products faster, but a row's result then
+    /// depends on how many rows share the product, and samples must not depend on the batch.
+    /// Training must not call this, since the copy does not follow updates to `wte`.
     pub fn for_inference(mut self) -> Self {
-        for block in &mut self.h {
-            for linear in [
-                &mut block.attn.c_attn,
-                &mut block.attn.c_proj,
-                &mut block.mlp.c_fc,
-                &mut block.mlp.c_proj,
-            ] {
-                linear.weight = linear.weight.clone().map(|w| {
-                    let (device, dtype) = (w.device(), w.dtype());
-                    let out_in =
-                        Tensor::<2>::from_data(w.transpose().into_data(), (&device, dtype));
-                    out_in.transpose()
-                });
-            }
-        }
+        let wte = self.wte.val();
+        let (device, dtype) = (wte.device(), wte.dtype());
+        self.lm_head = Some(Tensor::from_data(
+            wte.transpose().into_data(),
+            (&device, dtype),
+        ));
         self
     }
 
@@ -554,12 +565,12 @@ impl Gpt2 {
     /// them on the host as f32 whatever the model computes in.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, new, c] = hidden.dims();
-        let w = self.wte.val().transpose();
+        let w = match &self.lm_head {
+            Some(w) => w.clone(),
+            None => self.wte.val().transpose(),
+        };
         let vocab = w.dims()[1];
-        let logits = hidden
-            .reshape([batch * new, c])
-            .matmul(w)
-            .reshape([batch, new, vocab]);
+        let logits = rows_matmul(hidden.reshape([batch * new, c]), w).reshape([batch, new, vocab]);
         if logits.dtype() == DType::F32 {
             logits
         } else {

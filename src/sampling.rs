@@ -84,8 +84,7 @@ pub fn log_prob(logits: &[f32], token: usize) -> f32 {
     // Exponentials in f32 (each within an ulp), summed in f64: this runs over the whole
     // vocabulary for every generated token, and f64 `exp` would double its cost.
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let total: f64 = logits.iter().map(|&l| (l - max).exp() as f64).sum();
-    ((logits[token] - max) as f64 - total.ln()) as f32
+    ((logits[token] - max) as f64 - exp_sum(logits, max).ln()) as f32
 }
 
 /// The index of the largest logit; the first one on a tie, as `torch.argmax` returns.
@@ -171,15 +170,52 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut impl RngC
     if params.is_greedy() {
         return argmax(logits);
     }
-    let t = params.temperature;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    draw(logits, max, params, rng).0
+}
+
+/// [`sample_token`] together with the token's [`log_prob`], sharing the work the two have in
+/// common: the maximum logit always, and the whole-vocabulary sum of exponentials when the
+/// row samples at T = 1 without top-k (its candidate mass is that sum). The result is
+/// identical to calling the two separately.
+pub fn sample_with_log_prob(
+    logits: &[f32],
+    params: &SamplingParams,
+    rng: &mut impl RngCore,
+) -> (usize, f32) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (token, total) = if params.is_greedy() {
+        (argmax(logits), None)
+    } else {
+        draw(logits, max, params, rng)
+    };
+    let total = total.unwrap_or_else(|| exp_sum(logits, max));
+    let lp = ((logits[token] - max) as f64 - total.ln()) as f32;
+    (token, lp)
+}
+
+/// Σ exp(l - max) over the vocabulary, f32 exponentials summed in f64 in order (see `log_prob`).
+fn exp_sum(logits: &[f32], max: f32) -> f64 {
+    logits.iter().map(|&l| (l - max).exp() as f64).sum()
+}
+
+/// The sampling draw of [`sample_token`] for a non-greedy row, given the row's maximum logit.
+/// Also returns the whole-vocabulary [`exp_sum`] when it was computed on the way.
+fn draw(
+    logits: &[f32],
+    max: f32,
+    params: &SamplingParams,
+    rng: &mut impl RngCore,
+) -> (usize, Option<f64>) {
+    let t = params.temperature;
     let inv_t = (1.0 / t) as f32;
     // f32 exponentials, f64 sums: see `log_prob`.
     let weight = |l: f32| ((l - max) * inv_t).exp() as f64;
 
     // Top-k candidates: every token whose logit reaches the k-th largest logit.
     let vocab = logits.len();
-    let mut candidates: Vec<(usize, f64)> = if params.top_k > 0 && params.top_k < vocab {
+    let filtered_by_k = params.top_k > 0 && params.top_k < vocab;
+    let mut candidates: Vec<(usize, f64)> = if filtered_by_k {
         let mut copy = logits.to_vec();
         let (_, kth, _) = copy.select_nth_unstable_by(params.top_k - 1, |a, b| b.total_cmp(a));
         let kth = *kth;
@@ -197,6 +233,8 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut impl RngC
             .collect()
     };
     let mass: f64 = candidates.iter().map(|&(_, w)| w).sum();
+    // At T = 1 over the whole vocabulary, each weight is exactly exp(l - max), in order.
+    let whole = (!filtered_by_k && inv_t == 1.0).then_some(mass);
 
     if params.top_p < 1.0 {
         let kept = nucleus(&mut candidates, mass * params.top_p);
@@ -208,11 +246,11 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut impl RngC
     for &(i, w) in &candidates {
         acc += w;
         if target < acc {
-            return i;
+            return (i, whole);
         }
     }
     // Rounding can leave `target` a hair above the last partial sum.
-    candidates.last().map(|&(i, _)| i).unwrap_or(0)
+    (candidates.last().map(|&(i, _)| i).unwrap_or(0), whole)
 }
 
 /// Sort the most probable candidates to the front (by weight, then index) and return how many
@@ -250,6 +288,52 @@ mod tests {
     }
 
     const LOGITS: [f32; 8] = [2.0, 1.0, 0.5, 0.5, 0.5, -1.0, -3.0, 0.0];
+
+    /// The fused draw gives exactly what `sample_token` then `log_prob` give, for every kind
+    /// of row (greedy, T = 1 with and without filters, other temperatures).
+    #[test]
+    fn sample_with_log_prob_equals_the_two_calls() {
+        let logits: Vec<f32> = (0..500)
+            .map(|i| ((i * 37 % 101) as f32) / 13.0 - 3.0)
+            .collect();
+        let settings = [
+            SamplingParams::GREEDY,
+            SamplingParams::PURE,
+            SamplingParams {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 0.9,
+            },
+            SamplingParams {
+                temperature: 1.0,
+                top_k: 40,
+                top_p: 1.0,
+            },
+            SamplingParams {
+                temperature: 0.7,
+                top_k: 0,
+                top_p: 1.0,
+            },
+            SamplingParams {
+                temperature: 1.3,
+                top_k: 10,
+                top_p: 0.8,
+            },
+        ];
+        for params in settings {
+            for seed in 0..20 {
+                let mut a = sample_rng(seed, 0, 0);
+                let mut b = sample_rng(seed, 0, 0);
+                let token = sample_token(&logits, &params, &mut a);
+                let expected = (token, log_prob(&logits, token));
+                assert_eq!(
+                    sample_with_log_prob(&logits, &params, &mut b),
+                    expected,
+                    "{params:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn filters_keep_their_input_and_at_least_one_token_and_sum_to_one() {
