@@ -81,15 +81,22 @@ pub enum ShardError {
         b: PathBuf,
     },
     #[error(
-        "missing shard{}: {}; run {} (`sweep run FILE.toml --shard {}`, or on Slurm \
-         `sbatch --array={} shards.sbatch`), then merge again",
+        "missing shard{}: {}; run {} (`sweep run {} --out {} --shard {}`, or on Slurm \
+         `sbatch --array={} {}`), then merge again",
         if missing.len() == 1 { "" } else { "s" },
         list(missing.iter().map(|(s, dir)| format!("{s} ({})", dir.display()))),
         if missing.len() == 1 { "it" } else { "them" },
+        experiment.display(),
+        results.display(),
         missing[0].0,
         missing.iter().map(|(s, _)| s.index.to_string()).collect::<Vec<_>>().join(","),
+        results.join("slurm/shards.sbatch").display(),
     )]
-    Missing { missing: Vec<(Shard, PathBuf)> },
+    Missing {
+        missing: Vec<(Shard, PathBuf)>,
+        experiment: PathBuf,
+        results: PathBuf,
+    },
     #[error(
         "shard {shard} in {dir} is unfinished: {} of its {total} settings are not saved ({}); \
          run it again to finish it (it resumes), then merge again",
@@ -436,7 +443,11 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         })
         .collect();
     if !missing.is_empty() {
-        return Err(ShardError::Missing { missing });
+        return Err(ShardError::Missing {
+            missing,
+            experiment: exp.source.clone(),
+            results: out,
+        });
     }
 
     let (settings, _) = runner::settings(&exp);
