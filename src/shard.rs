@@ -469,7 +469,9 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
             .filter(|id| !f.dir.join("settings").join(format!("{id}.jsonl")).is_file())
             .map(|id| id.to_string())
             .collect();
-        if !unsaved.is_empty() || f.record.is_none() {
+        // A shard stopped between saving its last setting and writing its record is whole:
+        // its fingerprint was checked above, and the record adds only its times.
+        if !unsaved.is_empty() {
             return Err(ShardError::Unfinished {
                 shard: f.shard,
                 dir: f.dir.clone(),
