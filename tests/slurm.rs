@@ -6,6 +6,7 @@
 //! sets it). With `SLURM_CONF` set it uses that cluster; otherwise it starts its own with
 //! `tests/slurm/cluster.sh` (root, Debian's `slurm-wlm` and `munge`) and stops it at the end.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -167,7 +168,9 @@ fn settings_mtimes(results: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
 #[test]
 fn a_job_array_of_shards_merges_into_an_unsharded_run() {
     if std::env::var_os("SWEEP_SLURM_TEST").is_none() || !on_path("sbatch") {
-        eprintln!(
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "note: the Slurm test is skipped; it runs with SWEEP_SLURM_TEST=1 and Slurm installed \
              (apt-get install -y slurm-wlm munge; .ci/run does both)"
         );

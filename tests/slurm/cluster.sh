@@ -42,6 +42,8 @@ start)
     done
     mkdir -p "$dir"/{munge,spool,state,log}
     dir=$(cd "$dir" && pwd)
+    # munged runs as the munge user and must reach its socket and log under DIR.
+    chmod 755 "$dir"
     chown munge:munge "$dir/munge"
     chmod 755 "$dir/munge"
     # munged refuses a key it cannot trust; the package's key is owned by munge and mode 0400.
