@@ -526,10 +526,17 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
 
 /// The shard folders `input` names: itself, or those under its `shards/`.
 fn shard_dirs(input: &Path) -> Result<Vec<PathBuf>, ShardError> {
-    if input.join(RECORD).is_file() || input.join("experiment.json").is_file() {
+    let shards = input.join(SHARDS_DIR);
+    let unfinished_shard = input.join("experiment.json").is_file()
+        && input
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Shard::from_dir_name)
+            .is_some();
+    // A results folder may hold an unsharded run's experiment.json beside its shards/.
+    if input.join(RECORD).is_file() || (unfinished_shard && !shards.is_dir()) {
         return Ok(vec![input.to_path_buf()]);
     }
-    let shards = input.join(SHARDS_DIR);
     if !shards.is_dir() {
         return Err(ShardError::NotAShard {
             dir: input.to_path_buf(),

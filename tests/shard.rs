@@ -192,6 +192,14 @@ fn shards_merge_into_the_files_of_an_unsharded_run() {
     args.extend(["--out", "elsewhere"]);
     ok(&run_in(work, &args));
     assert_same_results(&work.join("results/whole"), &work.join("elsewhere"));
+
+    // Shards beside an unsharded run's files in one results folder are still found.
+    copy_dir(
+        &work.join("results/split/shards"),
+        &work.join("results/whole/shards"),
+    );
+    ok(&run_in(work, &["merge", "results/whole", "--out", "again"]));
+    assert_same_results(&work.join("results/whole"), &work.join("again"));
 }
 
 #[test]
