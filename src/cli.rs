@@ -86,6 +86,72 @@ enum Command {
     ///
     /// Example: sweep compare results/temps results/temps-gpt2 --out temps-vs-gpt2.csv
     Compare(CompareArgs),
+    /// Write (and with --submit, submit) Slurm batch scripts that run an experiment as a job
+    /// array of shards, then merge them.
+    ///
+    /// The scripts go to RESULTS/slurm/: shards.sbatch (the array, one `sweep run --shard`
+    /// per task), merge.sbatch (`sweep merge`, submitted with --dependency=afterok on the
+    /// array) and submit.sh (submits both). Submitting again resumes every shard.
+    ///
+    /// Example: sweep slurm experiments/temps.toml --shards 8 --partition gpu --gpus-per-task 1 --time 02:00:00 --submit
+    Slurm(SlurmArgs),
+    /// Check that shards of `sweep run --shard` make up one whole run, and write its
+    /// summary.csv, samples.csv, run.json and plots, as an unsharded run would.
+    ///
+    /// Example: sweep merge results/temps
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// Results folders holding shards/ (as `sweep run --shard` writes them), or shard folders.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the merged results go [default: the results folder the shards lie in]
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SlurmArgs {
+    /// The experiment TOML.
+    experiment: PathBuf,
+    /// How many shards (array tasks) to split the experiment into.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    shards: u32,
+    /// Results folder [default: results/<name>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Slurm partition of every job.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Slurm account of every job.
+    #[arg(long)]
+    account: Option<String>,
+    /// Time limit of each shard task, as Slurm writes it (e.g. 02:00:00).
+    #[arg(long)]
+    time: Option<String>,
+    /// GPUs per shard task.
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    /// CPU cores per shard task.
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// Memory per shard task, as Slurm writes it (e.g. 16G).
+    #[arg(long)]
+    mem: Option<String>,
+    /// Any other option for the shard tasks, as written after #SBATCH (repeatable), e.g.
+    /// --sbatch-option=--qos=high.
+    #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
+    sbatch_option: Vec<String>,
+    /// The sweep binary the jobs run [default: this one]
+    #[arg(long)]
+    sweep: Option<PathBuf>,
+    /// Submit the array and the merge with sbatch instead of only writing the scripts.
+    #[arg(long)]
+    submit: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -256,6 +322,11 @@ struct RunArgs {
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
+    /// Run only share INDEX of COUNT of the settings (balanced by tokens), in
+    /// RESULTS/shards/INDEX-of-COUNT/; `sweep merge RESULTS` puts the shares together
+    /// [default: the task's share inside a Slurm job array, else everything]
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<String>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -336,6 +407,10 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
                 )
             )
             || e.is::<BadInput>()
+            || e.downcast_ref::<sweep::shard::ShardError>()
+                .is_some_and(sweep::shard::ShardError::is_bad_input)
+            || e.downcast_ref::<sweep::slurm::SlurmError>()
+                .is_some_and(sweep::slurm::SlurmError::is_bad_input)
             || e.is::<sweep::experiment::ExperimentError>()
             || e.downcast_ref::<sweep::compare::CompareError>()
                 .is_some_and(|e| !matches!(e, sweep::compare::CompareError::Write { .. }))
@@ -373,6 +448,8 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Compare(args)) => compare(args),
+        Some(Command::Slurm(args)) => slurm(args),
+        Some(Command::Merge(args)) => merge(args),
         None if cli.run.experiment.is_some() => run(cli.run),
         None => {
             let _ = <Cli as clap::CommandFactory>::command().print_help();
@@ -552,6 +629,10 @@ fn run(args: RunArgs) -> Result<()> {
         .into());
     };
     let exp = load_experiment(&path)?;
+    let shard = match &args.shard {
+        Some(spec) => Some(spec.parse::<sweep::shard::Shard>()?),
+        None => sweep::shard::Shard::from_slurm_env(|name| std::env::var(name).ok())?,
+    };
     let (backend_name, device) = args.device.open()?;
     let (model_path, loaded) = load_model(exp.model.clone(), &device)?;
     let model_sha256 = runner::sha256_file(&loaded.weights)
@@ -579,11 +660,15 @@ fn run(args: RunArgs) -> Result<()> {
         model_path,
         model_sha256,
     };
-    let outcome = runner::run(&exp, &generator, &opts, &interrupt).map_err(|e| match e {
-        // Input errors found while preparing the prompts belong to the experiment file.
+    // Input errors found while preparing the prompts belong to the experiment file.
+    let in_file = |e: runner::RunError| match e {
         runner::RunError::Generate(_) => anyhow::Error::new(e).context(path.display().to_string()),
         other => other.into(),
-    })?;
+    };
+    if let Some(shard) = shard {
+        return run_shard(&exp, &generator, &opts, shard, &interrupt, in_file);
+    }
+    let outcome = runner::run(&exp, &generator, &opts, &interrupt).map_err(in_file)?;
     if !args.quiet {
         let resumed = if outcome.skipped > 0 {
             format!(" ({} already done, resumed)", outcome.skipped)
@@ -595,6 +680,123 @@ fn run(args: RunArgs) -> Result<()> {
             outcome.dir.display(),
             outcome.ran
         );
+    }
+    Ok(())
+}
+
+fn run_shard(
+    exp: &Experiment,
+    generator: &Generator,
+    opts: &runner::RunOptions,
+    shard: sweep::shard::Shard,
+    interrupt: &std::sync::atomic::AtomicBool,
+    in_file: impl Fn(runner::RunError) -> anyhow::Error,
+) -> Result<()> {
+    use sweep::shard::{ShardError, run_shard};
+    let outcome = run_shard(exp, generator, opts, shard, interrupt).map_err(|e| match e {
+        ShardError::Run(e) => in_file(e),
+        other => other.into(),
+    })?;
+    if !opts.quiet {
+        let resumed = if outcome.skipped > 0 {
+            format!(" ({} already done, resumed)", outcome.skipped)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "shard {shard}: {} settings saved in {}{resumed}; when every shard is done: sweep merge {}",
+            outcome.ran + outcome.skipped,
+            outcome.dir.display(),
+            opts.dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn merge(args: MergeArgs) -> Result<()> {
+    let merged = sweep::shard::merge(&args.dirs, args.out.as_deref())?;
+    eprintln!(
+        "merged {} shards ({} settings): wrote {}/summary.csv, samples.csv, run.json and plots",
+        merged.shards,
+        merged.settings,
+        merged.dir.display()
+    );
+    Ok(())
+}
+
+fn slurm(args: SlurmArgs) -> Result<()> {
+    let exp = load_experiment(&args.experiment)?;
+    let shards = args.shards as usize;
+    let results = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
+    let sweep_bin = match args.sweep {
+        Some(path) => {
+            std::path::absolute(&path).with_context(|| format!("--sweep {}", path.display()))?
+        }
+        None => std::env::current_exe().context("finding this sweep binary")?,
+    };
+    let mut run_args = Vec::new();
+    if let Some(b) = args.device.backend {
+        run_args.extend(["--backend".to_string(), b]);
+    }
+    if let Some(d) = args.device.device {
+        run_args.extend(["--device".to_string(), d]);
+    }
+    let job = sweep::slurm::Job {
+        experiment: args.experiment.clone(),
+        results: results.clone(),
+        workdir: std::env::current_dir().context("finding the current folder")?,
+        sweep: sweep_bin,
+        name: exp.name.clone(),
+        shards,
+        partition: args.partition,
+        account: args.account,
+        time: args.time,
+        gpus_per_task: args.gpus_per_task,
+        cpus_per_task: args.cpus_per_task,
+        mem: args.mem,
+        sbatch_options: args.sbatch_option,
+        run_args,
+    };
+    let scripts = job.write()?;
+    let (settings, _) = runner::settings(&exp);
+    let mut tokens = Vec::with_capacity(shards);
+    for index in 0..shards {
+        let shard = sweep::shard::Shard {
+            index,
+            count: shards,
+        };
+        let mine = sweep::shard::share(&exp, &settings, shard);
+        tokens.push(format!(
+            "{} ({} settings, {} tokens)",
+            shard,
+            mine.len(),
+            sweep::grid::planned_tokens(&exp, &mine)
+        ));
+    }
+    println!(
+        "{} settings in {shards} shards: {}",
+        settings.len(),
+        tokens.join(", ")
+    );
+    println!(
+        "wrote {}/shards.sbatch, merge.sbatch, submit.sh",
+        scripts.dir.display()
+    );
+    if args.submit {
+        let ids = sweep::slurm::submit(&scripts)?;
+        println!(
+            "submitted the shards as job array {} and the merge as job {} (after the array succeeds)",
+            ids.array, ids.merge
+        );
+        println!(
+            "a failed task K: sbatch --array=K {}, then sweep merge {}",
+            scripts.shards.display(),
+            results.display()
+        );
+    } else {
+        println!("submit with: {}", scripts.submit.display());
     }
     Ok(())
 }

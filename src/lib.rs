@@ -20,6 +20,8 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod sampling;
+pub mod shard;
+pub mod slurm;
 pub mod summary;
 pub mod tokenizer;
 pub mod train;

@@ -79,7 +79,8 @@ impl Fingerprint {
         }
     }
 
-    fn difference(&self, other: &Self) -> Option<String> {
+    /// What changed between `other` (the older) and `self`, in words; `None` when nothing.
+    pub fn difference(&self, other: &Self) -> Option<String> {
         if self.model_sha256 != other.model_sha256 {
             return Some("the model weights".into());
         }
@@ -171,10 +172,38 @@ pub fn run(
 ) -> Result<RunOutcome, RunError> {
     let started = SystemTime::now();
     let wall = Instant::now();
+    let (settings, folded_greedy) = settings(exp);
+    let outcome = run_settings(exp, generator, opts, &settings, folded_greedy, interrupt)?;
+    let sources = vec![opts.dir.join("settings"); settings.len()];
+    write_reports(&Report {
+        exp,
+        settings: &settings,
+        sources: &sources,
+        dir: &opts.dir,
+        model_path: &opts.model_path,
+        model_sha256: &opts.model_sha256,
+        backend: &opts.backend,
+        started,
+        finished: SystemTime::now(),
+        wall_s: wall.elapsed().as_secs_f64(),
+    })?;
+    Ok(outcome)
+}
+
+/// Generate and save those of `settings` that `opts.dir` does not hold yet, without writing
+/// the reports: a shard runs its share of an experiment this way, and the reports are
+/// written once every share is in.
+pub fn run_settings(
+    exp: &Experiment,
+    generator: &Generator,
+    opts: &RunOptions,
+    settings: &[Setting],
+    folded_greedy: usize,
+    interrupt: &AtomicBool,
+) -> Result<RunOutcome, RunError> {
     let dir = &opts.dir;
     let settings_dir = dir.join("settings");
     // Everything that can be wrong with the input is checked before anything is written.
-    let (settings, folded_greedy) = settings(exp);
     let tokenizer = Tokenizer::gpt2();
     let mut prepared = Vec::with_capacity(exp.prompts.len());
     for prompt in &exp.prompts {
@@ -212,7 +241,7 @@ pub fn run(
     } else {
         multi.add(crate::progress::bar(settings.len() as u64, "sweep"))
     };
-    if folded_greedy > 0 {
+    if folded_greedy > 0 && settings.iter().any(|s| s.strategy == Strategy::Greedy) {
         crate::progress::println(
             &sweep_bar,
             opts.quiet,
@@ -342,7 +371,6 @@ pub fn run(
         setting_bar.finish_and_clear();
     }
     sweep_bar.finish_and_clear();
-    write_reports(exp, &settings, opts, started, wall.elapsed().as_secs_f64())?;
     Ok(RunOutcome {
         dir: dir.clone(),
         ran,
@@ -526,24 +554,42 @@ fn load_setting(dir: &Path, id: &str) -> Result<(Vec<Sample>, Option<SettingTimi
     Ok((samples, timing))
 }
 
-/// Build `summary.csv`, `samples.csv` and `run.json` from the saved settings.
-fn write_reports(
-    exp: &Experiment,
-    settings: &[Setting],
-    opts: &RunOptions,
-    started: SystemTime,
-    wall_s: f64,
-) -> Result<(), RunError> {
-    let dir = &opts.dir;
-    let settings_dir = dir.join("settings");
+/// What the reports of a run are built from.
+pub struct Report<'a> {
+    pub exp: &'a Experiment,
+    pub settings: &'a [Setting],
+    /// The folder holding each setting's saved results, in `settings` order: one run's own
+    /// `settings/`, or the shards' for a merge.
+    pub sources: &'a [PathBuf],
+    /// Where the reports go.
+    pub dir: &'a Path,
+    pub model_path: &'a Path,
+    pub model_sha256: &'a str,
+    pub backend: &'a str,
+    pub started: SystemTime,
+    pub finished: SystemTime,
+    pub wall_s: f64,
+}
+
+/// Build `summary.csv`, `samples.csv`, `run.json` and the plots from the saved settings.
+/// Both a whole run and a merge of shards write through here, which is what makes their
+/// files the same.
+pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
+    let Report {
+        exp,
+        settings,
+        sources,
+        dir,
+        ..
+    } = *report;
     let prompts: Vec<String> = exp.prompts.iter().map(|p| p.text.clone()).collect();
     let samples_path = dir.join("samples.csv");
     let mut samples_csv = SamplesWriter::create(&samples_path).map_err(io_at(&samples_path))?;
     let mut metrics = Vec::with_capacity(settings.len());
     let mut timings = Vec::with_capacity(settings.len());
     let mut beam_scores = Vec::with_capacity(settings.len());
-    for setting in settings {
-        let (samples, timing) = load_setting(&settings_dir, &setting.id())?;
+    for (setting, source) in settings.iter().zip(sources) {
+        let (samples, timing) = load_setting(source, &setting.id())?;
         samples_csv
             .write(setting, &prompts, &samples)
             .map_err(io_at(&samples_path))?;
@@ -599,13 +645,13 @@ fn write_reports(
         "git_commit": option_env!("SWEEP_GIT_COMMIT"),
         "experiment": exp,
         "model": {
-            "path": opts.model_path,
-            "sha256": opts.model_sha256,
+            "path": report.model_path,
+            "sha256": report.model_sha256,
         },
-        "backend": opts.backend,
-        "started": humantime::format_rfc3339_seconds(started).to_string(),
-        "finished": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        "wall_s": wall_s,
+        "backend": report.backend,
+        "started": humantime::format_rfc3339_seconds(report.started).to_string(),
+        "finished": humantime::format_rfc3339_seconds(report.finished).to_string(),
+        "wall_s": report.wall_s,
         "baseline": baseline.map(|i| settings[i].id()),
         "settings": settings.iter().zip(&timings).map(|(s, t)| serde_json::json!({
             "setting": s.id(),
