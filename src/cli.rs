@@ -191,7 +191,7 @@ struct BenchArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Measure randomly initialised weights of this shape instead (`gpt2`, `distilgpt2`,
-    /// `gpt2-medium`), written once to target/bench-<shape>/ so the peer loads the same ones.
+    /// `gpt2-medium`), written once to target/bench-<shape>/ (under the current folder) so the peer loads the same ones.
     #[arg(long)]
     random: Option<String>,
     /// Also run scripts/bench_transformers.py (transformers `generate`) on the same weights
@@ -743,6 +743,9 @@ fn slurm(args: SlurmArgs) -> Result<()> {
     if let Some(d) = args.device.device {
         run_args.extend(["--device".to_string(), d]);
     }
+    if args.device.dtype != sweep::model::Precision::F32 {
+        run_args.extend(["--dtype".to_string(), args.device.dtype.name().to_string()]);
+    }
     let job = sweep::slurm::Job {
         experiment: args.experiment.clone(),
         results: results.clone(),
@@ -964,7 +967,7 @@ fn random_bench_model(shape: &str, device: &burn::tensor::Device) -> Result<Path
             .into());
         }
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-{shape}"));
+    let dir = PathBuf::from(format!("target/bench-{shape}"));
     if !dir.join("model.safetensors").is_file() {
         eprintln!("writing random {shape} weights to {}", dir.display());
         device.seed(0);
@@ -985,7 +988,14 @@ fn bench_peer(
     header: impl Fn(),
 ) -> Result<()> {
     use std::io::BufRead;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_transformers.py");
+    // The checkout it runs in, else the one it was built from.
+    let script = [
+        PathBuf::from("scripts/bench_transformers.py"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_transformers.py"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| PathBuf::from("scripts/bench_transformers.py"));
     eprintln!("measuring transformers generate() on the same weights ({device}) ...");
     let batches: Vec<String> = plan.batches.iter().map(|b| b.to_string()).collect();
     let child = std::process::Command::new(&args.python)
@@ -998,6 +1008,7 @@ fn bench_peer(
         .args(["--prefill-tokens", &plan.prefill_tokens.to_string()])
         .args(["--long-tokens", &plan.long_tokens.unwrap_or(0).to_string()])
         .args(["--device", device])
+        .args(["--dtype", args.device.dtype.name()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn();
