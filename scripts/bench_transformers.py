@@ -99,7 +99,7 @@ def main():
         # transformers runs one setting per generate() call: one after another.
         measure(f"grid of {len(temps) * len(ks)} settings x {args.grid_samples} samples", grid)
         long = prompt(args.prefill_tokens)
-        measure(f"prefill, {args.prefill_tokens} tokens", lambda: (model(long), long.shape[1])[1])
+        measure(f"prefill, {args.prefill_tokens} tokens", lambda: (model(long, logits_to_keep=1), long.shape[1])[1])
 
 
 if __name__ == "__main__":

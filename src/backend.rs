@@ -52,7 +52,10 @@ pub fn device(
                 allowed: "cpu",
             }),
         },
+        // burn marks burn-tch deprecated in favour of its CubeCL backends, but those cannot
+        // build offline (their build downloads LLVM), so libtorch stays the GPU path.
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
         "tch" => {
             if device_name == "cpu" {
                 return Ok(("tch/cpu".to_string(), Device::libtorch()));

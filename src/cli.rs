@@ -17,10 +17,19 @@ use sweep::sampling::{SamplingParams, sample_rng};
 use sweep::tokenizer::{TextStream, Tokenizer};
 
 /// Sweep decoding settings of a GPT-2-architecture model and measure what they change.
+/// The version, with the backends this binary was built with (`--backend` picks among them).
+const VERSION: &str = if cfg!(feature = "tch") && cfg!(feature = "flex") {
+    concat!(env!("CARGO_PKG_VERSION"), " (backends: flex, tch)")
+} else if cfg!(feature = "tch") {
+    concat!(env!("CARGO_PKG_VERSION"), " (backends: tch)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (backends: flex)")
+};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sweep",
-    version,
+    version = VERSION,
     about,
     args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  \

@@ -121,11 +121,36 @@ impl Generator {
         )
     }
 
-    fn read_rows(logits: Tensor<2>) -> Vec<f32> {
+    /// Read `[rows, vocab]` logits into `out`, reusing its memory. Large reads go in chunks
+    /// of rows small enough for the allocator to recycle (see `main.rs`), instead of a fresh
+    /// buffer of the whole size at every step.
+    fn read_rows_into(logits: Tensor<2>, out: &mut Vec<f32>) {
+        const CHUNK_BYTES: usize = 8 << 20;
+        let [rows, vocab] = logits.dims();
+        let per_chunk = (CHUNK_BYTES / (4 * vocab.max(1))).max(1);
+        out.clear();
+        out.reserve(rows * vocab);
+        if rows <= per_chunk {
+            out.extend_from_slice(&Self::read(logits));
+            return;
+        }
+        for start in (0..rows).step_by(per_chunk) {
+            let end = (start + per_chunk).min(rows);
+            out.extend_from_slice(&Self::read(logits.clone().slice([start..end, 0..vocab])));
+        }
+    }
+
+    fn read(logits: Tensor<2>) -> Vec<f32> {
         logits
             .into_data()
             .try_into_vec::<f32>()
             .expect("f32 logits")
+    }
+
+    fn read_rows(logits: Tensor<2>) -> Vec<f32> {
+        let mut out = Vec::new();
+        Self::read_rows_into(logits, &mut out);
+        out
     }
 
     /// Logits `[len, vocab]` (row-major) for every position of `tokens`, run as one sequence.
@@ -135,6 +160,16 @@ impl Generator {
             .into_data()
             .try_into_vec::<f32>()
             .expect("f32 logits")
+    }
+
+    /// Logits `[vocab]` for the token after `tokens`: the prefill of generation, which runs
+    /// the whole prompt but reads back only the last position.
+    pub fn next_logits(&self, tokens: &[u32]) -> Vec<f32> {
+        let mut cache = KvCache::empty();
+        Self::read_rows(
+            self.model
+                .forward_last(self.tokens_tensor(&[tokens]), &mut cache),
+        )
     }
 
     /// Per-token log-probabilities of `continuation` after `prompt`: for scoring text that
@@ -276,9 +311,10 @@ impl Generator {
             shared_first = false;
             let input: Vec<[u32; 1]> = next_tokens.iter().map(|&t| [t]).collect();
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
-            logits = Self::read_rows(
+            Self::read_rows_into(
                 self.model
                     .forward_last(self.tokens_tensor(&input), &mut cache),
+                &mut logits,
             );
         }
         out

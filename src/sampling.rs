@@ -216,9 +216,7 @@ fn draw(
     let vocab = logits.len();
     let filtered_by_k = params.top_k > 0 && params.top_k < vocab;
     let mut candidates: Vec<(usize, f64)> = if filtered_by_k {
-        let mut copy = logits.to_vec();
-        let (_, kth, _) = copy.select_nth_unstable_by(params.top_k - 1, |a, b| b.total_cmp(a));
-        let kth = *kth;
+        let kth = kth_largest_logit(logits, params.top_k);
         logits
             .iter()
             .enumerate()
@@ -251,6 +249,44 @@ fn draw(
     }
     // Rounding can leave `target` a hair above the last partial sum.
     (candidates.last().map(|&(i, _)| i).unwrap_or(0), whole)
+}
+
+/// The `k`-th largest of `values` (1 ≤ k ≤ len) in `f32::total_cmp` order. For the usual small
+/// k, one pass keeps the k largest seen so far in a min-heap: most values lose a single
+/// comparison against its minimum, which beats copying the row and partially sorting it.
+fn kth_largest_logit(values: &[f32], k: usize) -> f32 {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    // Monotonic map of f32 to u32 that orders as `total_cmp` does.
+    let key = |x: f32| {
+        let bits = x.to_bits();
+        if bits >> 31 == 1 {
+            !bits
+        } else {
+            bits | (1 << 31)
+        }
+    };
+    if k > 1024 || k * 8 > values.len() {
+        let mut copy = values.to_vec();
+        let (_, kth, _) = copy.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        return *kth;
+    }
+    let mut heap: BinaryHeap<Reverse<u32>> = values[..k].iter().map(|&x| Reverse(key(x))).collect();
+    let mut least = heap.peek().expect("k >= 1").0;
+    for &x in &values[k..] {
+        let kx = key(x);
+        if kx > least {
+            heap.pop();
+            heap.push(Reverse(kx));
+            least = heap.peek().expect("k >= 1").0;
+        }
+    }
+    let bits = if least >> 31 == 1 {
+        least & !(1 << 31)
+    } else {
+        !least
+    };
+    f32::from_bits(bits)
 }
 
 /// Sort the most probable candidates to the front (by weight, then index) and return how many
@@ -332,6 +368,23 @@ mod tests {
                     "{params:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn kth_largest_logit_agrees_with_a_sort() {
+        let mut values: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) / 7.0)
+            .collect();
+        values.extend([f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, 3.0, 3.0, 3.0]);
+        let mut sorted = values.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        for k in [1, 2, 3, 10, 50, 200, 640, 1024, 1025, 4000, values.len()] {
+            assert_eq!(
+                kth_largest_logit(&values, k).to_bits(),
+                sorted[k - 1].to_bits(),
+                "k = {k}"
+            );
         }
     }
 
