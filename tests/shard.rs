@@ -4,6 +4,9 @@
 //!
 //! These use the shipped model with a handful of short continuations, so they take seconds.
 
+mod common;
+
+use common::csv_without_timing;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -60,22 +63,6 @@ num_beams = [2]
     );
     std::fs::write(dir.join("exp.toml"), toml).unwrap();
     dir.join("exp.toml")
-}
-
-/// The CSV's text with the timing column emptied, row by row.
-fn csv_without_timing(path: &Path) -> Vec<Vec<String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    let timing = header.iter().position(|h| h == "tokens_per_s");
-    let mut rows = vec![header];
-    for record in reader.records() {
-        let mut row: Vec<String> = record.unwrap().iter().map(String::from).collect();
-        if let Some(i) = timing {
-            row[i].clear();
-        }
-        rows.push(row);
-    }
-    rows
 }
 
 /// `run.json` without its clock readings.

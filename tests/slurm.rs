@@ -7,6 +7,9 @@
 //! `tests/slurm/cluster.sh` (root, Debian's `slurm-wlm` and `munge`) and stops it at the end.
 
 use std::io::Write;
+mod common;
+
+use common::csv_without_timing;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -134,21 +137,6 @@ fn job_state(cluster: &Cluster, job: &str) -> String {
         .filter_map(|w| w.strip_prefix("JobState="))
         .collect();
     states.join(",")
-}
-
-fn csv_without_timing(path: &Path) -> Vec<Vec<String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    let timing = header.iter().position(|h| h == "tokens_per_s");
-    let mut rows = vec![header];
-    for record in reader.records() {
-        let mut row: Vec<String> = record.unwrap().iter().map(String::from).collect();
-        if let Some(i) = timing {
-            row[i].clear();
-        }
-        rows.push(row);
-    }
-    rows
 }
 
 fn settings_mtimes(results: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
