@@ -376,9 +376,9 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// `x W + b` with the rows of `x` folded into one 2-D matmul. burn's `Linear::forward` may
-/// instead broadcast the weight to a batched matmul, which copies a transposed-view weight
-/// on every call (see `Gpt2::for_inference`).
+/// `x W + b` with the rows of `x` folded into one 2-D product through [`rows_matmul`], so
+/// that a row's result does not depend on how many rows share the batch (burn's
+/// `Linear::forward` does not promise that).
 fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
     let weight = layer.weight.val();
