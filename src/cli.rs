@@ -679,11 +679,7 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let outcome = runner::run(&exp, &generator, &opts, &interrupt).map_err(in_file)?;
     if !args.quiet {
-        let resumed = if outcome.skipped > 0 {
-            format!(" ({} already done, resumed)", outcome.skipped)
-        } else {
-            String::new()
-        };
+        let resumed = resumed_note(outcome.skipped);
         eprintln!(
             "wrote {}/summary.csv, samples.csv, run.json and plots: {} settings run{resumed}",
             outcome.dir.display(),
@@ -691,6 +687,15 @@ fn run(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// " (N already done, resumed)" when a run found finished settings, else nothing.
+fn resumed_note(skipped: usize) -> String {
+    if skipped > 0 {
+        format!(" ({skipped} already done, resumed)")
+    } else {
+        String::new()
+    }
 }
 
 fn run_shard(
@@ -707,11 +712,7 @@ fn run_shard(
         other => other.into(),
     })?;
     if !opts.quiet {
-        let resumed = if outcome.skipped > 0 {
-            format!(" ({} already done, resumed)", outcome.skipped)
-        } else {
-            String::new()
-        };
+        let resumed = resumed_note(outcome.skipped);
         eprintln!(
             "shard {shard}: {} settings saved in {}{resumed}; when every shard is done: sweep merge {}",
             outcome.ran + outcome.skipped,
