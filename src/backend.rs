@@ -15,6 +15,17 @@ pub fn available() -> Vec<&'static str> {
     out
 }
 
+/// Whether tensors on `device` live in this process's memory, so that the model can run its
+/// projections through the host kernels of [`crate::matmul`] (see `Gpt2::for_inference`).
+pub fn is_host(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    let _ = device;
+    false
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("backend `{name}` is not built into this binary; built in: {available}")]

@@ -451,6 +451,7 @@ fn build(
         h: blocks,
         ln_f: layer_norm((ln_f_gamma, ln_f_beta)),
         lm_head: None,
+        packed: None,
         config: config.clone(),
     })
 }

@@ -121,38 +121,6 @@ impl Generator {
         )
     }
 
-    /// Read `[rows, vocab]` logits into `out`, reusing its memory. Large reads go in chunks
-    /// of rows small enough for the allocator to recycle (see `main.rs`), instead of a fresh
-    /// buffer of the whole size at every step.
-    fn read_rows_into(logits: Tensor<2>, out: &mut Vec<f32>) {
-        const CHUNK_BYTES: usize = 8 << 20;
-        let [rows, vocab] = logits.dims();
-        let per_chunk = (CHUNK_BYTES / (4 * vocab.max(1))).max(1);
-        out.clear();
-        out.reserve(rows * vocab);
-        if rows <= per_chunk {
-            out.extend_from_slice(&Self::read(logits));
-            return;
-        }
-        for start in (0..rows).step_by(per_chunk) {
-            let end = (start + per_chunk).min(rows);
-            out.extend_from_slice(&Self::read(logits.clone().slice([start..end, 0..vocab])));
-        }
-    }
-
-    fn read(logits: Tensor<2>) -> Vec<f32> {
-        logits
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("f32 logits")
-    }
-
-    fn read_rows(logits: Tensor<2>) -> Vec<f32> {
-        let mut out = Vec::new();
-        Self::read_rows_into(logits, &mut out);
-        out
-    }
-
     /// Logits `[len, vocab]` (row-major) for every position of `tokens`, run as one sequence.
     pub fn logits(&self, tokens: &[u32]) -> Vec<f32> {
         let logits = self.model.forward(self.tokens_tensor(&[tokens]));
@@ -165,11 +133,13 @@ impl Generator {
     /// Logits `[vocab]` for the token after `tokens`: the prefill of generation, which runs
     /// the whole prompt but reads back only the last position.
     pub fn next_logits(&self, tokens: &[u32]) -> Vec<f32> {
-        let mut cache = KvCache::empty();
-        Self::read_rows(
-            self.model
-                .forward_last(self.tokens_tensor(&[tokens]), &mut cache),
-        )
+        let mut out = Vec::new();
+        self.model.forward_last_into(
+            self.tokens_tensor(&[tokens]),
+            &mut KvCache::empty(),
+            &mut out,
+        );
+        out
     }
 
     /// Per-token log-probabilities of `continuation` after `prompt`: for scoring text that
@@ -250,14 +220,15 @@ impl Generator {
         let vocab = self.model.config.vocab_size;
         let eos = self.eos();
         let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
-        let first = Self::read_rows(
-            self.model
-                .forward_last(self.tokens_tensor(&[&prompt.tokens]), &mut cache),
+        let mut logits = Vec::new();
+        self.model.forward_last_into(
+            self.tokens_tensor(&[&prompt.tokens]),
+            &mut cache,
+            &mut logits,
         );
         // Rows still running, by original index; their cache rows are in this order.
         let mut active: Vec<usize> = (0..n).collect();
         let mut running = vec![true; n];
-        let mut logits: Vec<f32> = first;
         let mut shared_first = true;
         cache = cache.repeat(n);
 
@@ -311,11 +282,8 @@ impl Generator {
             shared_first = false;
             let input: Vec<[u32; 1]> = next_tokens.iter().map(|&t| [t]).collect();
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
-            Self::read_rows_into(
-                self.model
-                    .forward_last(self.tokens_tensor(&input), &mut cache),
-                &mut logits,
-            );
+            self.model
+                .forward_last_into(self.tokens_tensor(&input), &mut cache, &mut logits);
         }
         out
     }
@@ -331,24 +299,24 @@ impl Generator {
         let vocab = self.model.config.vocab_size;
         let mut search = BeamSearch::new(params.clone(), max_new_tokens, self.eos());
         let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
-        let first = Self::read_rows(
-            self.model
-                .forward_last(self.tokens_tensor(&[&prompt.tokens]), &mut cache),
+        let mut logits = Vec::new();
+        self.model.forward_last_into(
+            self.tokens_tensor(&[&prompt.tokens]),
+            &mut cache,
+            &mut logits,
         );
         let beams = params.num_beams;
         cache = cache.repeat(beams);
         // All beams start as the prompt: one row of log-probabilities stands for all of them.
-        let mut logprobs: Vec<f32> = log_softmax_rows(&first, vocab).repeat(beams);
+        let mut logprobs: Vec<f32> = log_softmax_rows(&logits, vocab).repeat(beams);
         loop {
             let step = search.step(&logprobs, vocab);
             let Some(step) = step else { break };
             cache = cache.select(&step.parents);
             let input: Vec<[u32; 1]> = step.tokens.iter().map(|&t| [t]).collect();
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
-            let logits = Self::read_rows(
-                self.model
-                    .forward_last(self.tokens_tensor(&input), &mut cache),
-            );
+            self.model
+                .forward_last_into(self.tokens_tensor(&input), &mut cache, &mut logits);
             logprobs = log_softmax_rows(&logits, vocab);
         }
         search.finish()

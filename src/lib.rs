@@ -13,6 +13,7 @@ pub mod experiment;
 pub mod explain;
 pub mod generate;
 pub mod grid;
+pub mod matmul;
 pub mod metrics;
 pub mod model;
 pub mod plot;

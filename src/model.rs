@@ -6,11 +6,15 @@
 //! `generate` drives it. Linear weights are stored `[in, out]`, the layout of Hugging Face's
 //! `Conv1D`, so GPT-2 checkpoints load without a transpose.
 
+use std::sync::Arc;
+
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+use crate::matmul::PackedLinear;
 
 /// The end-of-text token of the GPT-2 BPE vocabulary.
 pub const GPT2_EOS: u32 = 50256;
@@ -214,13 +218,27 @@ impl KvCache {
         }
     }
 
-    /// This one-row cache repeated `n` times.
+    /// This one-row cache repeated `n` times. Only the positions held are copied; the room
+    /// reserved after them is left unwritten, since attention never reads past `len`.
     pub fn repeat(&self, n: usize) -> Self {
+        let len = self.len;
+        let widen = |t: &Tensor<4>| {
+            let [_, heads, room, dim] = t.dims();
+            let held = t
+                .clone()
+                .slice([0..1, 0..heads, 0..len, 0..dim])
+                .repeat_dim(0, n);
+            if room == len {
+                return held;
+            }
+            Tensor::empty([n, heads, room, dim], (&t.device(), t.dtype()))
+                .slice_assign([0..n, 0..heads, 0..len, 0..dim], held)
+        };
         Self {
             layers: self
                 .layers
                 .iter()
-                .map(|(k, v)| (k.clone().repeat_dim(0, n), v.clone().repeat_dim(0, n)))
+                .map(|(k, v)| (widen(k), widen(v)))
                 .collect(),
             len: self.len,
             capacity: self.capacity,
@@ -269,6 +287,7 @@ impl Attention {
         cache: Option<(Tensor<4>, Tensor<4>)>,
         past: usize,
         reserve: usize,
+        packed: Option<&PackedBlock>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [batch, new, n_embd] = x.dims();
         let head_dim = n_embd / self.n_head;
@@ -276,7 +295,7 @@ impl Attention {
             t.reshape([batch, new, self.n_head, head_dim])
                 .swap_dims(1, 2)
         };
-        let qkv = linear(&self.c_attn, x);
+        let qkv = linear(&self.c_attn, packed.map(|p| &p.c_attn), x);
         let mut parts = qkv.chunk(3, 2).into_iter();
         let (q, k, v) = (
             heads(parts.next().unwrap()),
@@ -310,7 +329,10 @@ impl Attention {
         };
         let y = softmax(scores, 3).matmul(v);
         let y = y.swap_dims(1, 2).reshape([batch, new, n_embd]);
-        (linear(&self.c_proj, y), (cache_k, cache_v))
+        (
+            linear(&self.c_proj, packed.map(|p| &p.attn_proj), y),
+            (cache_k, cache_v),
+        )
     }
 }
 
@@ -330,8 +352,21 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        linear(&self.c_proj, gelu_new(linear(&self.c_fc, x)))
+    fn forward(&self, x: Tensor<3>, packed: Option<&PackedBlock>) -> Tensor<3> {
+        let Some(packed) = packed else {
+            let h = gelu_new(linear(&self.c_fc, None, x));
+            return linear(&self.c_proj, None, h);
+        };
+        // On the host the hidden layer, the widest activation, never becomes a tensor.
+        let [batch, len, _] = x.dims();
+        let device = x.device();
+        let mut h = packed.c_fc.forward(&host_rows(x), batch * len);
+        gelu_new_in_place(&mut h);
+        let y = packed.mlp_proj.forward(&h, batch * len);
+        Tensor::from_data(
+            TensorData::new(y, [batch, len, packed.mlp_proj.d_out()]),
+            &device,
+        )
     }
 }
 
@@ -376,11 +411,17 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// `x W + b` with the rows of `x` folded into one 2-D product through [`rows_matmul`], so
-/// that a row's result does not depend on how many rows share the batch (burn's
-/// `Linear::forward` does not promise that).
-fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+/// `x W + b`, computed so that a row's result does not depend on how many rows share the
+/// batch (burn's `Linear::forward` does not promise that): on the host through the layer's
+/// packed copy when the model has one (see [`crate::matmul`]), otherwise as one 2-D product
+/// through [`rows_matmul`].
+fn linear(layer: &Linear, packed: Option<&PackedLinear>, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
+    if let Some(packed) = packed {
+        let device = x.device();
+        let y = packed.forward(&host_rows(x), batch * len);
+        return Tensor::from_data(TensorData::new(y, [batch, len, packed.d_out()]), &device);
+    }
     let weight = layer.weight.val();
     let d_out = weight.dims()[1];
     let y = rows_matmul(x.reshape([batch * len, d_in]), weight);
@@ -405,6 +446,11 @@ fn rows_matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
         .slice([0..1, 0..d_out])
 }
 
+/// A tensor's values on the host, row-major.
+fn host_rows<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data().try_into_vec::<f32>().expect("f32 values")
+}
+
 /// GPT-2's `gelu_new`, the tanh approximation of GELU (the exact erf GELU drifts by ~1e-3):
 /// 0.5 x (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3). Written as the identical
 /// x sigmoid(2z) with x^3 as products, since CPU backends compute `tanh` and `powf` an order
@@ -413,6 +459,19 @@ pub fn gelu_new(x: Tensor<3>) -> Tensor<3> {
     let two_c = 2.0 * (2.0 / std::f64::consts::PI).sqrt();
     let z2 = x.clone() * (x.clone() * x.clone() * (0.044715 * two_c) + two_c);
     x * sigmoid(z2)
+}
+
+/// [`gelu_new`] on host values, in the same form: x sigmoid(2z) = x / (1 + exp(-2z)).
+pub fn gelu_new_in_place(values: &mut [f32]) {
+    use rayon::prelude::*;
+    let two_c = (2.0 * (2.0 / std::f64::consts::PI).sqrt()) as f32;
+    let cubic = 0.044715 * two_c;
+    values.par_chunks_mut(1 << 14).for_each(|chunk| {
+        for x in chunk {
+            let z2 = *x * (*x * *x * cubic + two_c);
+            *x /= 1.0 + (-z2).exp();
+        }
+    });
 }
 
 #[derive(Module, Debug)]
@@ -430,12 +489,13 @@ impl Block {
         cache: Option<(Tensor<4>, Tensor<4>)>,
         past: usize,
         reserve: usize,
+        packed: Option<&PackedBlock>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let (a, kv) = self
             .attn
-            .forward(self.ln_1.forward(x.clone()), cache, past, reserve);
+            .forward(self.ln_1.forward(x.clone()), cache, past, reserve, packed);
         let x = x + a;
-        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
+        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x), packed);
         (x, kv)
     }
 }
@@ -451,6 +511,10 @@ pub struct Gpt2 {
     /// `wte` transposed once for inference (see [`Gpt2::for_inference`]).
     #[module(skip)]
     pub lm_head: Option<Tensor<2>>,
+    /// The projections packed for the host's batch-invariant kernels (see
+    /// [`Gpt2::for_inference`]); `None` on other devices and in training.
+    #[module(skip)]
+    pub packed: Option<Arc<PackedWeights>>,
     #[module(skip)]
     pub config: Gpt2Config,
 }
@@ -498,19 +562,26 @@ impl Gpt2 {
             h,
             ln_f: ln(),
             lm_head: None,
+            packed: None,
             config: config.clone(),
         }
     }
 
-    /// Prepare for decoding: materialise the tied head as a contiguous `[n_embd, vocab]`.
+    /// Prepare for decoding. On the CPU (in f32), every projection and the head are packed
+    /// for [`crate::matmul`]; elsewhere the tied head is materialised as a contiguous
+    /// `[n_embd, vocab]`.
     ///
     /// Weights stay in the `[in, out]` row-major layout on purpose. Read through a transposed
     /// view, the CPU matmul kernels run the big products faster, but a row's result then
     /// depends on how many rows share the product, and samples must not depend on the batch.
-    /// Training must not call this, since the copy does not follow updates to `wte`.
+    /// Training must not call this, since the copies do not follow updates to the weights.
     pub fn for_inference(mut self) -> Self {
         let wte = self.wte.val();
         let (device, dtype) = (wte.device(), wte.dtype());
+        if crate::backend::is_host(&device) && dtype == DType::F32 {
+            self.packed = Some(Arc::new(PackedWeights::new(&self)));
+            return self;
+        }
         self.lm_head = Some(Tensor::from_data(
             wte.transpose().into_data(),
             (&device, dtype),
@@ -535,8 +606,9 @@ impl Gpt2 {
         // Taken out of the cache so each layer's tensors are uniquely owned and written in place.
         let mut held = std::mem::take(&mut cache.layers).into_iter();
         let mut layers = Vec::with_capacity(self.h.len());
-        for block in &self.h {
-            let (y, kv) = block.forward(x, held.next(), past, cache.capacity);
+        for (i, block) in self.h.iter().enumerate() {
+            let packed = self.packed.as_ref().map(|p| &p.blocks[i]);
+            let (y, kv) = block.forward(x, held.next(), past, cache.capacity, packed);
             x = y;
             layers.push(kv);
         }
@@ -565,6 +637,12 @@ impl Gpt2 {
     /// them on the host as f32 whatever the model computes in.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, new, c] = hidden.dims();
+        if let Some(packed) = &self.packed {
+            let device = hidden.device();
+            let logits = packed.lm_head.forward(&host_rows(hidden), batch * new);
+            let vocab = packed.lm_head.d_out();
+            return Tensor::from_data(TensorData::new(logits, [batch, new, vocab]), &device);
+        }
         let w = match &self.lm_head {
             Some(w) => w.clone(),
             None => self.wte.val().transpose(),
@@ -587,12 +665,104 @@ impl Gpt2 {
     /// Logits `[batch, vocab]` of the last of the new positions only: decoding never needs
     /// the others, and the head is the largest matmul of a small model.
     pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
-        let hidden = self.forward_hidden(tokens, cache);
-        let [batch, new, c] = hidden.dims();
-        let last = hidden.slice([0..batch, new - 1..new, 0..c]);
-        let logits = self.head(last);
+        let last = self.forward_last_hidden(tokens, cache);
+        let [batch, c] = last.dims();
+        let logits = self.head(last.reshape([batch, 1, c]));
         let vocab = logits.dims()[2];
         logits.reshape([batch, vocab])
+    }
+
+    /// As [`Gpt2::forward_last`], but the logits land in `out` (`[batch * vocab]`, row-major)
+    /// on the host, where sampling reads them, reusing its memory. With packed weights the head
+    /// writes there directly. From a device they come back in chunks of rows small enough for
+    /// the allocator to recycle (see `main.rs`), instead of a fresh buffer of the whole size
+    /// at every step.
+    pub fn forward_last_into(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        out: &mut Vec<f32>,
+    ) {
+        const CHUNK_BYTES: usize = 8 << 20;
+        let last = self.forward_last_hidden(tokens, cache);
+        let batch = last.dims()[0];
+        out.clear();
+        if let Some(packed) = &self.packed {
+            out.resize(batch * packed.lm_head.d_out(), 0.0);
+            packed.lm_head.forward_into(&host_rows(last), batch, out);
+            return;
+        }
+        let c = last.dims()[1];
+        let logits = self.head(last.reshape([batch, 1, c]));
+        let vocab = logits.dims()[2];
+        let logits = logits.reshape([batch, vocab]);
+        let per_chunk = (CHUNK_BYTES / (4 * vocab.max(1))).max(1);
+        out.reserve(batch * vocab);
+        if batch <= per_chunk {
+            out.extend_from_slice(&host_rows(logits));
+            return;
+        }
+        for start in (0..batch).step_by(per_chunk) {
+            let end = (start + per_chunk).min(batch);
+            out.extend_from_slice(&host_rows(logits.clone().slice([start..end, 0..vocab])));
+        }
+    }
+
+    /// Final hidden states `[batch, n_embd]` of the last new position of each row.
+    fn forward_last_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let hidden = self.forward_hidden(tokens, cache);
+        let [batch, new, c] = hidden.dims();
+        hidden
+            .slice([0..batch, new - 1..new, 0..c])
+            .reshape([batch, c])
+    }
+}
+
+/// A model's projections and head, packed for the host kernels of [`crate::matmul`].
+pub struct PackedWeights {
+    blocks: Vec<PackedBlock>,
+    lm_head: PackedLinear,
+}
+
+struct PackedBlock {
+    c_attn: PackedLinear,
+    attn_proj: PackedLinear,
+    c_fc: PackedLinear,
+    mlp_proj: PackedLinear,
+}
+
+impl PackedWeights {
+    fn new(model: &Gpt2) -> Self {
+        let pack = |layer: &Linear| {
+            let [d_in, d_out] = layer.weight.val().dims();
+            PackedLinear::from_in_out(
+                &host_rows(layer.weight.val()),
+                d_in,
+                d_out,
+                layer.bias.as_ref().map(|b| host_rows(b.val())),
+            )
+        };
+        let [vocab, c] = model.wte.val().dims();
+        Self {
+            blocks: model
+                .h
+                .iter()
+                .map(|b| PackedBlock {
+                    c_attn: pack(&b.attn.c_attn),
+                    attn_proj: pack(&b.attn.c_proj),
+                    c_fc: pack(&b.mlp.c_fc),
+                    mlp_proj: pack(&b.mlp.c_proj),
+                })
+                .collect(),
+            lm_head: PackedLinear::from_out_in(&host_rows(model.wte.val()), vocab, c, None),
+        }
+    }
+}
+
+/// Printing a model should not print its weights twice over.
+impl std::fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedWeights({} blocks)", self.blocks.len())
     }
 }
 
@@ -629,8 +799,11 @@ mod tests {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        for ((g, w), x) in got.iter().zip(&want).zip(&xs) {
+        let mut host = xs.clone();
+        gelu_new_in_place(&mut host);
+        for (((g, h), w), x) in got.iter().zip(&host).zip(&want).zip(&xs) {
             assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "x={x}: {g} vs {w}");
+            assert!((h - w).abs() <= 1e-5 * (1.0 + w.abs()), "x={x}: {h} vs {w}");
         }
     }
 

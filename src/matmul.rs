@@ -1,0 +1,385 @@
+//! Matrix products of decoding on the CPU: `x W + b` against weights packed once at load.
+//!
+//! Two reasons not to hand these products to the backend's matmul. The first is
+//! reproducibility: general matrix kernels choose their blocking, their reduction order and
+//! even their algorithm (a matrix-vector path for one row) from the shape, so a row's result
+//! rounds differently depending on how many other rows share its batch, and a sample would
+//! then depend on the batch size. Here every output element is one fused multiply-add chain
+//! over the input features in order, `acc = fma(x[k], w[k], acc)` for k = 0, 1, ..., whatever
+//! the number of rows, the tiling or the thread count. The SIMD and the scalar code compute
+//! that same chain, so they agree to the bit.
+//!
+//! The second is speed. Decoding multiplies a few dozen rows by the same weights at every
+//! step; packing the weights once into column panels lets each step stream them contiguously
+//! instead of re-packing (or striding through) a row-major matrix on every call.
+
+use rayon::prelude::*;
+
+/// Output columns per panel: two 8-lane vectors.
+const NR: usize = 16;
+/// Rows per register tile: with two vectors per row, six rows use 12 of the 16 AVX registers
+/// as accumulators.
+const MR: usize = 6;
+/// Rows per block: a block's inputs stay in cache while every panel passes over them.
+const ROW_BLOCK: usize = 96;
+/// Input features per slice of a panel: 16 KiB of weights, read from L1 by every row tile.
+const K_SLICE: usize = 256;
+/// Multiply-adds below which splitting a product over threads costs more than it saves.
+const MIN_WORK_PER_TASK: usize = 1 << 18;
+
+/// A weight matrix `[d_in, d_out]` (with its bias) laid out for [`PackedLinear::forward`]:
+/// `ceil(d_out / 16)` panels, each holding 16 output columns for every input feature in turn,
+/// the last panel padded with zeros.
+#[derive(Clone)]
+pub struct PackedLinear {
+    d_in: usize,
+    d_out: usize,
+    panels: Vec<f32>,
+    bias: Option<Vec<f32>>,
+}
+
+impl PackedLinear {
+    /// Pack `weight`, row-major `[d_in, d_out]` (the layout of GPT-2's `Conv1D`).
+    pub fn from_in_out(weight: &[f32], d_in: usize, d_out: usize, bias: Option<Vec<f32>>) -> Self {
+        assert_eq!(weight.len(), d_in * d_out, "weight is not [d_in, d_out]");
+        Self::pack(d_in, d_out, bias, |k, j| weight[k * d_out + j])
+    }
+
+    /// Pack `weight`, row-major `[d_out, d_in]`: an embedding matrix used as the LM head.
+    pub fn from_out_in(weight: &[f32], d_out: usize, d_in: usize, bias: Option<Vec<f32>>) -> Self {
+        assert_eq!(weight.len(), d_in * d_out, "weight is not [d_out, d_in]");
+        Self::pack(d_in, d_out, bias, |k, j| weight[j * d_in + k])
+    }
+
+    fn pack(
+        d_in: usize,
+        d_out: usize,
+        bias: Option<Vec<f32>>,
+        at: impl Fn(usize, usize) -> f32 + Sync,
+    ) -> Self {
+        if let Some(b) = &bias {
+            assert_eq!(b.len(), d_out, "bias is not [d_out]");
+        }
+        let mut panels = vec![0.0f32; d_out.div_ceil(NR) * d_in * NR];
+        panels
+            .par_chunks_mut((d_in * NR).max(1))
+            .enumerate()
+            .for_each(|(p, panel)| {
+                for (k, lane) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (c, w) in lane.iter_mut().enumerate() {
+                        let j = p * NR + c;
+                        if j < d_out {
+                            *w = at(k, j);
+                        }
+                    }
+                }
+            });
+        Self {
+            d_in,
+            d_out,
+            panels,
+            bias,
+        }
+    }
+
+    pub fn d_in(&self) -> usize {
+        self.d_in
+    }
+
+    pub fn d_out(&self) -> usize {
+        self.d_out
+    }
+
+    /// `x W + b` for `x` row-major `[rows, d_in]`; returns `[rows, d_out]` row-major.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; rows * self.d_out];
+        self.forward_into(x, rows, &mut out);
+        out
+    }
+
+    /// As [`PackedLinear::forward`], into `out` (`[rows, d_out]`).
+    pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), rows * self.d_in, "input is not [rows, d_in]");
+        assert_eq!(out.len(), rows * self.d_out, "output is not [rows, d_out]");
+        if rows == 0 || self.d_out == 0 {
+            return;
+        }
+        // A few tasks per thread for balance, none too small to pay for its hand-off.
+        let panels = self.d_out.div_ceil(NR);
+        let work_per_panel = rows * self.d_in.max(1) * NR;
+        let per_task = MIN_WORK_PER_TASK
+            .div_ceil(work_per_panel)
+            .max(panels.div_ceil(4 * rayon::current_num_threads()))
+            .min(panels);
+        let dst = OutPtr(out.as_mut_ptr());
+        (0..panels.div_ceil(per_task))
+            .into_par_iter()
+            .for_each(|task| {
+                let start = task * per_task;
+                let end = (start + per_task).min(panels);
+                // SAFETY: tasks own disjoint panel ranges, hence disjoint output columns.
+                unsafe { self.panels_into(x, rows, start..end, dst) };
+            });
+    }
+
+    /// Columns of panels `range` for every row.
+    ///
+    /// # Safety
+    /// `out` points to `[rows, d_out]` floats, of which no other thread writes these columns.
+    unsafe fn panels_into(
+        &self,
+        x: &[f32],
+        rows: usize,
+        range: std::ops::Range<usize>,
+        out: OutPtr,
+    ) {
+        let k = self.d_in;
+        let mut acc = [[0.0f32; NR]; ROW_BLOCK];
+        for block in (0..rows).step_by(ROW_BLOCK) {
+            let block_rows = ROW_BLOCK.min(rows - block);
+            let xs = &x[block * k..(block + block_rows) * k];
+            for p in range.clone() {
+                let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
+                let acc = &mut acc[..block_rows];
+                acc.iter_mut().for_each(|a| *a = [0.0; NR]);
+                // The chains continue across slices of k, so slicing changes no result; it
+                // keeps a slice of the panel in L1 while every tile of the block reads it.
+                for ks in (0..k).step_by(K_SLICE) {
+                    let ke = (ks + K_SLICE).min(k);
+                    for (t, tile) in acc.chunks_mut(MR).enumerate() {
+                        let tile_x = &xs[t * MR * k..(t * MR + tile.len()) * k];
+                        tile_product(tile_x, k, ks..ke, panel, tile);
+                    }
+                }
+                let col = p * NR;
+                let cols = NR.min(self.d_out - col);
+                let bias = self.bias.as_ref().map(|b| &b[col..col + cols]);
+                for (i, a) in acc.iter().enumerate() {
+                    // SAFETY: row block + i < rows and columns col..col + cols < d_out.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.0.add((block + i) * self.d_out + col),
+                            cols,
+                        )
+                    };
+                    match bias {
+                        Some(b) => {
+                            for ((d, a), b) in dst.iter_mut().zip(a).zip(b) {
+                                *d = a + b;
+                            }
+                        }
+                        None => dst.copy_from_slice(&a[..cols]),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The shape only: printing a model should not print its weights.
+impl std::fmt::Debug for PackedLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedLinear({} -> {})", self.d_in, self.d_out)
+    }
+}
+
+/// The output buffer, shared by tasks that write disjoint columns of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only used by `forward_into`, whose tasks write disjoint columns.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Continue `tile[i][c] += x[i][kk] * panel[kk][c]` for kk in `ks` in order, one fused
+/// multiply-add at a time, for the `tile.len()` (at most [`MR`]) rows of `x` (`[rows, k]`).
+fn tile_product(
+    x: &[f32],
+    k: usize,
+    ks: std::ops::Range<usize>,
+    panel: &[f32],
+    tile: &mut [[f32; NR]],
+) {
+    let rows = tile.len();
+    assert!(rows <= MR && x.len() == rows * k && panel.len() == k * NR && ks.end <= k);
+    #[cfg(target_arch = "x86_64")]
+    if simd::available() {
+        // SAFETY: the CPU has AVX2 and FMA; the lengths are checked above.
+        unsafe {
+            match rows {
+                1 => simd::tile::<1>(x, k, ks, panel, tile),
+                2 => simd::tile::<2>(x, k, ks, panel, tile),
+                3 => simd::tile::<3>(x, k, ks, panel, tile),
+                4 => simd::tile::<4>(x, k, ks, panel, tile),
+                5 => simd::tile::<5>(x, k, ks, panel, tile),
+                6 => simd::tile::<6>(x, k, ks, panel, tile),
+                _ => {}
+            }
+        }
+        return;
+    }
+    for (i, acc) in tile.iter_mut().enumerate() {
+        let xs = &x[i * k..(i + 1) * k];
+        for (c, a) in acc.iter_mut().enumerate() {
+            for kk in ks.clone() {
+                *a = xs[kk].mul_add(panel[kk * NR + c], *a);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::NR;
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+    use std::sync::OnceLock;
+
+    pub fn available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    /// The register tile of [`super::tile_product`] for `R` rows.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA, `tile.len() == R`, `x.len() == R * k`,
+    /// `panel.len() == k * NR` and `ks.end <= k`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile<const R: usize>(
+        x: &[f32],
+        k: usize,
+        ks: Range<usize>,
+        panel: &[f32],
+        tile: &mut [[f32; NR]],
+    ) {
+        debug_assert!(tile.len() == R && x.len() == R * k && panel.len() == k * NR);
+        let (x, w) = (x.as_ptr(), panel.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (a, t) in acc.iter_mut().zip(tile.iter()) {
+            // SAFETY: each row of `tile` holds NR = 16 floats.
+            unsafe {
+                a[0] = _mm256_loadu_ps(t.as_ptr());
+                a[1] = _mm256_loadu_ps(t.as_ptr().add(8));
+            }
+        }
+        for kk in ks {
+            // SAFETY: kk < k, so these reads stay inside `panel` and `x` (lengths above).
+            unsafe {
+                let w0 = _mm256_loadu_ps(w.add(kk * NR));
+                let w1 = _mm256_loadu_ps(w.add(kk * NR + 8));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_broadcast_ss(&*x.add(i * k + kk));
+                    a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                    a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+                }
+            }
+        }
+        for (a, t) in acc.iter().zip(tile.iter_mut()) {
+            // SAFETY: each row of `tile` holds NR = 16 floats.
+            unsafe {
+                _mm256_storeu_ps(t.as_mut_ptr(), a[0]);
+                _mm256_storeu_ps(t.as_mut_ptr().add(8), a[1]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    /// Uniform in [-1, 1).
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0)
+            .collect()
+    }
+
+    /// The same chain of fused multiply-adds, written as plainly as possible.
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Vec<f32> {
+        let mut out = vec![0.0; rows * n];
+        for i in 0..rows {
+            for j in 0..n {
+                let mut acc = 0.0f32;
+                for kk in 0..k {
+                    acc = x[i * k + kk].mul_add(w[kk * n + j], acc);
+                }
+                out[i * n + j] = acc + b.map_or(0.0, |b| b[j]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn equals_the_plain_fma_chain_to_the_bit() {
+        // Odd sizes: partial panels, partial row tiles, more than one row block.
+        for &(rows, k, n) in &[(1, 7, 5), (7, 33, 37), (53, 64, 100), (13, 768, 50)] {
+            let x = random(rows * k, 1);
+            let w = random(k * n, 2);
+            let b = random(n, 3);
+            let packed = PackedLinear::from_in_out(&w, k, n, Some(b.clone()));
+            assert_eq!(
+                packed.forward(&x, rows),
+                reference(&x, &w, Some(&b), rows, k, n),
+                "{rows} x {k} x {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_is_the_same_alone_or_among_others() {
+        let (k, n) = (768, 300);
+        let x = random(50 * k, 4);
+        let packed = PackedLinear::from_in_out(&random(k * n, 5), k, n, None);
+        let all = packed.forward(&x, 50);
+        for rows in [1, 2, 5, 6, 7, 49] {
+            let some = packed.forward(&x[..rows * k], rows);
+            assert_eq!(some[..], all[..rows * n], "first {rows} rows");
+        }
+        let last = packed.forward(&x[49 * k..], 1);
+        assert_eq!(last[..], all[49 * n..]);
+    }
+
+    #[test]
+    fn packs_a_transposed_matrix_the_same_way() {
+        let (k, n) = (20, 35);
+        let w = random(k * n, 6);
+        let mut wt = vec![0.0; k * n];
+        for kk in 0..k {
+            for j in 0..n {
+                wt[j * k + kk] = w[kk * n + j];
+            }
+        }
+        let x = random(3 * k, 7);
+        assert_eq!(
+            PackedLinear::from_in_out(&w, k, n, None).forward(&x, 3),
+            PackedLinear::from_out_in(&wt, n, k, None).forward(&x, 3)
+        );
+    }
+
+    #[test]
+    fn is_close_to_a_double_precision_product() {
+        let (rows, k, n) = (4, 3072, 40);
+        let x = random(rows * k, 8);
+        let w = random(k * n, 9);
+        let got = PackedLinear::from_in_out(&w, k, n, None).forward(&x, rows);
+        for i in 0..rows {
+            for j in 0..n {
+                let exact: f64 = (0..k)
+                    .map(|kk| x[i * k + kk] as f64 * w[kk * n + j] as f64)
+                    .sum();
+                assert!((got[i * n + j] as f64 - exact).abs() < 1e-3, "{i},{j}");
+            }
+        }
+    }
+}
