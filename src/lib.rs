@@ -4,6 +4,7 @@
 //! Data flows one way: experiment → grid → generate → metrics → report. The lower layers
 //! (model, checkpoint, sampling, beam, generate) know nothing of TOML or CSV.
 
+pub mod attention;
 pub mod backend;
 pub mod beam;
 pub mod bench;

@@ -14,6 +14,7 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::attention::{self, LayerCache};
 use crate::matmul::PackedLinear;
 
 /// The end-of-text token of the GPT-2 BPE vocabulary.
@@ -159,6 +160,8 @@ pub struct KvCache {
     /// Per layer, keys and values `[batch, n_head, capacity, head_dim]`; positions `len..`
     /// are room not yet written.
     layers: Vec<(Tensor<4>, Tensor<4>)>,
+    /// The same in host memory, for a model with packed weights (then `layers` is empty).
+    host: Vec<LayerCache>,
     len: usize,
     /// Positions to reserve when the first tokens arrive.
     capacity: usize,
@@ -175,6 +178,7 @@ impl KvCache {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             layers: Vec::new(),
+            host: Vec::new(),
             len: 0,
             capacity,
         }
@@ -190,12 +194,27 @@ impl KvCache {
     }
 
     pub fn batch_size(&self) -> usize {
-        self.layers.first().map_or(0, |(k, _)| k.dims()[0])
+        match self.host.first() {
+            Some(layer) => layer.batch_size(),
+            None => self.layers.first().map_or(0, |(k, _)| k.dims()[0]),
+        }
     }
 
     /// Rows `indices` of this cache, in that order (rows may repeat): how beams are reordered,
     /// finished rows dropped and a one-row prompt cache widened to many samples.
     pub fn select(&self, indices: &[usize]) -> Self {
+        if !self.host.is_empty() {
+            return Self {
+                layers: Vec::new(),
+                host: self
+                    .host
+                    .iter()
+                    .map(|l| l.select(indices, self.len))
+                    .collect(),
+                len: self.len,
+                capacity: self.capacity,
+            };
+        }
         let Some((k, _)) = self.layers.first() else {
             return Self::with_capacity(self.capacity);
         };
@@ -213,6 +232,7 @@ impl KvCache {
                     )
                 })
                 .collect(),
+            host: Vec::new(),
             len: self.len,
             capacity: self.capacity,
         }
@@ -221,6 +241,9 @@ impl KvCache {
     /// This one-row cache repeated `n` times. Only the positions held are copied; the room
     /// reserved after them is left unwritten, since attention never reads past `len`.
     pub fn repeat(&self, n: usize) -> Self {
+        if !self.host.is_empty() {
+            return self.select(&vec![0; n]);
+        }
         let len = self.len;
         let widen = |t: &Tensor<4>| {
             let [_, heads, room, dim] = t.dims();
@@ -240,6 +263,7 @@ impl KvCache {
                 .iter()
                 .map(|(k, v)| (widen(k), widen(v)))
                 .collect(),
+            host: Vec::new(),
             len: self.len,
             capacity: self.capacity,
         }
@@ -333,6 +357,26 @@ impl Attention {
             linear(&self.c_proj, packed.map(|p| &p.attn_proj), y),
             (cache_k, cache_v),
         )
+    }
+}
+
+impl Attention {
+    /// [`Attention::forward`] on the host: projections through the packed weights, attention
+    /// over the host cache (see [`crate::attention`]).
+    fn forward_host(
+        &self,
+        x: Tensor<3>,
+        cache: &mut LayerCache,
+        past: usize,
+        packed: &PackedBlock,
+    ) -> Tensor<3> {
+        let [batch, new, _] = x.dims();
+        let device = x.device();
+        let qkv = packed.c_attn.forward(&host_rows(x), batch * new);
+        let y = attention::attend(&qkv, new, past, cache);
+        let out = packed.attn_proj.forward(&y, batch * new);
+        let c = packed.attn_proj.d_out();
+        Tensor::from_data(TensorData::new(out, [batch, new, c]), &device)
     }
 }
 
@@ -500,6 +544,23 @@ impl Block {
     }
 }
 
+impl Block {
+    /// [`Block::forward`] with packed weights and a host cache.
+    fn forward_host(
+        &self,
+        x: Tensor<3>,
+        cache: &mut LayerCache,
+        past: usize,
+        packed: &PackedBlock,
+    ) -> Tensor<3> {
+        let a = self
+            .attn
+            .forward_host(self.ln_1.forward(x.clone()), cache, past, packed);
+        let x = x + a;
+        x.clone() + self.mlp.forward(self.ln_2.forward(x), Some(packed))
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Gpt2 {
     /// Token embedding `[vocab_size, n_embd]`, also the LM head.
@@ -596,13 +657,29 @@ impl Gpt2 {
     /// Run `tokens` `[batch, new]` after the positions held in `cache`, appending theirs.
     /// Returns the final hidden states `[batch, new, n_embd]` (after `ln_f`).
     pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
-        let [_, new] = tokens.dims();
+        let tokens_dims = tokens.dims();
+        let [_, new] = tokens_dims;
         let past = cache.len();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(past as i64..(past + new) as i64, &device);
         let x = burn::tensor::module::embedding(self.wte.val(), tokens)
             + self.wpe.val().select(0, positions).unsqueeze::<3>();
         let mut x = x;
+        if let Some(packed) = &self.packed {
+            let [batch, _] = tokens_dims;
+            if cache.host.is_empty() {
+                let (heads, dim) = (self.config.n_head, self.config.head_dim());
+                let room = cache.capacity.max(past + new);
+                cache.host = (0..self.h.len())
+                    .map(|_| LayerCache::new(batch, heads, dim, room))
+                    .collect();
+            }
+            for ((block, layer), packed) in self.h.iter().zip(&mut cache.host).zip(&packed.blocks) {
+                x = block.forward_host(x, layer, past, packed);
+            }
+            cache.len = past + new;
+            return self.ln_f.forward(x);
+        }
         // Taken out of the cache so each layer's tensors are uniquely owned and written in place.
         let mut held = std::mem::take(&mut cache.layers).into_iter();
         let mut layers = Vec::with_capacity(self.h.len());

@@ -57,12 +57,23 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     }
 }
 
+/// Raised whenever a change to `sweep` changes what a setting produces on the same backend
+/// (a kernel that rounds differently, a fixed sampler), so that resuming never mixes settings
+/// computed by two versions. Folders written before it existed read as 1.
+pub const NUMERICS: u32 = 2;
+
+fn numerics_before_recorded() -> u32 {
+    1
+}
+
 /// What makes two runs the same experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub experiment: serde_json::Value,
     pub model_sha256: String,
     pub backend: String,
+    #[serde(default = "numerics_before_recorded")]
+    pub numerics: u32,
 }
 
 impl Fingerprint {
@@ -76,6 +87,7 @@ impl Fingerprint {
             experiment,
             model_sha256: model_sha256.to_string(),
             backend: backend.to_string(),
+            numerics: NUMERICS,
         }
     }
 
@@ -83,6 +95,12 @@ impl Fingerprint {
     pub fn difference(&self, other: &Self) -> Option<String> {
         if self.model_sha256 != other.model_sha256 {
             return Some("the model weights".into());
+        }
+        if self.numerics != other.numerics {
+            return Some(format!(
+                "the numerics of sweep, {} vs {}: this version computes samples differently",
+                other.numerics, self.numerics
+            ));
         }
         if self.backend != other.backend {
             return Some(format!(

@@ -317,6 +317,30 @@ fn a_changed_experiment_is_refused_unless_forced() {
     assert_eq!(rows[0][0], "sample_t0.9_k0_p1_s0");
 }
 
+/// Results written by a version of sweep that computed samples differently are not resumed.
+#[test]
+fn results_of_other_numerics_are_not_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = write(
+        dir.path(),
+        "t.toml",
+        &experiment(&tiny_model(), "[grid]\ntemperature = 0.8\n"),
+    );
+    let toml = toml.to_str().unwrap();
+    assert!(run_in(dir.path(), &[toml]).status.success());
+    // A folder from before numerics were recorded.
+    let fingerprint = dir.path().join("results/t/experiment.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fingerprint).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("numerics");
+    std::fs::write(&fingerprint, json.to_string()).unwrap();
+    let out = run_in(dir.path(), &[toml]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("numerics of sweep"), "{stderr}");
+    assert!(run_in(dir.path(), &[toml, "--force"]).status.success());
+}
+
 /// Same seed ⇒ same samples whatever the batch size or thread count; another seed differs.
 #[test]
 fn samples_do_not_depend_on_batch_size_or_threads() {

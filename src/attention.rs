@@ -1,0 +1,331 @@
+//! Causal self-attention of decoding on the CPU, over a KV cache held in plain memory.
+//!
+//! On the host the model's projections already produce plain `f32` rows (see `matmul`), so
+//! attention reads queries, keys and values straight from them instead of going back through
+//! tensors. Each (row, head) is one task: its scores, softmax and weighted sum of values are
+//! computed in a fixed order, so a row's result does not depend on the batch it shares, and
+//! the cost of a step grows only with the positions actually held.
+
+use rayon::prelude::*;
+
+/// Keys and values of one layer, `[batch, n_head, room, head_dim]` each; positions past the
+/// cache's length are room not yet written.
+#[derive(Clone)]
+pub struct LayerCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    batch: usize,
+    heads: usize,
+    dim: usize,
+    room: usize,
+}
+
+impl std::fmt::Debug for LayerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "LayerCache([{}, {}, {}, {}])",
+            self.batch, self.heads, self.room, self.dim
+        )
+    }
+}
+
+impl LayerCache {
+    /// An empty cache with room for `room` positions. The memory is only touched as it is
+    /// written.
+    pub fn new(batch: usize, heads: usize, dim: usize, room: usize) -> Self {
+        let size = batch * heads * room * dim;
+        Self {
+            k: vec![0.0; size],
+            v: vec![0.0; size],
+            batch,
+            heads,
+            dim,
+            room,
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    /// Rows `indices` (rows may repeat), copying only the first `len` positions of each.
+    pub fn select(&self, indices: &[usize], len: usize) -> Self {
+        let mut out = Self::new(indices.len(), self.heads, self.dim, self.room);
+        let head = self.room * self.dim;
+        let held = len * self.dim;
+        for (to, &from) in indices.iter().enumerate() {
+            for h in 0..self.heads {
+                let src = (from * self.heads + h) * head;
+                let dst = (to * self.heads + h) * head;
+                out.k[dst..dst + held].copy_from_slice(&self.k[src..src + held]);
+                out.v[dst..dst + held].copy_from_slice(&self.v[src..src + held]);
+            }
+        }
+        out
+    }
+
+    /// Make room for `needed` positions, doubling, keeping the first `len`.
+    fn reserve(&mut self, needed: usize, len: usize) {
+        if needed <= self.room {
+            return;
+        }
+        let room = needed.max(2 * self.room);
+        let mut grown = Self::new(self.batch, self.heads, self.dim, room);
+        for bh in 0..self.batch * self.heads {
+            let (src, dst) = (bh * self.room * self.dim, bh * room * self.dim);
+            let held = len * self.dim;
+            grown.k[dst..dst + held].copy_from_slice(&self.k[src..src + held]);
+            grown.v[dst..dst + held].copy_from_slice(&self.v[src..src + held]);
+        }
+        *self = grown;
+    }
+}
+
+/// Attention of `new` positions per row after `past` cached ones. `qkv` holds the rows'
+/// projections `[batch * new, 3 * n_embd]` (queries, keys, values, heads side by side), whose
+/// keys and values are appended to `cache`; returns the heads' outputs `[batch * new, n_embd]`.
+/// The `i`-th new position sees the cached positions and new positions up to itself.
+pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> Vec<f32> {
+    let (batch, heads, dim) = (cache.batch, cache.heads, cache.dim);
+    let c = heads * dim;
+    assert_eq!(
+        qkv.len(),
+        batch * new * 3 * c,
+        "qkv is not [batch * new, 3 * n_embd]"
+    );
+    cache.reserve(past + new, past);
+    let room = cache.room;
+    for b in 0..batch {
+        for i in 0..new {
+            let row = &qkv[(b * new + i) * 3 * c..(b * new + i + 1) * 3 * c];
+            for h in 0..heads {
+                let at = ((b * heads + h) * room + past + i) * dim;
+                cache.k[at..at + dim].copy_from_slice(&row[c + h * dim..c + (h + 1) * dim]);
+                cache.v[at..at + dim].copy_from_slice(&row[2 * c + h * dim..2 * c + (h + 1) * dim]);
+            }
+        }
+    }
+    let scale = 1.0 / (dim as f32).sqrt();
+    let cache = &*cache;
+    // One task per (row, head), each returning its `[new, dim]` outputs.
+    let outputs: Vec<Vec<f32>> = (0..batch * heads)
+        .into_par_iter()
+        .map(|bh| {
+            let (b, h) = (bh / heads, bh % heads);
+            let keys = &cache.k[bh * room * dim..(bh * room + past + new) * dim];
+            let values = &cache.v[bh * room * dim..(bh * room + past + new) * dim];
+            let queries = (0..new).map(|i| {
+                let at = (b * new + i) * 3 * c + h * dim;
+                &qkv[at..at + dim]
+            });
+            head_outputs(queries, keys, values, dim, past, scale)
+        })
+        .collect();
+    let mut y = vec![0.0f32; batch * new * c];
+    for (bh, out) in outputs.iter().enumerate() {
+        let (b, h) = (bh / heads, bh % heads);
+        for i in 0..new {
+            let at = (b * new + i) * c + h * dim;
+            y[at..at + dim].copy_from_slice(&out[i * dim..(i + 1) * dim]);
+        }
+    }
+    y
+}
+
+/// One head of one row: for the `i`-th query, softmax(q · k_j × scale) over positions
+/// j ≤ past + i, then the weighted sum of their values.
+fn head_outputs<'a>(
+    queries: impl Iterator<Item = &'a [f32]>,
+    keys: &[f32],
+    values: &[f32],
+    dim: usize,
+    past: usize,
+    scale: f32,
+) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { head_outputs_avx2(queries, keys, values, dim, past, scale) };
+    }
+    head_outputs_portable(queries, keys, values, dim, past, scale)
+}
+
+/// The same code compiled for AVX2: vectorised wider, with the same operations in the same
+/// order (no fused multiply-adds), so the results are identical.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn head_outputs_avx2<'a>(
+    queries: impl Iterator<Item = &'a [f32]>,
+    keys: &[f32],
+    values: &[f32],
+    dim: usize,
+    past: usize,
+    scale: f32,
+) -> Vec<f32> {
+    head_outputs_portable(queries, keys, values, dim, past, scale)
+}
+
+#[inline(always)]
+fn head_outputs_portable<'a>(
+    queries: impl Iterator<Item = &'a [f32]>,
+    keys: &[f32],
+    values: &[f32],
+    dim: usize,
+    past: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut out = Vec::new();
+    let mut weights = Vec::with_capacity(keys.len() / dim.max(1));
+    let mut acc = vec![0.0f32; dim];
+    for (i, q) in queries.enumerate() {
+        let seen = past + i + 1;
+        weights.clear();
+        weights.extend(
+            keys[..seen * dim]
+                .chunks_exact(dim)
+                .map(|k| dot(q, k) * scale),
+        );
+        let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0f32;
+        for w in weights.iter_mut() {
+            *w = (*w - max).exp();
+            total += *w;
+        }
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        for (w, v) in weights.iter().zip(values.chunks_exact(dim)) {
+            for (a, x) in acc.iter_mut().zip(v) {
+                *a += w * x;
+            }
+        }
+        out.extend(acc.iter().map(|a| a / total));
+    }
+    out
+}
+
+/// Dot product in eight interleaved partial sums, added up in a fixed order at the end: the
+/// compiler can vectorise it, and the order does not depend on the data or the machine.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let pairs = [
+        lanes[0] + lanes[4],
+        lanes[1] + lanes[5],
+        lanes[2] + lanes[6],
+        lanes[3] + lanes[7],
+    ];
+    (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// Plain attention in f64 over explicit key and value lists.
+    fn reference(q: &[f32], keys: &[Vec<f32>], values: &[Vec<f32>]) -> Vec<f64> {
+        let scale = 1.0 / (q.len() as f64).sqrt();
+        let scores: Vec<f64> = keys
+            .iter()
+            .map(|k| {
+                q.iter()
+                    .zip(k)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+                    * scale
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = e.iter().sum();
+        (0..q.len())
+            .map(|d| {
+                e.iter()
+                    .zip(values)
+                    .map(|(w, v)| w * v[d] as f64)
+                    .sum::<f64>()
+                    / total
+            })
+            .collect()
+    }
+
+    /// A prompt of three positions, then two decoding steps, against plain causal attention.
+    #[test]
+    fn matches_plain_causal_attention_as_positions_arrive() {
+        let (batch, heads, dim) = (2, 3, 12);
+        let c = heads * dim;
+        let mut cache = LayerCache::new(batch, heads, dim, 1);
+        let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::new(); batch];
+        let mut past = 0;
+        for (step, new) in [3usize, 1, 1].into_iter().enumerate() {
+            let qkv = values(batch * new * 3 * c, step as u32 + 1);
+            let y = attend(&qkv, new, past, &mut cache);
+            for (b, seen) in rows.iter_mut().enumerate() {
+                for i in 0..new {
+                    let row = &qkv[(b * new + i) * 3 * c..(b * new + i + 1) * 3 * c];
+                    seen.push(row.to_vec());
+                    for h in 0..heads {
+                        let part = |p: usize, r: &Vec<f32>| {
+                            r[p * c + h * dim..p * c + (h + 1) * dim].to_vec()
+                        };
+                        let keys: Vec<Vec<f32>> = seen.iter().map(|r| part(1, r)).collect();
+                        let vals: Vec<Vec<f32>> = seen.iter().map(|r| part(2, r)).collect();
+                        let want = reference(&part(0, &row.to_vec()), &keys, &vals);
+                        let got =
+                            &y[(b * new + i) * c + h * dim..(b * new + i) * c + (h + 1) * dim];
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!(
+                                (*g as f64 - w).abs() < 1e-5,
+                                "step {step} row {b} head {h}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+            past += new;
+        }
+    }
+
+    /// A row's output is the same whatever other rows share the batch.
+    #[test]
+    fn a_row_attends_the_same_alone_or_among_others() {
+        let (heads, dim, new) = (2, 64, 4);
+        let c = heads * dim;
+        let qkv = values(3 * new * 3 * c, 9);
+        let mut all = LayerCache::new(3, heads, dim, 8);
+        let y_all = attend(&qkv, new, 0, &mut all);
+        let mut one = LayerCache::new(1, heads, dim, 8);
+        let row = 2;
+        let y_one = attend(
+            &qkv[row * new * 3 * c..(row + 1) * new * 3 * c],
+            new,
+            0,
+            &mut one,
+        );
+        assert_eq!(y_one[..], y_all[row * new * c..(row + 1) * new * c]);
+        // Selecting rows keeps what they hold.
+        let mut picked = all.select(&[row, row], new);
+        let step = values(3 * c, 10).repeat(2);
+        let y = attend(&step, 1, new, &mut picked);
+        assert_eq!(y[..c], y[c..]);
+        let y_alone = attend(&step[..3 * c], 1, new, &mut one);
+        assert_eq!(y_alone[..], y[..c]);
+    }
+}
