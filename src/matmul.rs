@@ -34,7 +34,10 @@ const MIN_WORK_PER_TASK: usize = 1 << 18;
 pub struct PackedLinear {
     d_in: usize,
     d_out: usize,
+    /// The panels start at `start`, the first 64-byte boundary of the buffer, so that no
+    /// load of a panel row straddles two cache lines.
     panels: Vec<f32>,
+    start: usize,
     bias: Option<Vec<f32>>,
 }
 
@@ -60,8 +63,11 @@ impl PackedLinear {
         if let Some(b) = &bias {
             assert_eq!(b.len(), d_out, "bias is not [d_out]");
         }
-        let mut panels = vec![0.0f32; d_out.div_ceil(NR) * d_in * NR];
-        panels
+        const LINE: usize = 64 / std::mem::size_of::<f32>();
+        let size = d_out.div_ceil(NR) * d_in * NR;
+        let mut panels = vec![0.0f32; size + LINE];
+        let start = panels.as_ptr().align_offset(64).min(LINE);
+        panels[start..start + size]
             .par_chunks_mut((d_in * NR).max(1))
             .enumerate()
             .for_each(|(p, panel)| {
@@ -78,6 +84,7 @@ impl PackedLinear {
             d_in,
             d_out,
             panels,
+            start,
             bias,
         }
     }
@@ -139,7 +146,7 @@ impl PackedLinear {
             let block_rows = ROW_BLOCK.min(rows - block);
             let xs = &x[block * k..(block + block_rows) * k];
             for p in range.clone() {
-                let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
+                let panel = &self.panels[self.start + p * k * NR..self.start + (p + 1) * k * NR];
                 let acc = &mut acc[..block_rows];
                 acc.iter_mut().for_each(|a| *a = [0.0; NR]);
                 // The chains continue across slices of k, so slicing changes no result; it
