@@ -224,24 +224,31 @@ pub fn self_bleu_4_scores<S: AsRef<[T]>, T: Eq + Hash>(
         return Vec::new();
     }
     let ids = intern(samples);
-    let orders: Vec<OrderIndex> = (1..=BLEU_ORDERS)
-        .into_par_iter()
-        .map(|n| OrderIndex::build(&ids, n))
-        .collect();
+    // One order at a time, each index dropped before the next is built: an index holds every
+    // distinct n-gram of the setting, and keeping four would make peak memory grow with the
+    // number of samples.
+    let hypotheses = hypothesis_subset(samples.len(), max_exact, seed);
+    let mut matches = vec![[0_u64; BLEU_ORDERS]; hypotheses.len()];
+    for k in 0..BLEU_ORDERS {
+        let order = OrderIndex::build(&ids, k + 1);
+        matches
+            .par_iter_mut()
+            .zip(&hypotheses)
+            .for_each(|(m, &h)| m[k] = order.clipped_matches(h));
+    }
     let mut lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
     lengths.sort_unstable();
-    hypothesis_subset(samples.len(), max_exact, seed)
-        .into_par_iter()
-        .map(|h| {
+    hypotheses
+        .par_iter()
+        .zip(&matches)
+        .map(|(&h, matches)| {
             let hyp_len = ids[h].len();
-            let mut matches = [0_u64; BLEU_ORDERS];
             let mut totals = [0_u64; BLEU_ORDERS];
-            for (k, order) in orders.iter().enumerate() {
-                matches[k] = order.clipped_matches(h);
-                totals[k] = (hyp_len + 1).saturating_sub(k + 1) as u64;
+            for (k, total) in totals.iter_mut().enumerate() {
+                *total = (hyp_len + 1).saturating_sub(k + 1) as u64;
             }
             let ref_len = closest_other_length(&lengths, hyp_len);
-            sentence_bleu_4(&matches, &totals, hyp_len, ref_len)
+            sentence_bleu_4(matches, &totals, hyp_len, ref_len)
         })
         .collect()
 }
