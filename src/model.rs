@@ -311,7 +311,6 @@ impl Attention {
         cache: Option<(Tensor<4>, Tensor<4>)>,
         past: usize,
         reserve: usize,
-        packed: Option<&PackedBlock>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [batch, new, n_embd] = x.dims();
         let head_dim = n_embd / self.n_head;
@@ -319,7 +318,7 @@ impl Attention {
             t.reshape([batch, new, self.n_head, head_dim])
                 .swap_dims(1, 2)
         };
-        let qkv = linear(&self.c_attn, packed.map(|p| &p.c_attn), x);
+        let qkv = linear(&self.c_attn, x);
         let mut parts = qkv.chunk(3, 2).into_iter();
         let (q, k, v) = (
             heads(parts.next().unwrap()),
@@ -353,14 +352,9 @@ impl Attention {
         };
         let y = softmax(scores, 3).matmul(v);
         let y = y.swap_dims(1, 2).reshape([batch, new, n_embd]);
-        (
-            linear(&self.c_proj, packed.map(|p| &p.attn_proj), y),
-            (cache_k, cache_v),
-        )
+        (linear(&self.c_proj, y), (cache_k, cache_v))
     }
-}
 
-impl Attention {
     /// [`Attention::forward`] on the host: projections through the packed weights, attention
     /// over the host cache (see [`crate::attention`]).
     fn forward_host(
@@ -396,12 +390,13 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>, packed: Option<&PackedBlock>) -> Tensor<3> {
-        let Some(packed) = packed else {
-            let h = gelu_new(linear(&self.c_fc, None, x));
-            return linear(&self.c_proj, None, h);
-        };
-        // On the host the hidden layer, the widest activation, never becomes a tensor.
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        linear(&self.c_proj, gelu_new(linear(&self.c_fc, x)))
+    }
+
+    /// [`Mlp::forward`] through the packed weights. The hidden layer, the widest activation,
+    /// stays on the host and never becomes a tensor.
+    fn forward_host(&self, x: Tensor<3>, packed: &PackedBlock) -> Tensor<3> {
         let [batch, len, _] = x.dims();
         let device = x.device();
         let mut h = packed.c_fc.forward(&host_rows(x), batch * len);
@@ -455,17 +450,11 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// `x W + b`, computed so that a row's result does not depend on how many rows share the
-/// batch (burn's `Linear::forward` does not promise that): on the host through the layer's
-/// packed copy when the model has one (see [`crate::matmul`]), otherwise as one 2-D product
-/// through [`rows_matmul`].
-fn linear(layer: &Linear, packed: Option<&PackedLinear>, x: Tensor<3>) -> Tensor<3> {
+/// `x W + b` with the rows of `x` folded into one 2-D product through [`rows_matmul`], so
+/// that a row's result does not depend on how many rows share the batch (burn's
+/// `Linear::forward` does not promise that). The host path uses [`PackedLinear`] instead.
+fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
-    if let Some(packed) = packed {
-        let device = x.device();
-        let y = packed.forward(&host_rows(x), batch * len);
-        return Tensor::from_data(TensorData::new(y, [batch, len, packed.d_out()]), &device);
-    }
     let weight = layer.weight.val();
     let d_out = weight.dims()[1];
     let y = rows_matmul(x.reshape([batch * len, d_in]), weight);
@@ -533,18 +522,15 @@ impl Block {
         cache: Option<(Tensor<4>, Tensor<4>)>,
         past: usize,
         reserve: usize,
-        packed: Option<&PackedBlock>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let (a, kv) = self
             .attn
-            .forward(self.ln_1.forward(x.clone()), cache, past, reserve, packed);
+            .forward(self.ln_1.forward(x.clone()), cache, past, reserve);
         let x = x + a;
-        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x), packed);
+        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
         (x, kv)
     }
-}
 
-impl Block {
     /// [`Block::forward`] with packed weights and a host cache.
     fn forward_host(
         &self,
@@ -557,7 +543,7 @@ impl Block {
             .attn
             .forward_host(self.ln_1.forward(x.clone()), cache, past, packed);
         let x = x + a;
-        x.clone() + self.mlp.forward(self.ln_2.forward(x), Some(packed))
+        x.clone() + self.mlp.forward_host(self.ln_2.forward(x), packed)
     }
 }
 
@@ -657,16 +643,15 @@ impl Gpt2 {
     /// Run `tokens` `[batch, new]` after the positions held in `cache`, appending theirs.
     /// Returns the final hidden states `[batch, new, n_embd]` (after `ln_f`).
     pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
-        let tokens_dims = tokens.dims();
-        let [_, new] = tokens_dims;
+        let [batch, new] = tokens.dims();
         let past = cache.len();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(past as i64..(past + new) as i64, &device);
         let x = burn::tensor::module::embedding(self.wte.val(), tokens)
             + self.wpe.val().select(0, positions).unsqueeze::<3>();
         let mut x = x;
+        // On the CPU, projections and attention run on the host kernels, over a host cache.
         if let Some(packed) = &self.packed {
-            let [batch, _] = tokens_dims;
             if cache.host.is_empty() {
                 let (heads, dim) = (self.config.n_head, self.config.head_dim());
                 let room = cache.capacity.max(past + new);
@@ -683,9 +668,8 @@ impl Gpt2 {
         // Taken out of the cache so each layer's tensors are uniquely owned and written in place.
         let mut held = std::mem::take(&mut cache.layers).into_iter();
         let mut layers = Vec::with_capacity(self.h.len());
-        for (i, block) in self.h.iter().enumerate() {
-            let packed = self.packed.as_ref().map(|p| &p.blocks[i]);
-            let (y, kv) = block.forward(x, held.next(), past, cache.capacity, packed);
+        for block in &self.h {
+            let (y, kv) = block.forward(x, held.next(), past, cache.capacity);
             x = y;
             layers.push(kv);
         }
