@@ -239,11 +239,10 @@ mod simd {
     use super::NR;
     use std::arch::x86_64::*;
     use std::ops::Range;
-    use std::sync::OnceLock;
 
+    /// The standard library caches the detection, so asking at every tile costs a load.
     pub fn available() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
     }
 
     /// The register tile of [`super::tile_product`] for `R` rows.

@@ -723,21 +723,12 @@ impl Gpt2 {
         self.head(self.forward_hidden(tokens, &mut cache))
     }
 
-    /// Logits `[batch, vocab]` of the last of the new positions only: decoding never needs
-    /// the others, and the head is the largest matmul of a small model.
-    pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
-        let last = self.forward_last_hidden(tokens, cache);
-        let [batch, c] = last.dims();
-        let logits = self.head(last.reshape([batch, 1, c]));
-        let vocab = logits.dims()[2];
-        logits.reshape([batch, vocab])
-    }
-
-    /// As [`Gpt2::forward_last`], but the logits land in `out` (`[batch * vocab]`, row-major)
-    /// on the host, where sampling reads them, reusing its memory. With packed weights the head
-    /// writes there directly. From a device they come back in chunks of rows small enough for
-    /// the allocator to recycle (see `main.rs`), instead of a fresh buffer of the whole size
-    /// at every step.
+    /// Logits of the last of the new positions only (decoding never needs the others, and the
+    /// head is the largest matmul of a small model), written to `out` (`[batch * vocab]`,
+    /// row-major) on the host, where sampling reads them, reusing its memory. With packed
+    /// weights the head writes there directly. From a device they come back in chunks of rows
+    /// small enough for the allocator to recycle (see `main.rs`), instead of a fresh buffer of
+    /// the whole size at every step.
     pub fn forward_last_into(
         &self,
         tokens: Tensor<2, Int>,
