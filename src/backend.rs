@@ -15,11 +15,19 @@ pub fn available() -> Vec<&'static str> {
     out
 }
 
-/// Whether tensors on `device` live in this process's memory, so that the model can run its
-/// projections through the host kernels of [`crate::matmul`] (see `Gpt2::for_inference`).
+/// Whether tensors on `device` live in this process's memory, so that decoding runs on the
+/// host kernels of [`crate::matmul`] and [`crate::attention`] (see `Gpt2::for_inference`).
+/// That holds for libtorch's CPU device too: its general kernels repack the weights at every
+/// call, and a row's result there can depend on the rows beside it. The backend still runs
+/// training, and everything on a GPU.
 pub fn is_host(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "tch")]
+    #[allow(deprecated)]
+    if *device == Device::libtorch() {
         return true;
     }
     let _ = device;

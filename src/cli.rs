@@ -325,7 +325,8 @@ struct RunArgs {
     /// Results folder [default: results/<name>]
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Discard results of a different experiment in the results folder instead of refusing.
+    /// Discard whatever the results folder holds and start over. Without it a run resumes
+    /// the settings already finished, and refuses a folder of a different experiment.
     #[arg(long)]
     force: bool,
     /// Print nothing but errors.

@@ -10,6 +10,7 @@ pub mod beam;
 pub mod bench;
 pub mod checkpoint;
 pub mod compare;
+pub mod exp;
 pub mod experiment;
 pub mod explain;
 pub mod generate;

@@ -7,7 +7,19 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    join_the_thread_pool();
     cli::main()
+}
+
+/// Decoding runs a few parallel loops per layer at every step. Called from a thread outside
+/// rayon's pool, each of them hands its work to the pool and puts the calling thread to sleep
+/// until it is done: two thread wake-ups per loop, several percent of a step. As a member of
+/// the pool (with one thread fewer spawned), the main thread works on its own loops instead.
+fn join_the_thread_pool() {
+    // Fails only if the pool already exists, which nothing does before this point.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global();
 }
 
 /// Decoding allocates and frees buffers of the same sizes at every step (read-back logits,

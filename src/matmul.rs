@@ -21,7 +21,7 @@ const NR: usize = 16;
 /// as accumulators.
 const MR: usize = 6;
 /// Rows per block: a block's inputs stay in cache while every panel passes over them.
-const ROW_BLOCK: usize = 96;
+const ROW_BLOCK: usize = 256;
 /// Input features per slice of a panel: 16 KiB of weights, read from L1 by every row tile.
 const K_SLICE: usize = 256;
 /// Multiply-adds below which splitting a product over threads costs more than it saves.
@@ -95,6 +95,21 @@ impl PackedLinear {
 
     pub fn d_out(&self) -> usize {
         self.d_out
+    }
+
+    /// Column `j` of the weight, `[d_in]`, into `out`: for a tied LM head, the embedding of
+    /// token `j`, read from the panels instead of kept twice.
+    pub fn column_into(&self, j: usize, out: &mut [f32]) {
+        assert!(
+            j < self.d_out,
+            "column {j} of a weight with {} columns",
+            self.d_out
+        );
+        assert_eq!(out.len(), self.d_in, "output is not [d_in]");
+        let panel = &self.panels[self.start + (j / NR) * self.d_in * NR..];
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = panel[k * NR + j % NR];
+        }
     }
 
     /// `x W + b` for `x` row-major `[rows, d_in]`; returns `[rows, d_out]` row-major.

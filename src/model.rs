@@ -354,24 +354,6 @@ impl Attention {
         let y = y.swap_dims(1, 2).reshape([batch, new, n_embd]);
         (linear(&self.c_proj, y), (cache_k, cache_v))
     }
-
-    /// [`Attention::forward`] on the host: projections through the packed weights, attention
-    /// over the host cache (see [`crate::attention`]).
-    fn forward_host(
-        &self,
-        x: Tensor<3>,
-        cache: &mut LayerCache,
-        past: usize,
-        packed: &PackedBlock,
-    ) -> Tensor<3> {
-        let [batch, new, _] = x.dims();
-        let device = x.device();
-        let qkv = packed.c_attn.forward(&host_rows(x), batch * new);
-        let y = attention::attend(&qkv, new, past, cache);
-        let out = packed.attn_proj.forward(&y, batch * new);
-        let c = packed.attn_proj.d_out();
-        Tensor::from_data(TensorData::new(out, [batch, new, c]), &device)
-    }
 }
 
 /// `true` where query `i` (the `i`-th of the `new` last positions) may not see key `j`.
@@ -392,20 +374,6 @@ pub struct Mlp {
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         linear(&self.c_proj, gelu_new(linear(&self.c_fc, x)))
-    }
-
-    /// [`Mlp::forward`] through the packed weights. The hidden layer, the widest activation,
-    /// stays on the host and never becomes a tensor.
-    fn forward_host(&self, x: Tensor<3>, packed: &PackedBlock) -> Tensor<3> {
-        let [batch, len, _] = x.dims();
-        let device = x.device();
-        let mut h = packed.c_fc.forward(&host_rows(x), batch * len);
-        gelu_new_in_place(&mut h);
-        let y = packed.mlp_proj.forward(&h, batch * len);
-        Tensor::from_data(
-            TensorData::new(y, [batch, len, packed.mlp_proj.d_out()]),
-            &device,
-        )
     }
 }
 
@@ -494,15 +462,24 @@ pub fn gelu_new(x: Tensor<3>) -> Tensor<3> {
     x * sigmoid(z2)
 }
 
-/// [`gelu_new`] on host values, in the same form: x sigmoid(2z) = x / (1 + exp(-2z)).
+/// [`gelu_new`] on host values, in the same form: x sigmoid(2z) = x / (1 + exp(-2z)), with
+/// the exponentials taken a slice at a time by [`crate::exp`].
 pub fn gelu_new_in_place(values: &mut [f32]) {
     use rayon::prelude::*;
+    const SLICE: usize = 512;
     let two_c = (2.0 * (2.0 / std::f64::consts::PI).sqrt()) as f32;
     let cubic = 0.044715 * two_c;
     values.par_chunks_mut(1 << 14).for_each(|chunk| {
-        for x in chunk {
-            let z2 = *x * (*x * *x * cubic + two_c);
-            *x /= 1.0 + (-z2).exp();
+        let mut e = [0.0f32; SLICE];
+        for xs in chunk.chunks_mut(SLICE) {
+            let e = &mut e[..xs.len()];
+            for (e, &x) in e.iter_mut().zip(xs.iter()) {
+                *e = -(x * (x * x * cubic + two_c));
+            }
+            crate::exp::exp_in_place(e);
+            for (x, e) in xs.iter_mut().zip(e.iter()) {
+                *x /= 1.0 + e;
+            }
         }
     });
 }
@@ -529,21 +506,6 @@ impl Block {
         let x = x + a;
         let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
         (x, kv)
-    }
-
-    /// [`Block::forward`] with packed weights and a host cache.
-    fn forward_host(
-        &self,
-        x: Tensor<3>,
-        cache: &mut LayerCache,
-        past: usize,
-        packed: &PackedBlock,
-    ) -> Tensor<3> {
-        let a = self
-            .attn
-            .forward_host(self.ln_1.forward(x.clone()), cache, past, packed);
-        let x = x + a;
-        x.clone() + self.mlp.forward_host(self.ln_2.forward(x), packed)
     }
 }
 
@@ -644,27 +606,16 @@ impl Gpt2 {
     /// Returns the final hidden states `[batch, new, n_embd]` (after `ln_f`).
     pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
         let [batch, new] = tokens.dims();
-        let past = cache.len();
         let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(past as i64..(past + new) as i64, &device);
-        let x = burn::tensor::module::embedding(self.wte.val(), tokens)
-            + self.wpe.val().select(0, positions).unsqueeze::<3>();
-        let mut x = x;
-        // On the CPU, projections and attention run on the host kernels, over a host cache.
         if let Some(packed) = &self.packed {
-            if cache.host.is_empty() {
-                let (heads, dim) = (self.config.n_head, self.config.head_dim());
-                let room = cache.capacity.max(past + new);
-                cache.host = (0..self.h.len())
-                    .map(|_| LayerCache::new(batch, heads, dim, room))
-                    .collect();
-            }
-            for ((block, layer), packed) in self.h.iter().zip(&mut cache.host).zip(&packed.blocks) {
-                x = block.forward_host(x, layer, past, packed);
-            }
-            cache.len = past + new;
-            return self.ln_f.forward(x);
+            let hidden = packed.forward(&host_tokens(tokens), batch, cache);
+            let c = self.config.n_embd;
+            return Tensor::from_data(TensorData::new(hidden, [batch, new, c]), &device);
         }
+        let past = cache.len();
+        let positions = Tensor::<1, Int>::arange(past as i64..(past + new) as i64, &device);
+        let mut x = burn::tensor::module::embedding(self.wte.val(), tokens)
+            + self.wpe.val().select(0, positions).unsqueeze::<3>();
         // Taken out of the cache so each layer's tensors are uniquely owned and written in place.
         let mut held = std::mem::take(&mut cache.layers).into_iter();
         let mut layers = Vec::with_capacity(self.h.len());
@@ -736,14 +687,22 @@ impl Gpt2 {
         out: &mut Vec<f32>,
     ) {
         const CHUNK_BYTES: usize = 8 << 20;
+        if let Some(packed) = &self.packed {
+            let [batch, new] = tokens.dims();
+            let hidden = packed.forward(&host_tokens(tokens), batch, cache);
+            let c = self.config.n_embd;
+            let last: Vec<f32> = hidden
+                .chunks_exact(new * c)
+                .flat_map(|row| &row[(new - 1) * c..])
+                .copied()
+                .collect();
+            out.resize(batch * packed.lm_head.d_out(), 0.0);
+            packed.lm_head.forward_into(&last, batch, out);
+            return;
+        }
         let last = self.forward_last_hidden(tokens, cache);
         let batch = last.dims()[0];
         out.clear();
-        if let Some(packed) = &self.packed {
-            out.resize(batch * packed.lm_head.d_out(), 0.0);
-            packed.lm_head.forward_into(&host_rows(last), batch, out);
-            return;
-        }
         let c = last.dims()[1];
         let logits = self.head(last.reshape([batch, 1, c]));
         let vocab = logits.dims()[2];
@@ -770,15 +729,27 @@ impl Gpt2 {
     }
 }
 
-/// A model's projections and head, packed for the host kernels of [`crate::matmul`].
+/// The model for decoding on the CPU: every projection and the head packed for the host
+/// kernels of [`crate::matmul`], attention over a host cache ([`crate::attention`]), and the
+/// layer norms, GELU and residual adds between them on plain rows. It computes what the tensor
+/// path computes, but a decoding step then builds no tensor at all: for the few rows of a step,
+/// the small ops between the products cost more as backend calls than as loops, and a loop
+/// over one row at a time cannot depend on the batch.
 pub struct PackedWeights {
+    /// Position embedding `[n_positions, n_embd]`.
+    wpe: Vec<f32>,
     blocks: Vec<PackedBlock>,
+    ln_f: HostLayerNorm,
+    /// The tied LM head; its columns are also the token embeddings.
     lm_head: PackedLinear,
+    n_head: usize,
 }
 
 struct PackedBlock {
+    ln_1: HostLayerNorm,
     c_attn: PackedLinear,
     attn_proj: PackedLinear,
+    ln_2: HostLayerNorm,
     c_fc: PackedLinear,
     mlp_proj: PackedLinear,
 }
@@ -794,21 +765,129 @@ impl PackedWeights {
                 layer.bias.as_ref().map(|b| host_rows(b.val())),
             )
         };
+        let norm = |ln: &LayerNorm| HostLayerNorm {
+            gamma: host_rows(ln.gamma.val()),
+            beta: ln.beta.as_ref().map(|b| host_rows(b.val())),
+            epsilon: model.config.layer_norm_epsilon,
+        };
         let [vocab, c] = model.wte.val().dims();
         Self {
+            wpe: host_rows(model.wpe.val()),
             blocks: model
                 .h
                 .iter()
                 .map(|b| PackedBlock {
+                    ln_1: norm(&b.ln_1),
                     c_attn: pack(&b.attn.c_attn),
                     attn_proj: pack(&b.attn.c_proj),
+                    ln_2: norm(&b.ln_2),
                     c_fc: pack(&b.mlp.c_fc),
                     mlp_proj: pack(&b.mlp.c_proj),
                 })
                 .collect(),
+            ln_f: norm(&model.ln_f),
             lm_head: PackedLinear::from_out_in(&host_rows(model.wte.val()), vocab, c, None),
+            n_head: model.config.n_head,
         }
     }
+
+    /// [`Gpt2::forward_hidden`] on the host: `tokens` `[batch, new]` after the positions held
+    /// in `cache`, appending theirs; returns the final hidden states `[batch, new, n_embd]`.
+    fn forward(&self, tokens: &[i64], batch: usize, cache: &mut KvCache) -> Vec<f32> {
+        let c = self.lm_head.d_in();
+        let rows = tokens.len();
+        let new = rows / batch.max(1);
+        let past = cache.len;
+        if cache.host.is_empty() {
+            let room = cache.capacity.max(past + new);
+            cache.host = (0..self.blocks.len())
+                .map(|_| LayerCache::new(batch, self.n_head, c / self.n_head, room))
+                .collect();
+        }
+        let mut x = vec![0.0f32; rows * c];
+        for (r, (x, &token)) in x.chunks_exact_mut(c).zip(tokens).enumerate() {
+            let position = past + r % new;
+            self.lm_head.column_into(token as usize, x);
+            for (x, p) in x
+                .iter_mut()
+                .zip(&self.wpe[position * c..(position + 1) * c])
+            {
+                *x += p;
+            }
+        }
+        // Buffers reused by every layer.
+        let mut normed = vec![0.0f32; rows * c];
+        let mut qkv = vec![0.0f32; rows * 3 * c];
+        let mut projected = vec![0.0f32; rows * c];
+        let mut hidden = vec![0.0f32; rows * 4 * c];
+        for (block, layer) in self.blocks.iter().zip(&mut cache.host) {
+            block.ln_1.forward_into(&x, &mut normed);
+            block.c_attn.forward_into(&normed, rows, &mut qkv);
+            let heads = attention::attend(&qkv, new, past, layer);
+            block.attn_proj.forward_into(&heads, rows, &mut projected);
+            add_in_place(&mut x, &projected);
+            block.ln_2.forward_into(&x, &mut normed);
+            block.c_fc.forward_into(&normed, rows, &mut hidden);
+            gelu_new_in_place(&mut hidden);
+            block.mlp_proj.forward_into(&hidden, rows, &mut projected);
+            add_in_place(&mut x, &projected);
+        }
+        cache.len = past + new;
+        self.ln_f.forward_into(&x, &mut normed);
+        normed
+    }
+}
+
+/// burn's `LayerNorm` on host rows. Mean and variance are summed in f64, so their rounding
+/// does not depend on how a backend splits the sums.
+struct HostLayerNorm {
+    gamma: Vec<f32>,
+    beta: Option<Vec<f32>>,
+    epsilon: f64,
+}
+
+impl HostLayerNorm {
+    /// Normalise each row of `x` (`[rows, n]`, n = the norm's width) into `out`.
+    fn forward_into(&self, x: &[f32], out: &mut [f32]) {
+        use rayon::prelude::*;
+        let n = self.gamma.len();
+        assert_eq!(
+            x.len(),
+            out.len(),
+            "layer norm input and output differ in size"
+        );
+        out.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .with_min_len(16)
+            .for_each(|(out, x)| {
+                let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+                let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+                let inv_std = 1.0 / (var + self.epsilon).sqrt();
+                for (k, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+                    let scaled = ((v as f64 - mean) * inv_std) as f32 * self.gamma[k];
+                    *o = match &self.beta {
+                        Some(beta) => scaled + beta[k],
+                        None => scaled,
+                    };
+                }
+            });
+    }
+}
+
+/// `x += y`, elementwise: the residual connection.
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (x, y) in x.iter_mut().zip(y) {
+        *x += y;
+    }
+}
+
+/// Token ids of an integer tensor, row-major.
+fn host_tokens(tokens: Tensor<2, Int>) -> Vec<i64> {
+    tokens
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("integer token ids")
 }
 
 /// Printing a model should not print its weights twice over.
@@ -857,6 +936,75 @@ mod tests {
             assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "x={x}: {g} vs {w}");
             assert!((h - w).abs() <= 1e-5 * (1.0 + w.abs()), "x={x}: {h} vs {w}");
         }
+    }
+
+    /// The host path (packed weights, host cache and norms) against the tensor path on the
+    /// same weights, through a prompt and two decoding steps of two rows. The layer norms are
+    /// given random scales and shifts, which a fresh model (ones and zeros) would not test.
+    #[test]
+    fn the_host_path_computes_what_the_tensor_path_computes() {
+        use burn::tensor::Distribution;
+        let device = Device::default();
+        if !crate::backend::is_host(&device) {
+            return;
+        }
+        device.seed(11);
+        let mut model = Gpt2::init(&Gpt2Config::with_shape(2, 4, 64), &device);
+        let random =
+            |n| Param::from_tensor(Tensor::random([n], Distribution::Normal(1.0, 0.3), &device));
+        for ln in model
+            .h
+            .iter_mut()
+            .flat_map(|b| [&mut b.ln_1, &mut b.ln_2])
+            .chain([&mut model.ln_f])
+        {
+            ln.gamma = random(64);
+            ln.beta = Some(random(64));
+        }
+        let host = model.clone().for_inference();
+        assert!(host.packed.is_some() && model.packed.is_none());
+        let tokens = |ids: Vec<i64>, rows: usize| {
+            let len = ids.len() / rows;
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, len]), &device)
+        };
+        let close = |a: Tensor<3>, b: Tensor<3>| {
+            let (a, b) = (host_rows(a), host_rows(b));
+            assert_eq!(a.len(), b.len());
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-4, "host and tensor paths differ by {worst}");
+        };
+        let prompt = vec![464, 2068, 7586, 21831, 50256];
+        let (mut tensor_cache, mut host_cache) =
+            (KvCache::with_capacity(6), KvCache::with_capacity(6));
+        close(
+            model.forward_hidden(tokens(prompt.clone(), 1), &mut tensor_cache),
+            host.forward_hidden(tokens(prompt, 1), &mut host_cache),
+        );
+        let (mut tensor_cache, mut host_cache) = (tensor_cache.repeat(2), host_cache.repeat(2));
+        for step in [vec![11, 13], vec![50, 7]] {
+            close(
+                model.forward_hidden(tokens(step.clone(), 2), &mut tensor_cache),
+                host.forward_hidden(tokens(step, 2), &mut host_cache),
+            );
+        }
+        assert_eq!(host_cache.len(), 7);
+        let mut logits = Vec::new();
+        host.forward_last_into(tokens(vec![3, 4], 2), &mut host_cache, &mut logits);
+        let want = model.head(model.forward_hidden(tokens(vec![3, 4], 2), &mut tensor_cache));
+        let want = host_rows(want);
+        let worst = logits
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            logits.len() == want.len() && worst < 1e-4,
+            "logits differ by {worst}"
+        );
     }
 
     #[test]

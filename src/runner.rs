@@ -60,7 +60,7 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
 /// Raised whenever a change to `sweep` changes what a setting produces on the same backend
 /// (a kernel that rounds differently, a fixed sampler), so that resuming never mixes settings
 /// computed by two versions. Folders written before it existed read as 1.
-pub const NUMERICS: u32 = 2;
+pub const NUMERICS: u32 = 3;
 
 fn numerics_before_recorded() -> u32 {
     1
@@ -230,23 +230,20 @@ pub fn run_settings(
     }
     let fingerprint = Fingerprint::new(exp, &opts.model_sha256, &opts.backend);
     let fingerprint_path = dir.join("experiment.json");
-    if let Ok(text) = fs::read_to_string(&fingerprint_path) {
+    if opts.force && dir.exists() {
+        fs::remove_dir_all(dir).map_err(io_at(dir))?;
+    } else if let Ok(text) = fs::read_to_string(&fingerprint_path) {
         let old: Option<Fingerprint> = serde_json::from_str(&text).ok();
         let changed = match &old {
             Some(old) => fingerprint.difference(old),
             None => Some("an unreadable experiment.json".into()),
         };
         if let Some(what) = changed {
-            if !opts.force {
-                return Err(RunError::Changed {
-                    dir: dir.clone(),
-                    what,
-                });
-            }
-            fs::remove_dir_all(dir).map_err(io_at(dir))?;
+            return Err(RunError::Changed {
+                dir: dir.clone(),
+                what,
+            });
         }
-    } else if opts.force && dir.exists() {
-        fs::remove_dir_all(dir).map_err(io_at(dir))?;
     }
     fs::create_dir_all(&settings_dir).map_err(io_at(&settings_dir))?;
     let json = serde_json::to_string_pretty(&fingerprint).expect("json");

@@ -9,6 +9,7 @@
 //! distribution without materialising it — partial selection instead of a vocabulary sort —
 //! and is what generation runs.
 
+use crate::exp;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -194,9 +195,43 @@ pub fn sample_with_log_prob(
     (token, lp)
 }
 
-/// Σ exp(l - max) over the vocabulary, f32 exponentials summed in f64 in order (see `log_prob`).
+/// Σ exp(l - max) over the vocabulary, f32 exponentials summed in f64 (see `log_prob`).
 fn exp_sum(logits: &[f32], max: f32) -> f64 {
-    logits.iter().map(|&l| (l - max).exp() as f64).sum()
+    const CHUNK: usize = 1024;
+    let mut weights = [0.0f32; CHUNK];
+    let mut sum = LaneSum::default();
+    for chunk in logits.chunks(CHUNK) {
+        let weights = &mut weights[..chunk.len()];
+        exp::exp_shifted_into(chunk, max, 1.0, weights);
+        weights.iter().for_each(|&w| sum.add(w as f64));
+    }
+    sum.total()
+}
+
+/// A sum in f64 over four interleaved lanes (the i-th value goes to lane i mod 4), added
+/// together at the end. The order is fixed by position alone, so a row's sum never depends
+/// on anything else; four lanes instead of one chain let the additions overlap.
+#[derive(Default)]
+struct LaneSum {
+    lanes: [f64; 4],
+    count: usize,
+}
+
+impl LaneSum {
+    fn add(&mut self, value: f64) {
+        self.lanes[self.count % 4] += value;
+        self.count += 1;
+    }
+
+    fn total(&self) -> f64 {
+        (self.lanes[0] + self.lanes[1]) + (self.lanes[2] + self.lanes[3])
+    }
+
+    fn of(values: impl IntoIterator<Item = f64>) -> f64 {
+        let mut sum = Self::default();
+        values.into_iter().for_each(|v| sum.add(v));
+        sum.total()
+    }
 }
 
 /// The sampling draw of [`sample_token`] for a non-greedy row, given the row's maximum logit.
@@ -210,7 +245,7 @@ fn draw(
     let t = params.temperature;
     let inv_t = (1.0 / t) as f32;
     // f32 exponentials, f64 sums: see `log_prob`.
-    let weight = |l: f32| ((l - max) * inv_t).exp() as f64;
+    let weight = |l: f32| exp::exp((l - max) * inv_t) as f64;
 
     // Top-k candidates: every token whose logit reaches the k-th largest logit.
     let vocab = logits.len();
@@ -224,13 +259,11 @@ fn draw(
             .map(|(i, &l)| (i, weight(l)))
             .collect()
     } else {
-        logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i, weight(l)))
-            .collect()
+        let mut weights = vec![0.0f32; vocab];
+        exp::exp_shifted_into(logits, max, inv_t, &mut weights);
+        weights.iter().map(|&w| w as f64).enumerate().collect()
     };
-    let mass: f64 = candidates.iter().map(|&(_, w)| w).sum();
+    let mass = LaneSum::of(candidates.iter().map(|&(_, w)| w));
     // At T = 1 over the whole vocabulary, each weight is exactly exp(l - max), in order.
     let whole = (!filtered_by_k && inv_t == 1.0).then_some(mass);
 
@@ -238,7 +271,7 @@ fn draw(
         let kept = nucleus(&mut candidates, mass * params.top_p);
         candidates.truncate(kept);
     }
-    let total: f64 = candidates.iter().map(|&(_, w)| w).sum();
+    let total = LaneSum::of(candidates.iter().map(|&(_, w)| w));
     let target = uniform(rng) * total;
     let mut acc = 0.0;
     for &(i, w) in &candidates {

@@ -315,6 +315,16 @@ fn a_changed_experiment_is_refused_unless_forced() {
     let (_, rows) = read_csv(&dir.path().join("results/t/summary.csv"));
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][0], "sample_t0.9_k0_p1_s0");
+    // Without a change, a run resumes (nothing to do) and `--force` recomputes.
+    let again = run_in(dir.path(), &[toml.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("0 settings run"));
+    let forced = run_in(dir.path(), &[toml.to_str().unwrap(), "--force"]);
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert!(
+        forced.status.success() && stderr.contains("1 setting"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0 settings run"), "{stderr}");
 }
 
 /// Results written by a version of sweep that computed samples differently are not resumed.

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::Value;
 use sweep::beam::{BeamParams, EarlyStopping};
 use sweep::checkpoint;
@@ -75,6 +76,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Every layout loads to the same function: f32 HF names, bare f16 names with mask buffers,
 /// bf16, and both nanoGPT files (transposed Linear weights, `_orig_mod.` keys, `model_args`).
+/// Each is checked twice: as decoding runs it (on a CPU, the host kernels) and through the
+/// backend's tensors (what training and GPUs run).
 #[test]
 fn logits_match_transformers_for_every_checkpoint_layout() {
     let exp = expected();
@@ -88,11 +91,25 @@ fn logits_match_transformers_for_every_checkpoint_layout() {
     ];
     for (path, key) in cases {
         let g = generator(path);
+        let tensors = load(path);
         for (i, prompt) in prompts.iter().enumerate() {
-            let ours = g.logits(prompt);
             let theirs = reference_logits(&format!("{key}.prompt_{i}"));
+            let ours = g.logits(prompt);
             let diff = max_abs_diff(&ours, &theirs);
             assert!(diff <= 1e-4, "{path} prompt {i}: max |Δ logit| = {diff}");
+            let ids: Vec<i64> = prompt.iter().map(|&t| t as i64).collect();
+            let tokens =
+                Tensor::<2, Int>::from_data(TensorData::new(ids, [1, prompt.len()]), &device());
+            let ours = tensors
+                .forward(tokens)
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap();
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(
+                diff <= 1e-4,
+                "{path} prompt {i}, tensor path: max |Δ logit| = {diff}"
+            );
         }
     }
 }
