@@ -576,13 +576,13 @@ impl Gpt2 {
         }
     }
 
-    /// Prepare for decoding. On the CPU (in f32), every projection and the head are packed
-    /// for [`crate::matmul`]; elsewhere the tied head is materialised as a contiguous
-    /// `[n_embd, vocab]`.
+    /// Prepare for decoding. On the CPU (in f32), the model is copied into a
+    /// [`PackedWeights`], which then runs every forward pass of this model on the host;
+    /// elsewhere the tied head is materialised as a contiguous `[n_embd, vocab]`.
     ///
-    /// Weights stay in the `[in, out]` row-major layout on purpose. Read through a transposed
-    /// view, the CPU matmul kernels run the big products faster, but a row's result then
-    /// depends on how many rows share the product, and samples must not depend on the batch.
+    /// The tensor path keeps the `[in, out]` row-major layout on purpose. Read through a
+    /// transposed view, general matmul kernels run the big products faster, but a row's result
+    /// then depends on how many rows share the product, and samples must not depend on the batch.
     /// Training must not call this, since the copies do not follow updates to the weights.
     pub fn for_inference(mut self) -> Self {
         let wte = self.wte.val();
