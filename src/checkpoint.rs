@@ -451,7 +451,7 @@ fn build(
         h: blocks,
         ln_f: layer_norm((ln_f_gamma, ln_f_beta)),
         lm_head: None,
-        packed: None,
+        host: None,
         config: config.clone(),
     })
 }

@@ -160,7 +160,7 @@ pub struct KvCache {
     /// Per layer, keys and values `[batch, n_head, capacity, head_dim]`; positions `len..`
     /// are room not yet written.
     layers: Vec<(Tensor<4>, Tensor<4>)>,
-    /// The same in host memory, for a model with packed weights (then `layers` is empty).
+    /// The same in host memory, for a model with a [`HostModel`] (then `layers` is empty).
     host: Vec<LayerCache>,
     len: usize,
     /// Positions to reserve when the first tokens arrive.
@@ -520,10 +520,10 @@ pub struct Gpt2 {
     /// `wte` transposed once for inference (see [`Gpt2::for_inference`]).
     #[module(skip)]
     pub lm_head: Option<Tensor<2>>,
-    /// The projections packed for the host's batch-invariant kernels (see
+    /// The model as decoding runs it on the CPU, on the host's batch-invariant kernels (see
     /// [`Gpt2::for_inference`]); `None` on other devices and in training.
     #[module(skip)]
-    pub packed: Option<Arc<PackedWeights>>,
+    pub host: Option<Arc<HostModel>>,
     #[module(skip)]
     pub config: Gpt2Config,
 }
@@ -571,13 +571,13 @@ impl Gpt2 {
             h,
             ln_f: ln(),
             lm_head: None,
-            packed: None,
+            host: None,
             config: config.clone(),
         }
     }
 
     /// Prepare for decoding. On the CPU (in f32), the model is copied into a
-    /// [`PackedWeights`], which then runs every forward pass of this model on the host;
+    /// [`HostModel`], which then runs every forward pass of this model on the host;
     /// elsewhere the tied head is materialised as a contiguous `[n_embd, vocab]`.
     ///
     /// The tensor path keeps the `[in, out]` row-major layout on purpose. Read through a
@@ -588,7 +588,7 @@ impl Gpt2 {
         let wte = self.wte.val();
         let (device, dtype) = (wte.device(), wte.dtype());
         if crate::backend::is_host(&device) && dtype == DType::F32 {
-            self.packed = Some(Arc::new(PackedWeights::new(&self)));
+            self.host = Some(Arc::new(HostModel::new(&self)));
             return self;
         }
         self.lm_head = Some(Tensor::from_data(
@@ -607,8 +607,8 @@ impl Gpt2 {
     pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
         let [batch, new] = tokens.dims();
         let device = tokens.device();
-        if let Some(packed) = &self.packed {
-            let hidden = packed.forward(&host_tokens(tokens), batch, cache);
+        if let Some(host) = &self.host {
+            let hidden = host.forward(&host_tokens(tokens), batch, cache);
             let c = self.config.n_embd;
             return Tensor::from_data(TensorData::new(hidden, [batch, new, c]), &device);
         }
@@ -649,10 +649,10 @@ impl Gpt2 {
     /// them on the host as f32 whatever the model computes in.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, new, c] = hidden.dims();
-        if let Some(packed) = &self.packed {
+        if let Some(host) = &self.host {
             let device = hidden.device();
-            let logits = packed.lm_head.forward(&host_rows(hidden), batch * new);
-            let vocab = packed.lm_head.d_out();
+            let logits = host.lm_head.forward(&host_rows(hidden), batch * new);
+            let vocab = host.lm_head.d_out();
             return Tensor::from_data(TensorData::new(logits, [batch, new, vocab]), &device);
         }
         let w = match &self.lm_head {
@@ -676,10 +676,10 @@ impl Gpt2 {
 
     /// Logits of the last of the new positions only (decoding never needs the others, and the
     /// head is the largest matmul of a small model), written to `out` (`[batch * vocab]`,
-    /// row-major) on the host, where sampling reads them, reusing its memory. With packed
-    /// weights the head writes there directly. From a device they come back in chunks of rows
-    /// small enough for the allocator to recycle (see `main.rs`), instead of a fresh buffer of
-    /// the whole size at every step.
+    /// row-major) on the host, where sampling reads them, reusing its memory. On the CPU (a
+    /// [`HostModel`]) the head writes there directly. From a device they come back in chunks
+    /// of rows small enough for the allocator to recycle (see `main.rs`), instead of a fresh
+    /// buffer of the whole size at every step.
     pub fn forward_last_into(
         &self,
         tokens: Tensor<2, Int>,
@@ -687,17 +687,17 @@ impl Gpt2 {
         out: &mut Vec<f32>,
     ) {
         const CHUNK_BYTES: usize = 8 << 20;
-        if let Some(packed) = &self.packed {
+        if let Some(host) = &self.host {
             let [batch, new] = tokens.dims();
-            let hidden = packed.forward(&host_tokens(tokens), batch, cache);
+            let hidden = host.forward(&host_tokens(tokens), batch, cache);
             let c = self.config.n_embd;
             let last: Vec<f32> = hidden
                 .chunks_exact(new * c)
                 .flat_map(|row| &row[(new - 1) * c..])
                 .copied()
                 .collect();
-            out.resize(batch * packed.lm_head.d_out(), 0.0);
-            packed.lm_head.forward_into(&last, batch, out);
+            out.resize(batch * host.lm_head.d_out(), 0.0);
+            host.lm_head.forward_into(&last, batch, out);
             return;
         }
         let last = self.forward_last_hidden(tokens, cache);
@@ -735,17 +735,17 @@ impl Gpt2 {
 /// path computes, but a decoding step then builds no tensor at all: for the few rows of a step,
 /// the small ops between the products cost more as backend calls than as loops, and a loop
 /// over one row at a time cannot depend on the batch.
-pub struct PackedWeights {
+pub struct HostModel {
     /// Position embedding `[n_positions, n_embd]`.
     wpe: Vec<f32>,
-    blocks: Vec<PackedBlock>,
+    blocks: Vec<HostBlock>,
     ln_f: HostLayerNorm,
     /// The tied LM head; its columns are also the token embeddings.
     lm_head: PackedLinear,
     n_head: usize,
 }
 
-struct PackedBlock {
+struct HostBlock {
     ln_1: HostLayerNorm,
     c_attn: PackedLinear,
     attn_proj: PackedLinear,
@@ -754,7 +754,7 @@ struct PackedBlock {
     mlp_proj: PackedLinear,
 }
 
-impl PackedWeights {
+impl HostModel {
     fn new(model: &Gpt2) -> Self {
         let pack = |layer: &Linear| {
             let [d_in, d_out] = layer.weight.val().dims();
@@ -776,7 +776,7 @@ impl PackedWeights {
             blocks: model
                 .h
                 .iter()
-                .map(|b| PackedBlock {
+                .map(|b| HostBlock {
                     ln_1: norm(&b.ln_1),
                     c_attn: pack(&b.attn.c_attn),
                     attn_proj: pack(&b.attn.c_proj),
@@ -891,9 +891,9 @@ fn host_tokens(tokens: Tensor<2, Int>) -> Vec<i64> {
 }
 
 /// Printing a model should not print its weights twice over.
-impl std::fmt::Debug for PackedWeights {
+impl std::fmt::Debug for HostModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PackedWeights({} blocks)", self.blocks.len())
+        write!(f, "HostModel({} blocks)", self.blocks.len())
     }
 }
 
@@ -962,7 +962,7 @@ mod tests {
             ln.beta = Some(random(64));
         }
         let host = model.clone().for_inference();
-        assert!(host.packed.is_some() && model.packed.is_none());
+        assert!(host.host.is_some() && model.host.is_none());
         let tokens = |ids: Vec<i64>, rows: usize| {
             let len = ids.len() / rows;
             Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, len]), &device)
