@@ -181,8 +181,6 @@ fn head_outputs_portable<'a>(
     for (i, q) in queries.enumerate() {
         let seen = past + i + 1;
         weights.clear();
-        // A plain loop rather than an iterator chain, so that it is compiled (and vectorised)
-        // as part of this function, for AVX2 where the CPU has it.
         // Four keys at a time: four independent chains instead of one, each key's product
         // computed exactly as `dot` computes it alone.
         let keys = &keys[..seen * dim];
