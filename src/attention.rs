@@ -31,8 +31,8 @@ impl std::fmt::Debug for LayerCache {
 }
 
 impl LayerCache {
-    /// An empty cache with room for `room` positions. The memory is only touched as it is
-    /// written.
+    /// An empty cache with room for `room` positions, zeroed. Fresh pages from the system
+    /// cost nothing until written; memory the allocator reuses is cleared once here.
     pub fn new(batch: usize, heads: usize, dim: usize, room: usize) -> Self {
         let size = batch * heads * room * dim;
         Self {
