@@ -22,8 +22,9 @@ const NR: usize = 16;
 const MR: usize = 6;
 /// Rows per block: a block's inputs stay in cache while every panel passes over them.
 const ROW_BLOCK: usize = 256;
-/// Input features per slice of a panel: 16 KiB of weights, read from L1 by every row tile.
-const K_SLICE: usize = 256;
+/// Input features per slice of a panel: 8 KiB of weights, read from L1 by every row tile.
+/// With the next slice on its way in and the inputs of 32 rows, that is what L1 holds.
+const K_SLICE: usize = 128;
 /// Multiply-adds below which splitting a product over threads costs more than it saves.
 const MIN_WORK_PER_TASK: usize = 1 << 18;
 
@@ -156,21 +157,54 @@ impl PackedLinear {
         out: OutPtr,
     ) {
         let k = self.d_in;
+        let line = NR; // the floats of one cache line: one panel row, aligned
+        let range_end = self.start + range.end * k * NR;
         let mut acc = [[0.0f32; NR]; ROW_BLOCK];
         for block in (0..rows).step_by(ROW_BLOCK) {
             let block_rows = ROW_BLOCK.min(rows - block);
             let xs = &x[block * k..(block + block_rows) * k];
+            let tiles = row_tiles(block_rows);
+            // Every tile after the first fetches its share of the next slice while it works
+            // on one already in L1. Without this, the first tile of each slice stalls on
+            // memory while the others have nothing to overlap with the wait.
+            let fetchers = tiles.len().saturating_sub(1).max(1);
             for p in range.clone() {
-                let panel = &self.panels[self.start + p * k * NR..self.start + (p + 1) * k * NR];
+                let panel_at = self.start + p * k * NR;
+                let panel = &self.panels[panel_at..panel_at + k * NR];
                 let acc = &mut acc[..block_rows];
                 acc.iter_mut().for_each(|a| *a = [0.0; NR]);
                 // The chains continue across slices of k, so slicing changes no result; it
                 // keeps a slice of the panel in L1 while every tile of the block reads it.
                 for ks in (0..k).step_by(K_SLICE) {
                     let ke = (ks + K_SLICE).min(k);
-                    for (t, tile) in acc.chunks_mut(MR).enumerate() {
-                        let tile_x = &xs[t * MR * k..(t * MR + tile.len()) * k];
-                        tile_product(tile_x, k, ks..ke, panel, tile);
+                    // The next slice: the rest of this panel, or the start of the next one,
+                    // which follows it in memory; nothing past this task's panels.
+                    let next = panel_at + ke * NR;
+                    let next_lines = ((range_end - next) / line).min(K_SLICE);
+                    let share = next_lines.div_ceil(fetchers);
+                    for (t, rows) in tiles.iter().enumerate() {
+                        // The first tile fetches only when it is the only one.
+                        let fetcher = if tiles.len() == 1 {
+                            Some(0)
+                        } else {
+                            t.checked_sub(1)
+                        };
+                        let fetch = match fetcher {
+                            Some(f) => {
+                                let from = (f * share).min(next_lines);
+                                let to = ((f + 1) * share).min(next_lines);
+                                &self.panels[next + from * line..next + to * line]
+                            }
+                            None => &[],
+                        };
+                        tile_product(
+                            &xs[rows.start * k..rows.end * k],
+                            k,
+                            ks..ke,
+                            panel,
+                            &mut acc[rows.clone()],
+                            fetch,
+                        );
                     }
                 }
                 let col = p * NR;
@@ -212,14 +246,33 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+/// The row tiles of a block of `rows`: as few as [`MR`] rows allow, and as even as possible.
+/// A short last tile (32 = 5 x 6 + 2) would run at half the speed per row, because its few
+/// accumulators cannot hide the latency of their multiply-adds; 32 = 6 + 6 + 5 + 5 + 5 + 5
+/// keeps every tile busy. Which rows share a tile changes no result.
+fn row_tiles(rows: usize) -> Vec<std::ops::Range<usize>> {
+    let tiles = rows.div_ceil(MR);
+    let (base, extra) = (rows / tiles.max(1), rows % tiles.max(1));
+    let mut start = 0;
+    (0..tiles)
+        .map(|t| {
+            let len = base + usize::from(t < extra);
+            start += len;
+            start - len..start
+        })
+        .collect()
+}
+
 /// Continue `tile[i][c] += x[i][kk] * panel[kk][c]` for kk in `ks` in order, one fused
 /// multiply-add at a time, for the `tile.len()` (at most [`MR`]) rows of `x` (`[rows, k]`).
+/// Meanwhile, ask for the cache lines of `fetch` (a hint only: it changes no result).
 fn tile_product(
     x: &[f32],
     k: usize,
     ks: std::ops::Range<usize>,
     panel: &[f32],
     tile: &mut [[f32; NR]],
+    fetch: &[f32],
 ) {
     let rows = tile.len();
     assert!(rows <= MR && x.len() == rows * k && panel.len() == k * NR && ks.end <= k);
@@ -228,17 +281,18 @@ fn tile_product(
         // SAFETY: the CPU has AVX2 and FMA; the lengths are checked above.
         unsafe {
             match rows {
-                1 => simd::tile::<1>(x, k, ks, panel, tile),
-                2 => simd::tile::<2>(x, k, ks, panel, tile),
-                3 => simd::tile::<3>(x, k, ks, panel, tile),
-                4 => simd::tile::<4>(x, k, ks, panel, tile),
-                5 => simd::tile::<5>(x, k, ks, panel, tile),
-                6 => simd::tile::<6>(x, k, ks, panel, tile),
+                1 => simd::tile::<1>(x, k, ks, panel, tile, fetch),
+                2 => simd::tile::<2>(x, k, ks, panel, tile, fetch),
+                3 => simd::tile::<3>(x, k, ks, panel, tile, fetch),
+                4 => simd::tile::<4>(x, k, ks, panel, tile, fetch),
+                5 => simd::tile::<5>(x, k, ks, panel, tile, fetch),
+                6 => simd::tile::<6>(x, k, ks, panel, tile, fetch),
                 _ => {}
             }
         }
         return;
     }
+    let _ = fetch; // a hint the portable code has no way to give
     for (i, acc) in tile.iter_mut().enumerate() {
         let xs = &x[i * k..(i + 1) * k];
         for (c, a) in acc.iter_mut().enumerate() {
@@ -272,6 +326,7 @@ mod simd {
         ks: Range<usize>,
         panel: &[f32],
         tile: &mut [[f32; NR]],
+        fetch: &[f32],
     ) {
         debug_assert!(tile.len() == R && x.len() == R * k && panel.len() == k * NR);
         let (x, w) = (x.as_ptr(), panel.as_ptr());
@@ -283,7 +338,9 @@ mod simd {
                 a[1] = _mm256_loadu_ps(t.as_ptr().add(8));
             }
         }
-        for kk in ks {
+        // One line of `fetch` per step, in the first steps; the rest run without.
+        let fetching = ks.start + (fetch.len() / NR).min(ks.len());
+        let step = |kk: usize, acc: &mut [[__m256; 2]; R]| {
             // SAFETY: kk < k, so these reads stay inside `panel` and `x` (lengths above).
             unsafe {
                 let w0 = _mm256_loadu_ps(w.add(kk * NR));
@@ -294,6 +351,14 @@ mod simd {
                     a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
                 }
             }
+        };
+        for kk in ks.start..fetching {
+            // SAFETY: (kk - ks.start) * NR < fetch.len(), by `fetching`.
+            _mm_prefetch::<_MM_HINT_T0>(unsafe { fetch.as_ptr().add((kk - ks.start) * NR) }.cast());
+            step(kk, &mut acc);
+        }
+        for kk in fetching..ks.end {
+            step(kk, &mut acc);
         }
         for (a, t) in acc.iter().zip(tile.iter_mut()) {
             // SAFETY: each row of `tile` holds NR = 16 floats.
@@ -343,8 +408,17 @@ mod tests {
 
     #[test]
     fn equals_the_plain_fma_chain_to_the_bit() {
-        // Odd sizes: partial panels, partial row tiles, more than one row block.
-        for &(rows, k, n) in &[(1, 7, 5), (7, 33, 37), (53, 64, 100), (13, 768, 50)] {
+        // Odd sizes: partial panels, uneven row tiles, partial slices of k, more than one
+        // row block, and enough panels to split over threads.
+        for &(rows, k, n) in &[
+            (1, 7, 5),
+            (7, 33, 37),
+            (53, 64, 100),
+            (13, 768, 50),
+            (32, 300, 170),
+            (260, 130, 33),
+            (6, 1000, 2000),
+        ] {
             let x = random(rows * k, 1);
             let w = random(k * n, 2);
             let b = random(n, 3);
@@ -369,6 +443,22 @@ mod tests {
         }
         let last = packed.forward(&x[49 * k..], 1);
         assert_eq!(last[..], all[49 * n..]);
+    }
+
+    #[test]
+    fn row_tiles_cover_the_rows_in_as_few_and_even_tiles_as_fit() {
+        assert_eq!(row_tiles(32), [0..6, 6..12, 12..17, 17..22, 22..27, 27..32]);
+        assert!(row_tiles(0).is_empty());
+        for rows in 1..=300 {
+            let tiles = row_tiles(rows);
+            assert_eq!(tiles.len(), rows.div_ceil(MR), "{rows} rows");
+            assert_eq!(tiles.first().unwrap().start, 0);
+            assert_eq!(tiles.last().unwrap().end, rows);
+            assert!(tiles.windows(2).all(|w| w[0].end == w[1].start));
+            let lens: Vec<usize> = tiles.iter().map(|t| t.len()).collect();
+            let (min, max) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+            assert!(*max <= MR && max - min <= 1, "{rows} rows: {lens:?}");
+        }
     }
 
     #[test]
