@@ -166,8 +166,11 @@ impl PackedLinear {
             let tiles = row_tiles(block_rows);
             // Every tile after the first fetches its share of the next slice while it works
             // on one already in L1. Without this, the first tile of each slice stalls on
-            // memory while the others have nothing to overlap with the wait.
-            let fetchers = tiles.len().saturating_sub(1).max(1);
+            // memory while the others have nothing to overlap with the wait. A lone tile
+            // streams the panels once, which the hardware prefetcher follows on its own.
+            let fetchers = tiles.len().saturating_sub(1);
+            // A lone tile reads each slice once, so it gains nothing from slicing.
+            let slice = if tiles.len() > 1 { K_SLICE } else { k.max(1) };
             for p in range.clone() {
                 let panel_at = self.start + p * k * NR;
                 let panel = &self.panels[panel_at..panel_at + k * NR];
@@ -175,21 +178,15 @@ impl PackedLinear {
                 acc.iter_mut().for_each(|a| *a = [0.0; NR]);
                 // The chains continue across slices of k, so slicing changes no result; it
                 // keeps a slice of the panel in L1 while every tile of the block reads it.
-                for ks in (0..k).step_by(K_SLICE) {
-                    let ke = (ks + K_SLICE).min(k);
+                for ks in (0..k).step_by(slice) {
+                    let ke = (ks + slice).min(k);
                     // The next slice: the rest of this panel, or the start of the next one,
                     // which follows it in memory; nothing past this task's panels.
                     let next = panel_at + ke * NR;
-                    let next_lines = ((range_end - next) / line).min(K_SLICE);
-                    let share = next_lines.div_ceil(fetchers);
+                    let next_lines = ((range_end - next) / line).min(slice);
+                    let share = next_lines.div_ceil(fetchers.max(1));
                     for (t, rows) in tiles.iter().enumerate() {
-                        // The first tile fetches only when it is the only one.
-                        let fetcher = if tiles.len() == 1 {
-                            Some(0)
-                        } else {
-                            t.checked_sub(1)
-                        };
-                        let fetch = match fetcher {
+                        let fetch = match t.checked_sub(1) {
                             Some(f) => {
                                 let from = (f * share).min(next_lines);
                                 let to = ((f + 1) * share).min(next_lines);
