@@ -741,6 +741,13 @@ fn slurm(args: SlurmArgs) -> Result<()> {
     let results = args
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
+    if args.sweep.is_none() {
+        // The jobs run this binary: a backend or device it does not have would fail every
+        // task, and only after the queue wait.
+        args.device
+            .open()
+            .context("the shard jobs would run this sweep binary (--sweep PATH names another)")?;
+    }
     let sweep_bin = match args.sweep {
         Some(path) => {
             std::path::absolute(&path).with_context(|| format!("--sweep {}", path.display()))?

@@ -393,6 +393,32 @@ fn samples_do_not_depend_on_batch_size_or_threads() {
 }
 
 #[test]
+fn slurm_refuses_a_backend_or_device_this_binary_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "exp.toml", &experiment(&tiny_model(), GRID));
+    for flags in [&["--backend", "nosuch"][..], &["--device", "tpu"][..]] {
+        let out = run_in(
+            dir.path(),
+            &[&["slurm", "exp.toml", "--shards", "2"][..], flags].concat(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(flags[1]), "{flags:?}: {stderr}");
+        assert!(stderr.contains("this sweep binary"), "{flags:?}: {stderr}");
+        assert!(!dir.path().join("results/t/slurm").exists(), "{flags:?}");
+    }
+    // The same call with flags it has writes the scripts.
+    let out = run_in(dir.path(), &["slurm", "exp.toml", "--shards", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let array = std::fs::read_to_string(dir.path().join("results/t/slurm/shards.sbatch")).unwrap();
+    assert!(array.contains("--shard"), "{array}");
+}
+
+#[test]
 fn validate_prints_the_grid_size_and_token_budget() {
     let dir = tempfile::tempdir().unwrap();
     let toml = write(dir.path(), "t.toml", &experiment(&tiny_model(), GRID));
