@@ -322,7 +322,6 @@ mod tests {
             .collect()
     }
 
-    /// A prompt of three positions, then two decoding steps, against plain causal attention.
     #[test]
     fn four_dot_products_at_once_equal_four_alone() {
         for dim in [64, 70, 5] {
@@ -335,6 +334,7 @@ mod tests {
         }
     }
 
+    /// A prompt of three positions, then two decoding steps, against plain causal attention.
     #[test]
     fn matches_plain_causal_attention_as_positions_arrive() {
         let (batch, heads, dim) = (2, 3, 12);
