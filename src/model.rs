@@ -690,18 +690,18 @@ impl Gpt2 {
         if let Some(host) = &self.host {
             let [batch, new] = tokens.dims();
             let hidden = host.forward(&host_tokens(tokens), batch, cache);
+            // In a decoding step (one new position) the hidden rows already are the last ones.
+            let last = if new == 1 {
+                hidden
+            } else {
+                let c = self.config.n_embd;
+                hidden
+                    .chunks_exact(new * c)
+                    .flat_map(|row| &row[(new - 1) * c..])
+                    .copied()
+                    .collect()
+            };
             out.resize(batch * host.lm_head.d_out(), 0.0);
-            if new == 1 {
-                // A decoding step: the hidden rows are already the last positions.
-                host.lm_head.forward_into(&hidden, batch, out);
-                return;
-            }
-            let c = self.config.n_embd;
-            let last: Vec<f32> = hidden
-                .chunks_exact(new * c)
-                .flat_map(|row| &row[(new - 1) * c..])
-                .copied()
-                .collect();
             host.lm_head.forward_into(&last, batch, out);
             return;
         }
