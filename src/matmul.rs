@@ -185,7 +185,7 @@ impl PackedLinear {
                     let next = panel_at + ke * NR;
                     let next_lines = ((range_end - next) / line).min(slice);
                     let share = next_lines.div_ceil(fetchers.max(1));
-                    for (t, rows) in tiles.iter().enumerate() {
+                    for (t, rows) in tiles.clone().enumerate() {
                         let fetch = match t.checked_sub(1) {
                             Some(f) => {
                                 let from = (f * share).min(next_lines);
@@ -199,7 +199,7 @@ impl PackedLinear {
                             k,
                             ks..ke,
                             panel,
-                            &mut acc[rows.clone()],
+                            &mut acc[rows],
                             fetch,
                         );
                     }
@@ -246,18 +246,14 @@ unsafe impl Sync for OutPtr {}
 /// The row tiles of a block of `rows`: as few as [`MR`] rows allow, and as even as possible.
 /// A short last tile (32 = 5 x 6 + 2) would run at half the speed per row, because its few
 /// accumulators cannot hide the latency of their multiply-adds; 32 = 6 + 6 + 5 + 5 + 5 + 5
-/// keeps every tile busy. Which rows share a tile changes no result.
-fn row_tiles(rows: usize) -> Vec<std::ops::Range<usize>> {
+/// keeps every tile busy. Which rows share a tile changes no result. Plain arithmetic, since
+/// it is walked for every slice of every panel.
+fn row_tiles(rows: usize) -> impl ExactSizeIterator<Item = std::ops::Range<usize>> + Clone {
     let tiles = rows.div_ceil(MR);
     let (base, extra) = (rows / tiles.max(1), rows % tiles.max(1));
-    let mut start = 0;
-    (0..tiles)
-        .map(|t| {
-            let len = base + usize::from(t < extra);
-            start += len;
-            start - len..start
-        })
-        .collect()
+    // The first `extra` tiles take one row more.
+    let start = move |t: usize| t * base + t.min(extra);
+    (0..tiles).map(move |t| start(t)..start(t + 1))
 }
 
 /// Continue `tile[i][c] += x[i][kk] * panel[kk][c]` for kk in `ks` in order, one fused
@@ -444,10 +440,12 @@ mod tests {
 
     #[test]
     fn row_tiles_cover_the_rows_in_as_few_and_even_tiles_as_fit() {
-        assert_eq!(row_tiles(32), [0..6, 6..12, 12..17, 17..22, 22..27, 27..32]);
-        assert!(row_tiles(0).is_empty());
+        let tiles = |rows| row_tiles(rows).collect::<Vec<_>>();
+        assert_eq!(tiles(32), [0..6, 6..12, 12..17, 17..22, 22..27, 27..32]);
+        assert!(tiles(0).is_empty());
         for rows in 1..=300 {
-            let tiles = row_tiles(rows);
+            assert_eq!(row_tiles(rows).len(), rows.div_ceil(MR), "{rows} rows");
+            let tiles = tiles(rows);
             assert_eq!(tiles.len(), rows.div_ceil(MR), "{rows} rows");
             assert_eq!(tiles.first().unwrap().start, 0);
             assert_eq!(tiles.last().unwrap().end, rows);
