@@ -1,7 +1,8 @@
 //! Decoding with a KV cache: the prompt is run once, its cache widened to every row, and each
 //! step runs only the new token of each row. Logits are read back to the host, where each
 //! row samples with its own settings and random stream (see `sampling`), or beam search
-//! chooses (see `beam`).
+//! chooses (see `beam`). From a GPU, sampling reads back only each row's shortlist (see
+//! `shortlist`).
 //!
 //! Rows of one batch may belong to different settings: each carries its own temperature,
 //! top-k, top-p and RNG, so a sweep fills large batches instead of running settings one by one,
@@ -13,7 +14,8 @@ use rayon::prelude::*;
 
 use crate::beam::{BeamParams, BeamSearch, Hypothesis};
 use crate::model::{Gpt2, KvCache};
-use crate::sampling::{SamplingParams, log_prob, sample_with_log_prob};
+use crate::sampling::{SamplingParams, log_prob, sample_with_log_prob, shortlist_needed};
+use crate::shortlist::Shortlists;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum GenerateError {
@@ -59,13 +61,52 @@ pub struct PreparedPrompt {
 /// Decoding on one loaded model.
 pub struct Generator {
     model: Gpt2,
+    /// Whether sampling reads shortlists from the device instead of whole rows: on a device
+    /// the host kernels do not run on, where logits stay until read back.
+    shortlists: bool,
+}
+
+/// One decoding step's logits of the last position, as sampling reads them.
+enum StepLogits {
+    /// Every row in full, `[rows * vocab]`: the host kernels write them there.
+    Whole(Vec<f32>),
+    /// What each row's setting needs, from a device.
+    Short(Shortlists),
+}
+
+impl StepLogits {
+    fn sample(
+        &self,
+        r: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        rng: &mut ChaCha20Rng,
+    ) -> (usize, f32) {
+        match self {
+            Self::Whole(logits) => {
+                sample_with_log_prob(&logits[r * vocab..(r + 1) * vocab], params, rng)
+            }
+            Self::Short(lists) => lists.sample(r, params, rng),
+        }
+    }
 }
 
 impl Generator {
     /// Takes a loaded model and prepares it for decoding.
     pub fn new(model: Gpt2) -> Self {
+        let model = model.for_inference();
         Self {
-            model: model.for_inference(),
+            shortlists: model.host.is_none(),
+            model,
+        }
+    }
+
+    /// Decoding through the backend's own tensors even where the host kernels would run,
+    /// reading back shortlists as from a GPU: so that path is checked on any machine.
+    pub fn on_tensors(model: Gpt2) -> Self {
+        Self {
+            model: model.for_tensor_inference(),
+            shortlists: true,
         }
     }
 
@@ -220,11 +261,17 @@ impl Generator {
         let vocab = self.model.config.vocab_size;
         let eos = self.eos();
         let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
-        let mut logits = Vec::new();
-        self.model.forward_last_into(
+        // The prompt's one row of logits serves every row at the first step.
+        let needs: Vec<Option<usize>> = rows
+            .iter()
+            .map(|row| shortlist_needed(&row.params, vocab))
+            .collect();
+        let first_need = needs.iter().try_fold(0, |most, &n| n.map(|n| most.max(n)));
+        let mut logits = self.forward_step(
             self.tokens_tensor(&[&prompt.tokens]),
             &mut cache,
-            &mut logits,
+            &[first_need],
+            StepLogits::Whole(Vec::new()),
         );
         // Rows still running, by original index; their cache rows are in this order.
         let mut active: Vec<usize> = (0..n).collect();
@@ -233,13 +280,6 @@ impl Generator {
         cache = cache.repeat(n);
 
         for step in 0..max_new_tokens {
-            let row_logits = |k: usize| -> &[f32] {
-                if shared_first {
-                    &logits[..vocab]
-                } else {
-                    &logits[k * vocab..(k + 1) * vocab]
-                }
-            };
             // Each running row samples from its own logits with its own stream; `active` is
             // ascending, so the k-th running row is the k-th row of the cache and logits.
             let picks: Vec<(u32, f32)> = rows
@@ -251,8 +291,8 @@ impl Generator {
                 .into_par_iter()
                 .enumerate()
                 .map(|(k, row)| {
-                    let (token, lp) =
-                        sample_with_log_prob(row_logits(k), &row.params, &mut row.rng);
+                    let r = if shared_first { 0 } else { k };
+                    let (token, lp) = logits.sample(r, vocab, &row.params, &mut row.rng);
                     (token as u32, lp)
                 })
                 .collect();
@@ -282,10 +322,32 @@ impl Generator {
             shared_first = false;
             let input: Vec<[u32; 1]> = next_tokens.iter().map(|&t| [t]).collect();
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
-            self.model
-                .forward_last_into(self.tokens_tensor(&input), &mut cache, &mut logits);
+            let step_needs: Vec<Option<usize>> = active.iter().map(|&i| needs[i]).collect();
+            logits = self.forward_step(self.tokens_tensor(&input), &mut cache, &step_needs, logits);
         }
         out
+    }
+
+    /// Run `tokens` after `cache` and read back what sampling needs of the last position:
+    /// whole rows from the host kernels (reusing the buffer of `previous`), a shortlist per
+    /// row from a device. `needs[r]`: see [`shortlist_needed`].
+    fn forward_step(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        needs: &[Option<usize>],
+        previous: StepLogits,
+    ) -> StepLogits {
+        if self.shortlists {
+            let logits = self.model.forward_last(tokens, cache);
+            return StepLogits::Short(Shortlists::read(logits, needs));
+        }
+        let mut buffer = match previous {
+            StepLogits::Whole(buffer) => buffer,
+            StepLogits::Short(_) => Vec::new(),
+        };
+        self.model.forward_last_into(tokens, cache, &mut buffer);
+        StepLogits::Whole(buffer)
     }
 
     /// Beam search from one prompt, as transformers' `generate(num_beams=..)` does it.
@@ -373,5 +435,53 @@ mod tests {
         assert_eq!(alone[0], batch[0]);
         let greedy_alone = generator.sample(&prompt, vec![row(1, 0.0)], 8, |_, _| {});
         assert_eq!(greedy_alone[0], batch[1]);
+    }
+
+    /// On a device, sampling reads shortlists instead of whole rows; run here through the
+    /// backend's own tensors, as on a GPU. A batch of mixed settings (greedy, top-k with and
+    /// without top-p, and settings that read the whole vocabulary) draws the same tokens as
+    /// from whole rows, with log-probabilities equal within rounding.
+    #[test]
+    fn shortlists_from_the_device_draw_what_whole_rows_draw() {
+        let device = burn::tensor::Device::default();
+        device.seed(11);
+        let model = Gpt2::init(&Gpt2Config::with_shape(1, 4, 64), &device);
+        let on_tensors = |shortlists| Generator {
+            model: model.clone().for_tensor_inference(),
+            shortlists,
+        };
+        let (short, whole) = (on_tensors(true), on_tensors(false));
+        let prompt = short.prepare(&[464, 2068, 7586], 12).unwrap();
+        let settings = [
+            (0.0, 0, 1.0),
+            (1.0, 0, 1.0),
+            (0.8, 50, 0.9),
+            (1.0, 0, 0.9),
+            (1.5, 5, 1.0),
+            (0.7, 1, 1.0),
+        ];
+        let rows = || -> Vec<Row> {
+            settings
+                .iter()
+                .enumerate()
+                .map(|(i, &(temperature, top_k, top_p))| Row {
+                    params: SamplingParams {
+                        temperature,
+                        top_k,
+                        top_p,
+                    },
+                    rng: sample_rng(5, 0, i as u32),
+                })
+                .collect()
+        };
+        let a = short.sample(&prompt, rows(), 12, |_, _| {});
+        let b = whole.sample(&prompt, rows(), 12, |_, _| {});
+        for (a, b) in a.iter().zip(&b) {
+            assert_eq!(a.tokens, b.tokens);
+            assert_eq!(a.tokens.len(), 12);
+            for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+                assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
+            }
+        }
     }
 }

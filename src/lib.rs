@@ -24,6 +24,7 @@ pub mod report;
 pub mod runner;
 pub mod sampling;
 pub mod shard;
+pub mod shortlist;
 pub mod slurm;
 pub mod summary;
 pub mod tokenizer;

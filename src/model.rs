@@ -591,10 +591,18 @@ impl Gpt2 {
             self.host = Some(Arc::new(HostModel::new(&self)));
             return self;
         }
+        self.for_tensor_inference()
+    }
+
+    /// Prepare for decoding through the backend's tensors, as on a GPU, whatever the device.
+    pub fn for_tensor_inference(mut self) -> Self {
+        let wte = self.wte.val();
+        let (device, dtype) = (wte.device(), wte.dtype());
         self.lm_head = Some(Tensor::from_data(
             wte.transpose().into_data(),
             (&device, dtype),
         ));
+        self.host = None;
         self
     }
 
@@ -705,13 +713,9 @@ impl Gpt2 {
             host.lm_head.forward_into(&last, batch, out);
             return;
         }
-        let last = self.forward_last_hidden(tokens, cache);
-        let batch = last.dims()[0];
+        let logits = self.forward_last(tokens, cache);
+        let [batch, vocab] = logits.dims();
         out.clear();
-        let c = last.dims()[1];
-        let logits = self.head(last.reshape([batch, 1, c]));
-        let vocab = logits.dims()[2];
-        let logits = logits.reshape([batch, vocab]);
         let per_chunk = (CHUNK_BYTES / (4 * vocab.max(1))).max(1);
         out.reserve(batch * vocab);
         if batch <= per_chunk {
@@ -722,6 +726,16 @@ impl Gpt2 {
             let end = (start + per_chunk).min(batch);
             out.extend_from_slice(&host_rows(logits.clone().slice([start..end, 0..vocab])));
         }
+    }
+
+    /// Logits `[batch, vocab]` (f32) of the last of the new positions, left on the model's
+    /// device: on a GPU, sampling takes from them only what it needs (see `shortlist`).
+    pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let last = self.forward_last_hidden(tokens, cache);
+        let [batch, c] = last.dims();
+        let logits = self.head(last.reshape([batch, 1, c]));
+        let vocab = logits.dims()[2];
+        logits.reshape([batch, vocab])
     }
 
     /// Final hidden states `[batch, n_embd]` of the last new position of each row.

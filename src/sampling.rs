@@ -250,7 +250,7 @@ fn draw(
     // Top-k candidates: every token whose logit reaches the k-th largest logit.
     let vocab = logits.len();
     let filtered_by_k = params.top_k > 0 && params.top_k < vocab;
-    let mut candidates: Vec<(usize, f64)> = if filtered_by_k {
+    let candidates: Vec<(usize, f64)> = if filtered_by_k {
         let kth = kth_largest_logit(logits, params.top_k);
         logits
             .iter()
@@ -266,9 +266,19 @@ fn draw(
     let mass = LaneSum::of(candidates.iter().map(|&(_, w)| w));
     // At T = 1 over the whole vocabulary, each weight is exactly exp(l - max), in order.
     let whole = (!filtered_by_k && inv_t == 1.0).then_some(mass);
+    (draw_among(candidates, mass, params.top_p, rng), whole)
+}
 
-    if params.top_p < 1.0 {
-        let kept = nucleus(&mut candidates, mass * params.top_p);
+/// The last stages of the pipeline on the candidates that survived top-k, in vocabulary
+/// order with their unnormalised weights (`mass` their sum): top-p, then the draw.
+fn draw_among(
+    mut candidates: Vec<(usize, f64)>,
+    mass: f64,
+    top_p: f64,
+    rng: &mut impl RngCore,
+) -> usize {
+    if top_p < 1.0 {
+        let kept = nucleus(&mut candidates, mass * top_p);
         candidates.truncate(kept);
     }
     let total = LaneSum::of(candidates.iter().map(|&(_, w)| w));
@@ -277,11 +287,88 @@ fn draw(
     for &(i, w) in &candidates {
         acc += w;
         if target < acc {
-            return (i, whole);
+            return i;
         }
     }
     // Rounding can leave `target` a hair above the last partial sum.
-    (candidates.last().map(|&(i, _)| i).unwrap_or(0), whole)
+    candidates.last().map(|&(i, _)| i).unwrap_or(0)
+}
+
+/// The most probable logits of one row, largest first, with their token ids, and the row's
+/// Σ exp(l - max) over the whole vocabulary: what a device sends back instead of the row.
+#[derive(Debug, Clone, Copy)]
+pub struct Shortlist<'a> {
+    pub logits: &'a [f32],
+    pub tokens: &'a [u32],
+    pub exp_sum: f64,
+}
+
+impl Shortlist<'_> {
+    /// Whether the list holds every token whose logit reaches the `n`-th largest, and so the
+    /// whole top-`n` with its ties: some entry after the `n`-th must be strictly smaller.
+    pub fn holds_top(&self, n: usize) -> bool {
+        let values = self.logits;
+        n < values.len()
+            && values[0].is_finite()
+            && !values.iter().any(|v| v.is_nan())
+            && values[values.len() - 1] < values[n - 1]
+    }
+}
+
+/// [`sample_with_log_prob`] for a row given only its [`Shortlist`]: the same token as the
+/// whole row gives, with the log-probability's normaliser taken from `exp_sum`. `None` (no
+/// randomness consumed) when the list cannot decide: a row without top-k needs the whole
+/// vocabulary, and a tie that may run past the end of the list needs the row.
+pub fn sample_from_shortlist(
+    list: &Shortlist,
+    vocab: usize,
+    params: &SamplingParams,
+    rng: &mut impl RngCore,
+) -> Option<(usize, f32)> {
+    let needed = shortlist_needed(params, vocab)?;
+    if !list.holds_top(needed) {
+        return None;
+    }
+    let max = list.logits[0];
+    let token = if params.is_greedy() {
+        // The first of a tie, as `argmax` takes it.
+        let ties = list.logits.iter().take_while(|&&l| l >= max).count();
+        list.tokens[..ties]
+            .iter()
+            .copied()
+            .min()
+            .expect("one entry") as usize
+    } else {
+        let kth = list.logits[needed - 1];
+        let inv_t = (1.0 / params.temperature) as f32;
+        let mut candidates: Vec<(usize, f64)> = list
+            .logits
+            .iter()
+            .zip(list.tokens)
+            .take_while(|&(&l, _)| l >= kth)
+            .map(|(&l, &t)| (t as usize, exp::exp((l - max) * inv_t) as f64))
+            .collect();
+        // Vocabulary order, as `draw` meets them, so that sums and the draw agree bit for bit.
+        candidates.sort_unstable_by_key(|&(t, _)| t);
+        let mass = LaneSum::of(candidates.iter().map(|&(_, w)| w));
+        draw_among(candidates, mass, params.top_p, rng)
+    };
+    let logit = list.logits[list.tokens.iter().position(|&t| t as usize == token)?];
+    let lp = ((logit - max) as f64 - list.exp_sum.ln()) as f32;
+    Some((token, lp))
+}
+
+/// How many of a row's largest logits its sampler reads: 1 for greedy, `top_k` with top-k,
+/// `None` for a row that reads the whole vocabulary. A [`Shortlist`] must hold one entry
+/// more, to show that no tie runs past them.
+pub fn shortlist_needed(params: &SamplingParams, vocab: usize) -> Option<usize> {
+    if params.is_greedy() {
+        Some(1)
+    } else if params.top_k > 0 && params.top_k < vocab {
+        Some(params.top_k)
+    } else {
+        None
+    }
 }
 
 /// The `k`-th largest of `values` (1 ≤ k ≤ len) in `f32::total_cmp` order. For the usual small

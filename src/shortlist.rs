@@ -1,0 +1,261 @@
+//! What sampling needs of a decoding step's logits, taken on the device.
+//!
+//! A GPU computes the logits of hundreds of rows at once. Reading every row back (50,257 f32,
+//! 103 MB a step at 512 rows) and scanning it on the host costs more than the forward pass.
+//! So on a device each row sends back only its largest logits with their token ids, and its
+//! Σ exp(l − max) for the log-probability (see [`sampling::Shortlist`]). A row comes back in
+//! full only when its setting reads the whole vocabulary (no top-k) or when a tie may run past
+//! the end of its list. The token a row draws is the one the whole row would give.
+//!
+//! The sum is taken in fixed point: each exp(l − max), at most 1, is truncated to a multiple
+//! of 2⁻⁴⁶ and summed as an integer. Integer sums do not depend on the order a device reduces
+//! in, so a row's log-probability does not depend on the batch around it, and the truncation
+//! moves the sum by less than 1e-9 of itself.
+
+use burn::tensor::{Int, IntDType, Tensor, TensorData};
+use rand_core::RngCore;
+
+use crate::sampling::{self, SamplingParams, sample_from_shortlist, sample_with_log_prob};
+
+/// 2⁴⁶: exp(l − max) ≤ 1 in fixed point, with room for a 2¹⁷-token vocabulary in an i64.
+const FIXED_ONE: f64 = (1u64 << 46) as f64;
+
+/// One step's logits on the host: a shortlist per row, and the rows that came back in full.
+pub struct Shortlists {
+    vocab: usize,
+    width: usize,
+    logits: Vec<f32>,
+    tokens: Vec<u32>,
+    exp_sums: Vec<f64>,
+    /// For each row, where its full logits start in `full`, if it came back in full.
+    full_at: Vec<Option<usize>>,
+    full: Vec<f32>,
+}
+
+impl Shortlists {
+    /// Read back what sampling needs of `logits` `[rows, vocab]` (on any device).
+    /// `needs[r]` is how many of row r's largest logits its sampler reads
+    /// ([`sampling::shortlist_needed`]); `None` reads the whole row.
+    pub fn read(logits: Tensor<2>, needs: &[Option<usize>]) -> Self {
+        let [rows, vocab] = logits.dims();
+        assert_eq!(rows, needs.len(), "one need per row");
+        // One more than any row reads, to show that no tie runs past the list.
+        let width = needs
+            .iter()
+            .flatten()
+            .max()
+            .map_or(0, |&n| (n + 1).min(vocab));
+        let mut out = Self {
+            vocab,
+            width,
+            logits: Vec::new(),
+            tokens: Vec::new(),
+            exp_sums: Vec::new(),
+            full_at: vec![None; rows],
+            full: Vec::new(),
+        };
+        if width > 0 {
+            let tokens = logits.clone().argtopk(width, 1);
+            let values = logits.clone().gather(1, tokens.clone());
+            let max = values.clone().slice([0..rows, 0..1]);
+            let fixed = (logits.clone() - max)
+                .exp()
+                .mul_scalar(FIXED_ONE)
+                .cast(IntDType::I64)
+                .sum_dim(1);
+            out.logits = floats(values);
+            out.tokens = ints(tokens).into_iter().map(|t| t as u32).collect();
+            out.exp_sums = ints(fixed)
+                .into_iter()
+                .map(|s| s as f64 / FIXED_ONE)
+                .collect();
+        }
+        let in_full: Vec<usize> = (0..rows)
+            .filter(|&r| match needs[r] {
+                Some(n) => !out.row(r).holds_top(n),
+                None => true,
+            })
+            .collect();
+        if !in_full.is_empty() {
+            let picked = if in_full.len() == rows {
+                logits
+            } else {
+                let ids: Vec<i64> = in_full.iter().map(|&r| r as i64).collect();
+                let ids = Tensor::<1, Int>::from_data(
+                    TensorData::new(ids, [in_full.len()]),
+                    &logits.device(),
+                );
+                logits.select(0, ids)
+            };
+            out.full = floats(picked);
+            for (i, &r) in in_full.iter().enumerate() {
+                out.full_at[r] = Some(i * vocab);
+            }
+        }
+        out
+    }
+
+    fn row(&self, r: usize) -> sampling::Shortlist<'_> {
+        let span = r * self.width..(r + 1) * self.width;
+        sampling::Shortlist {
+            logits: self.logits.get(span.clone()).unwrap_or(&[]),
+            tokens: self.tokens.get(span).unwrap_or(&[]),
+            exp_sum: self.exp_sums.get(r).copied().unwrap_or(f64::NAN),
+        }
+    }
+
+    /// Row `r`'s token and its log-probability, as [`sample_with_log_prob`] on the whole row
+    /// would choose it. `params` must read no more of the row than its need in [`Self::read`].
+    pub fn sample(
+        &self,
+        r: usize,
+        params: &SamplingParams,
+        rng: &mut impl RngCore,
+    ) -> (usize, f32) {
+        if let Some(at) = self.full_at[r] {
+            return sample_with_log_prob(&self.full[at..at + self.vocab], params, rng);
+        }
+        sample_from_shortlist(&self.row(r), self.vocab, params, rng)
+            .expect("a row's shortlist was checked against its need when read")
+    }
+
+    /// How many rows came back in full (for tests and benchmarks).
+    pub fn rows_in_full(&self) -> usize {
+        self.full_at.iter().flatten().count()
+    }
+}
+
+fn floats<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 values")
+}
+
+fn ints<const D: usize>(x: Tensor<D, Int>) -> Vec<i64> {
+    x.into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("i64 values")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::{sample_rng, shortlist_needed};
+
+    fn settings() -> Vec<SamplingParams> {
+        let mut out = vec![SamplingParams::GREEDY, SamplingParams::PURE];
+        for (temperature, top_k, top_p) in [
+            (1.0, 1, 1.0),
+            (0.8, 50, 0.9),
+            (1.3, 5, 1.0),
+            (0.7, 3, 0.5),
+            (1.0, 0, 0.9),
+            (1.0, 200, 0.95),
+        ] {
+            out.push(SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+            });
+        }
+        out
+    }
+
+    /// Rows with ties at the top and at the k-th place, ties longer than any list, and plain
+    /// rows: every setting draws from a shortlist the token its whole row gives, with a
+    /// log-probability within rounding of the host's, and rows that cannot be decided from
+    /// their list come back in full.
+    #[test]
+    fn a_shortlist_draws_what_the_whole_row_draws() {
+        let vocab = 1000;
+        let mut rows: Vec<Vec<f32>> = (0..6)
+            .map(|r| {
+                (0..vocab)
+                    .map(|i| ((i * 7919 + r * 104_729) % 1013) as f32 / 97.0 - 5.0)
+                    .collect()
+            })
+            .collect();
+        // A tie for the maximum, with the later index first in the row's own order.
+        rows[1][10] = 20.0;
+        rows[1][3] = 20.0;
+        // A tie at every place: longer than any list.
+        rows[2] = vec![0.5; vocab];
+        // Many ties around the 50th place.
+        for i in 0..120 {
+            rows[3][i * 8] = 9.0 + (i / 40) as f32;
+        }
+        let device = burn::tensor::Device::default();
+        let flat: Vec<f32> = rows.concat();
+        for params in settings() {
+            let need = shortlist_needed(&params, vocab);
+            let tensor =
+                Tensor::<2>::from_data(TensorData::new(flat.clone(), [rows.len(), vocab]), &device);
+            let lists = Shortlists::read(tensor, &vec![need; rows.len()]);
+            match need {
+                None => assert_eq!(lists.rows_in_full(), rows.len()),
+                Some(_) => assert!(lists.rows_in_full() >= 1, "the flat row: {params:?}"),
+            }
+            for (r, row) in rows.iter().enumerate() {
+                for seed in 0..10 {
+                    let mut a = sample_rng(seed, 0, r as u32);
+                    let mut b = a.clone();
+                    let (token, lp) = lists.sample(r, &params, &mut a);
+                    let (want, want_lp) = sample_with_log_prob(row, &params, &mut b);
+                    assert_eq!(token, want, "row {r}, {params:?}, seed {seed}");
+                    assert!((lp - want_lp).abs() <= 1e-5, "{lp} vs {want_lp}");
+                    // Both consumed the same randomness.
+                    assert_eq!(a.next_u64(), b.next_u64());
+                }
+            }
+        }
+    }
+
+    /// Rows read from a batch of several settings at once, as a grid runs them: each row's
+    /// need sets the list width, and a row needing less reads a prefix of its list.
+    #[test]
+    fn rows_of_mixed_settings_share_one_read() {
+        let vocab = 500;
+        // Distinct values: no row falls back to the whole row for a tie.
+        let row: Vec<f32> = (0..vocab)
+            .map(|i| ((i * 7919 % 10_007) as f32) / 900.0)
+            .collect();
+        let params = settings();
+        let needs: Vec<Option<usize>> = params.iter().map(|p| shortlist_needed(p, vocab)).collect();
+        let device = burn::tensor::Device::default();
+        let tensor = Tensor::<2>::from_data(
+            TensorData::new(row.repeat(params.len()), [params.len(), vocab]),
+            &device,
+        );
+        let lists = Shortlists::read(tensor, &needs);
+        assert_eq!(
+            lists.rows_in_full(),
+            needs.iter().filter(|n| n.is_none()).count()
+        );
+        for (r, p) in params.iter().enumerate() {
+            let mut a = sample_rng(3, 1, r as u32);
+            let mut b = a.clone();
+            assert_eq!(
+                lists.sample(r, p, &mut a).0,
+                sample_with_log_prob(&row, p, &mut b).0
+            );
+        }
+    }
+
+    /// The fixed-point sum is Σ exp(l − max) to well within what an f32 log-probability shows.
+    #[test]
+    fn the_fixed_point_sum_is_the_exponential_sum() {
+        let vocab = 50_257;
+        let row: Vec<f32> = (0..vocab)
+            .map(|i| ((i * 7919 % 10_007) as f32) / 700.0 - 8.0)
+            .collect();
+        let device = burn::tensor::Device::default();
+        let tensor = Tensor::<2>::from_data(TensorData::new(row.clone(), [1, vocab]), &device);
+        let lists = Shortlists::read(tensor, &[Some(10)]);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let exact: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
+        let got = lists.row(0).exp_sum;
+        assert!(((got - exact) / exact).abs() < 1e-6, "{got} vs {exact}");
+    }
+}
