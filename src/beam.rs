@@ -74,6 +74,45 @@ struct Slot {
     finished: bool,
 }
 
+/// The best `keep` continuations `(score, beam, token)` over all beams, best first: by
+/// accumulated log-probability `logprobs[beam][token] + scores[beam]` (in f32), then beam, then
+/// token. A beam contributes at most `keep` of them, its own best in that order, so each row
+/// is scanned once for those instead of every (beam, token) pair being collected and
+/// partially sorted.
+fn best_continuations(
+    logprobs: &[f32],
+    vocab: usize,
+    scores: &[f32],
+    keep: usize,
+) -> Vec<(f32, usize, u32)> {
+    let by_score = |a: &(f32, usize, u32), b: &(f32, usize, u32)| {
+        b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
+    };
+    let mut candidates: Vec<(f32, usize, u32)> = Vec::with_capacity(scores.len() * keep + 1);
+    for (b, &score) in scores.iter().enumerate() {
+        let row = &logprobs[b * vocab..(b + 1) * vocab];
+        // This row's best so far, best first. Tokens come in ascending order, so a newcomer
+        // loses every tie and enters only with a strictly higher score than the last kept.
+        let mut best: Vec<(f32, usize, u32)> = Vec::with_capacity(keep + 1);
+        for (t, &lp) in row.iter().enumerate() {
+            let s = lp + score;
+            if best.len() == keep {
+                if s.total_cmp(&best[keep - 1].0).is_le() {
+                    continue;
+                }
+                best.pop();
+            }
+            let c = (s, b, t as u32);
+            let at = best.partition_point(|x| by_score(x, &c).is_lt());
+            best.insert(at, c);
+        }
+        candidates.extend(best);
+    }
+    candidates.sort_by(by_score);
+    candidates.truncate(keep);
+    candidates
+}
+
 /// The beam-search state machine, independent of the model: fed each step's log-probabilities
 /// of the running beams, it says which beams continue with which token.
 ///
@@ -132,23 +171,8 @@ impl BeamSearch {
         let generated = self.generated + 1;
         let at_max = generated >= self.max_new_tokens;
 
-        // Best `keep` continuations over all beams, by accumulated log-probability.
-        let mut candidates: Vec<(f32, usize, u32)> = Vec::with_capacity(n * vocab);
-        for (b, beam) in self.running.iter().enumerate() {
-            let row = &logprobs[b * vocab..(b + 1) * vocab];
-            candidates.extend(
-                row.iter()
-                    .enumerate()
-                    .map(|(t, &lp)| (lp + beam.score, b, t as u32)),
-            );
-        }
-        let by_score = |a: &(f32, usize, u32), b: &(f32, usize, u32)| {
-            b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
-        };
-        let keep = keep.min(candidates.len());
-        candidates.select_nth_unstable_by(keep - 1, by_score);
-        candidates.truncate(keep);
-        candidates.sort_by(by_score);
+        let scores: Vec<f32> = self.running.iter().map(|beam| beam.score).collect();
+        let candidates = best_continuations(logprobs, vocab, &scores, keep);
         let ended: Vec<bool> = candidates
             .iter()
             .map(|&(_, _, t)| at_max || t == self.eos)
@@ -264,5 +288,35 @@ impl BeamSearch {
                 score: s.score,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the plain definition (every pair collected, sorted, cut), on rows with ties,
+    /// a masked beam (whose scores collapse to a few f32 values) and a beam of -inf.
+    #[test]
+    fn best_continuations_are_the_best_of_all_pairs() {
+        let vocab = 300;
+        let scores = [0.0f32, -3.5, MASK, -0.25, f32::NEG_INFINITY];
+        let mut logprobs = Vec::new();
+        for b in 0..scores.len() {
+            logprobs.extend((0..vocab).map(|t| -(((t * 37 + b * 11) % 97) as f32) / 9.0));
+        }
+        for keep in [1, 2, 6, 16, 40, 297] {
+            let mut all: Vec<(f32, usize, u32)> = (0..scores.len())
+                .flat_map(|b| (0..vocab).map(move |t| (b, t)))
+                .map(|(b, t)| (logprobs[b * vocab + t] + scores[b], b, t as u32))
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+            all.truncate(keep);
+            let got = best_continuations(&logprobs, vocab, &scores, keep);
+            let bits = |v: &[(f32, usize, u32)]| -> Vec<(u32, usize, u32)> {
+                v.iter().map(|&(s, b, t)| (s.to_bits(), b, t)).collect()
+            };
+            assert_eq!(bits(&got), bits(&all), "keep = {keep}");
+        }
     }
 }

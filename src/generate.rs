@@ -14,7 +14,9 @@ use rayon::prelude::*;
 
 use crate::beam::{BeamParams, BeamSearch, Hypothesis};
 use crate::model::{Gpt2, KvCache};
-use crate::sampling::{SamplingParams, log_prob, sample_with_log_prob, shortlist_needed};
+use crate::sampling::{
+    SamplingParams, log_prob, log_softmax_into, sample_with_log_prob, shortlist_needed,
+};
 use crate::shortlist::Shortlists;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -385,19 +387,13 @@ impl Generator {
     }
 }
 
-/// Row-wise log-softmax of `[rows, vocab]` logits, computed in f64 and stored in f32 as the
-/// reference implementation stores its scores.
+/// Row-wise log-softmax of `[rows, vocab]` logits: each value what [`log_prob`] gives, so
+/// that a beam's log-probabilities are those sampling reports for the same tokens.
 pub fn log_softmax_rows(logits: &[f32], vocab: usize) -> Vec<f32> {
     let mut out = vec![0f32; logits.len()];
     out.par_chunks_mut(vocab)
         .zip(logits.par_chunks(vocab))
-        .for_each(|(o, l)| {
-            let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max + l.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
-            for (o, &x) in o.iter_mut().zip(l) {
-                *o = (x as f64 - lse) as f32;
-            }
-        });
+        .for_each(|(o, l)| log_softmax_into(l, o));
     out
 }
 
@@ -481,6 +477,21 @@ mod tests {
             assert_eq!(a.tokens.len(), 12);
             for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
                 assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
+            }
+        }
+    }
+
+    /// Beam search and sampling report the same log-probability for the same token.
+    #[test]
+    fn log_softmax_rows_are_log_prob_to_the_bit() {
+        let vocab = 3000;
+        let logits: Vec<f32> = (0..2 * vocab)
+            .map(|i| ((i * 7919 % 1013) as f32) / 37.0 - 9.0)
+            .collect();
+        let rows = log_softmax_rows(&logits, vocab);
+        for (r, row) in logits.chunks(vocab).enumerate() {
+            for t in 0..vocab {
+                assert_eq!(rows[r * vocab + t].to_bits(), log_prob(row, t).to_bits());
             }
         }
     }

@@ -88,6 +88,15 @@ pub fn log_prob(logits: &[f32], token: usize) -> f32 {
     ((logits[token] - max) as f64 - exp_sum(logits, max).ln()) as f32
 }
 
+/// [`log_prob`] of every token of a row at once, into `out`: the same values, bit for bit.
+pub fn log_softmax_into(logits: &[f32], out: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let ln_total = exp_sum(logits, max).ln();
+    for (o, &l) in out.iter_mut().zip(logits) {
+        *o = ((l - max) as f64 - ln_total) as f32;
+    }
+}
+
 /// The index of the largest logit; the first one on a tie, as `torch.argmax` returns.
 pub fn argmax(logits: &[f32]) -> usize {
     let mut best = 0;
