@@ -59,9 +59,11 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
 
 /// Raised whenever a change to `sweep` changes what a setting produces on the same backend
 /// (a kernel that rounds differently, a fixed sampler), so that resuming never mixes settings
-/// computed by two versions. Folders written before it existed read as 1. Version 4: on a
-/// device (GPU, or half precision), a sampled token's log-probability takes its normaliser
-/// from the device's fixed-point sum (see `shortlist`); the host kernels' results are as in 3.
+/// computed by two versions. Folders written before it existed read as 1. Version 4: beam
+/// search's log-softmax sums f32 exponentials in f64, as sampling's `log_prob` does (it took
+/// f64 exponentials), which moves the last bits of some beams' log-probabilities; and on a
+/// device (GPU, or half precision) a sampled token's log-probability takes its normaliser
+/// from the device's fixed-point sum (see `shortlist`). Sampling on the CPU is as in 3.
 pub const NUMERICS: u32 = 4;
 
 fn numerics_before_recorded() -> u32 {
