@@ -9,8 +9,8 @@
 //!
 //! The sum is taken in fixed point: each exp(l − max), at most 1, is truncated to a multiple
 //! of 2⁻⁴⁶ and summed as an integer. Integer sums do not depend on the order a device reduces
-//! in, so a row's log-probability does not depend on the batch around it, and the truncation
-//! moves the sum by less than 1e-9 of itself.
+//! in, so a row's log-probability does not depend on the batch around it. Over GPT-2's 50,257
+//! tokens the truncation moves the sum by less than 1e-9 of itself.
 
 use burn::tensor::{Int, IntDType, Tensor, TensorData};
 use rand_core::RngCore;
@@ -19,6 +19,8 @@ use crate::sampling::{self, SamplingParams, sample_from_shortlist, sample_with_l
 
 /// 2⁴⁶: exp(l − max) ≤ 1 in fixed point, with room for a 2¹⁷-token vocabulary in an i64.
 const FIXED_ONE: f64 = (1u64 << 46) as f64;
+/// Larger vocabularies could overflow the sum; their rows come back whole.
+const MAX_VOCAB: usize = 1 << 17;
 
 /// One step's logits on the host: a shortlist per row, and the rows that came back in full.
 pub struct Shortlists {
@@ -40,11 +42,10 @@ impl Shortlists {
         let [rows, vocab] = logits.dims();
         assert_eq!(rows, needs.len(), "one need per row");
         // One more than any row reads, to show that no tie runs past the list.
-        let width = needs
-            .iter()
-            .flatten()
-            .max()
-            .map_or(0, |&n| (n + 1).min(vocab));
+        let width = match needs.iter().flatten().max() {
+            Some(&n) if vocab <= MAX_VOCAB => (n + 1).min(vocab),
+            _ => 0,
+        };
         let mut out = Self {
             vocab,
             width,
@@ -119,7 +120,7 @@ impl Shortlists {
             .expect("a row's shortlist was checked against its need when read")
     }
 
-    /// How many rows came back in full (for tests and benchmarks).
+    /// How many rows came back in full.
     pub fn rows_in_full(&self) -> usize {
         self.full_at.iter().flatten().count()
     }
@@ -257,5 +258,30 @@ mod tests {
         let exact: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
         let got = lists.row(0).exp_sum;
         assert!(((got - exact) / exact).abs() < 1e-6, "{got} vs {exact}");
+    }
+
+    /// A vocabulary whose fixed-point sum could overflow an i64 comes back whole, and still
+    /// samples as the whole row does.
+    #[test]
+    fn a_vocabulary_too_large_for_the_sum_comes_back_whole() {
+        let vocab = MAX_VOCAB + 1;
+        let row: Vec<f32> = (0..vocab)
+            .map(|i| ((i * 7919 % 10_007) as f32) / 900.0)
+            .collect();
+        let device = burn::tensor::Device::default();
+        let tensor = Tensor::<2>::from_data(TensorData::new(row.clone(), [1, vocab]), &device);
+        let lists = Shortlists::read(tensor, &[Some(50)]);
+        assert_eq!(lists.rows_in_full(), 1);
+        let params = SamplingParams {
+            temperature: 0.8,
+            top_k: 50,
+            top_p: 0.9,
+        };
+        let mut a = sample_rng(2, 0, 0);
+        let mut b = a.clone();
+        assert_eq!(
+            lists.sample(0, &params, &mut a),
+            sample_with_log_prob(&row, &params, &mut b)
+        );
     }
 }
