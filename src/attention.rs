@@ -6,18 +6,32 @@
 //! computed in a fixed order, so a row's result does not depend on the batch it shares, and
 //! the cost of a step grows only with the positions actually held.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
-/// Keys and values of one layer, `[batch, n_head, room, head_dim]` each; positions past the
-/// cache's length are room not yet written.
+/// Keys and values of one layer. The first positions may be shared by every row (a prompt
+/// widened to many samples): they are held once, so that neither memory nor the bytes each
+/// step reads grow with the prompt times the rows. Each row's own positions follow them in
+/// `k` and `v`, `[batch, n_head, room, head_dim]` each; own positions past the cache's length
+/// are room not yet written.
 #[derive(Clone)]
 pub struct LayerCache {
+    shared: Option<Arc<Shared>>,
     k: Vec<f32>,
     v: Vec<f32>,
     batch: usize,
     heads: usize,
     dim: usize,
     room: usize,
+}
+
+/// The positions every row of a [`LayerCache`] shares: keys and values `[n_head, len,
+/// head_dim]`.
+struct Shared {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    len: usize,
 }
 
 impl std::fmt::Debug for LayerCache {
@@ -36,6 +50,7 @@ impl LayerCache {
     pub fn new(batch: usize, heads: usize, dim: usize, room: usize) -> Self {
         let size = batch * heads * room * dim;
         Self {
+            shared: None,
             k: vec![0.0; size],
             v: vec![0.0; size],
             batch,
@@ -49,11 +64,18 @@ impl LayerCache {
         self.batch
     }
 
-    /// Rows `indices` (rows may repeat), copying only the first `len` positions of each.
+    /// Positions held once for every row.
+    fn shared_len(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| s.len)
+    }
+
+    /// Rows `indices` (rows may repeat) of a cache holding `len` positions. The shared
+    /// positions stay shared; of each row's own, only those held are copied.
     pub fn select(&self, indices: &[usize], len: usize) -> Self {
         let mut out = Self::new(indices.len(), self.heads, self.dim, self.room);
+        out.shared = self.shared.clone();
         let head = self.room * self.dim;
-        let held = len * self.dim;
+        let held = (len - self.shared_len()) * self.dim;
         for (to, &from) in indices.iter().enumerate() {
             for h in 0..self.heads {
                 let src = (from * self.heads + h) * head;
@@ -65,13 +87,36 @@ impl LayerCache {
         out
     }
 
-    /// Make room for `needed` positions, doubling, keeping the first `len`.
+    /// This one-row cache of `len` positions as `n` rows that share those positions, with the
+    /// room left after them for each row's own.
+    pub fn widen(&self, n: usize, len: usize) -> Self {
+        if self.batch != 1 || self.shared.is_some() {
+            return self.select(&vec![0; n], len);
+        }
+        let (head, held) = (self.room * self.dim, len * self.dim);
+        let part = |all: &[f32]| -> Vec<f32> {
+            (0..self.heads)
+                .flat_map(|h| &all[h * head..h * head + held])
+                .copied()
+                .collect()
+        };
+        let mut out = Self::new(n, self.heads, self.dim, self.room - len);
+        out.shared = Some(Arc::new(Shared {
+            k: part(&self.k),
+            v: part(&self.v),
+            len,
+        }));
+        out
+    }
+
+    /// Make room for `needed` own positions, doubling, keeping the first `len`.
     fn reserve(&mut self, needed: usize, len: usize) {
         if needed <= self.room {
             return;
         }
         let room = needed.max(2 * self.room);
         let mut grown = Self::new(self.batch, self.heads, self.dim, room);
+        grown.shared = self.shared.take();
         for bh in 0..self.batch * self.heads {
             let (src, dst) = (bh * self.room * self.dim, bh * room * self.dim);
             let held = len * self.dim;
@@ -94,13 +139,20 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
         batch * new * 3 * c,
         "qkv is not [batch * new, 3 * n_embd]"
     );
-    cache.reserve(past + new, past);
+    // Positions are numbered from the first shared one; a row's own start after those.
+    let shared = cache.shared_len();
+    assert!(
+        past >= shared,
+        "the new positions come after the shared ones"
+    );
+    let own = past - shared;
+    cache.reserve(own + new, own);
     let room = cache.room;
     for b in 0..batch {
         for i in 0..new {
             let row = &qkv[(b * new + i) * 3 * c..(b * new + i + 1) * 3 * c];
             for h in 0..heads {
-                let at = ((b * heads + h) * room + past + i) * dim;
+                let at = ((b * heads + h) * room + own + i) * dim;
                 cache.k[at..at + dim].copy_from_slice(&row[c + h * dim..c + (h + 1) * dim]);
                 cache.v[at..at + dim].copy_from_slice(&row[2 * c + h * dim..2 * c + (h + 1) * dim]);
             }
@@ -113,8 +165,15 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
         .into_par_iter()
         .map(|bh| {
             let (b, h) = (bh / heads, bh % heads);
-            let keys = &cache.k[bh * room * dim..(bh * room + past + new) * dim];
-            let values = &cache.v[bh * room * dim..(bh * room + past + new) * dim];
+            let own = bh * room * dim..(bh * room + own + new) * dim;
+            let common = h * shared * dim..(h + 1) * shared * dim;
+            let (keys, values) = match &cache.shared {
+                Some(s) => (
+                    [&s.k[common.clone()], &cache.k[own.clone()]],
+                    [&s.v[common], &cache.v[own]],
+                ),
+                None => ([&[][..], &cache.k[own.clone()]], [&[][..], &cache.v[own]]),
+            };
             let queries = (0..new).map(|i| {
                 let at = (b * new + i) * 3 * c + h * dim;
                 &qkv[at..at + dim]
@@ -134,11 +193,12 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
 }
 
 /// One head of one row: for the `i`-th query, softmax(q · k_j × scale) over positions
-/// j ≤ past + i, then the weighted sum of their values.
+/// j ≤ past + i, then the weighted sum of their values. Keys and values come in two parts,
+/// the shared positions and then the row's own, read in that order as one sequence.
 fn head_outputs<'a>(
     queries: impl Iterator<Item = &'a [f32]>,
-    keys: &[f32],
-    values: &[f32],
+    keys: [&[f32]; 2],
+    values: [&[f32]; 2],
     dim: usize,
     past: usize,
     scale: f32,
@@ -157,8 +217,8 @@ fn head_outputs<'a>(
 #[target_feature(enable = "avx2")]
 unsafe fn head_outputs_avx2<'a>(
     queries: impl Iterator<Item = &'a [f32]>,
-    keys: &[f32],
-    values: &[f32],
+    keys: [&[f32]; 2],
+    values: [&[f32]; 2],
     dim: usize,
     past: usize,
     scale: f32,
@@ -169,37 +229,47 @@ unsafe fn head_outputs_avx2<'a>(
 #[inline(always)]
 fn head_outputs_portable<'a>(
     queries: impl Iterator<Item = &'a [f32]>,
-    keys: &[f32],
-    values: &[f32],
+    keys: [&[f32]; 2],
+    values: [&[f32]; 2],
     dim: usize,
     past: usize,
     scale: f32,
 ) -> Vec<f32> {
     let mut out = Vec::new();
-    let mut weights = Vec::with_capacity(keys.len() / dim.max(1));
+    let mut weights = Vec::with_capacity((keys[0].len() + keys[1].len()) / dim.max(1));
     let mut acc = vec![0.0f32; dim];
+    let first = keys[0].len() / dim.max(1);
     for (i, q) in queries.enumerate() {
         let seen = past + i + 1;
+        let from_first = seen.min(first);
+        let keys = [
+            &keys[0][..from_first * dim],
+            &keys[1][..(seen - from_first) * dim],
+        ];
         weights.clear();
         // Four keys at a time: four independent chains instead of one, each key's product
-        // computed exactly as `dot` computes it alone.
-        let keys = &keys[..seen * dim];
-        let mut quads = keys.chunks_exact(4 * dim);
-        for quad in &mut quads {
-            let (k01, k23) = quad.split_at(2 * dim);
-            let (k0, k1) = k01.split_at(dim);
-            let (k2, k3) = k23.split_at(dim);
-            weights.extend(dot4(q, [k0, k1, k2, k3]).map(|d| d * scale));
-        }
-        for k in quads.remainder().chunks_exact(dim) {
-            weights.push(dot(q, k) * scale);
+        // computed exactly as `dot` computes it alone, so how keys group changes nothing.
+        for keys in keys {
+            let mut quads = keys.chunks_exact(4 * dim);
+            for quad in &mut quads {
+                let (k01, k23) = quad.split_at(2 * dim);
+                let (k0, k1) = k01.split_at(dim);
+                let (k2, k3) = k23.split_at(dim);
+                weights.extend(dot4(q, [k0, k1, k2, k3]).map(|d| d * scale));
+            }
+            for k in quads.remainder().chunks_exact(dim) {
+                weights.push(dot(q, k) * scale);
+            }
         }
         let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         weights.iter_mut().for_each(|w| *w -= max);
         crate::exp::exp_in_place(&mut weights);
         let total: f32 = weights.iter().fold(0.0, |total, w| total + w);
         acc.iter_mut().for_each(|a| *a = 0.0);
-        for (w, v) in weights.iter().zip(values.chunks_exact(dim)) {
+        let values = values[0][..from_first * dim]
+            .chunks_exact(dim)
+            .chain(values[1].chunks_exact(dim));
+        for (w, v) in weights.iter().zip(values) {
             for (a, x) in acc.iter_mut().zip(v) {
                 *a += w * x;
             }
@@ -368,6 +438,38 @@ mod tests {
                 }
             }
             past += new;
+        }
+    }
+
+    /// Rows widened from one prompt row share its positions instead of copying them, and
+    /// attend exactly as copied rows do: after steps that outgrow the room, after rows are
+    /// reordered and dropped, and with prompts of every length modulo the four-key groups.
+    #[test]
+    fn shared_prompt_positions_attend_as_copied_ones() {
+        let (heads, dim) = (2, 64);
+        let c = heads * dim;
+        for prompt in [1, 3, 4, 6] {
+            let mut one = LayerCache::new(1, heads, dim, prompt + 1);
+            let _ = attend(&values(prompt * 3 * c, 1), prompt, 0, &mut one);
+            let mut shared = one.widen(3, prompt);
+            let mut copied = one.select(&[0, 0, 0], prompt);
+            assert_eq!(shared.shared_len(), prompt);
+            assert_eq!(copied.shared_len(), 0);
+            let mut past = prompt;
+            for step in 0..7 {
+                let qkv = values(shared.batch_size() * 3 * c, 10 + step);
+                let a = attend(&qkv, 1, past, &mut shared);
+                let b = attend(&qkv, 1, past, &mut copied);
+                assert_eq!(a, b, "prompt {prompt}, step {step}");
+                past += 1;
+                if step == 3 {
+                    shared = shared.select(&[2, 0], past);
+                    copied = copied.select(&[2, 0], past);
+                }
+            }
+            // Widening a widened row keeps one shared part and copies the rest.
+            let again = shared.select(&[1], past).widen(2, past);
+            assert_eq!(again.shared_len(), prompt);
         }
     }
 

@@ -238,11 +238,18 @@ impl KvCache {
         }
     }
 
-    /// This one-row cache repeated `n` times. Only the positions held are copied; the room
-    /// reserved after them is left unwritten, since attention never reads past `len`.
+    /// This one-row cache repeated `n` times. On the host the rows share the positions held,
+    /// which are kept once; on tensors only those positions are copied. The room reserved
+    /// after them is left unwritten, since attention never reads past `len`.
     pub fn repeat(&self, n: usize) -> Self {
         if !self.host.is_empty() {
-            return self.select(&vec![0; n]);
+            // On the host the rows share the positions held, instead of copying them.
+            return Self {
+                layers: Vec::new(),
+                host: self.host.iter().map(|l| l.widen(n, self.len)).collect(),
+                len: self.len,
+                capacity: self.capacity,
+            };
         }
         let len = self.len;
         let widen = |t: &Tensor<4>| {
