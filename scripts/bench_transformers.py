@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--batch", default="32", help="comma-separated rows of the sampling cases")
     ap.add_argument("--long-tokens", type=int, default=0)
+    ap.add_argument("--long-prompt", type=int, default=0)
     ap.add_argument("--num-beams", type=int, default=8)
     ap.add_argument("--prefill-tokens", type=int, default=512)
     ap.add_argument("--grid-temperatures", default="0.7,0.9,1.0,1.2")
@@ -57,15 +58,16 @@ def main():
         seconds = time.perf_counter() - start
         print(json.dumps({"case": case, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}), flush=True)
 
-    def gen(n_rows, new_tokens=args.new_tokens, **kw):
+    def gen(n_rows, new_tokens=args.new_tokens, start=p, **kw):
+        # What num_return_sequences does: the prompt repeated for every row.
         out = model.generate(
-            p.repeat(n_rows, 1),
-            attention_mask=torch.ones_like(p.repeat(n_rows, 1)),
+            start.repeat(n_rows, 1),
+            attention_mask=torch.ones_like(start.repeat(n_rows, 1)),
             max_new_tokens=new_tokens,
             min_new_tokens=new_tokens,
             **kw,
         )
-        return (out.shape[1] - p.shape[1]) * out.shape[0]
+        return (out.shape[1] - start.shape[1]) * out.shape[0]
 
     with torch.inference_mode():
         model.generate(p, attention_mask=torch.ones_like(p), max_new_tokens=4, do_sample=True)  # warm-up
@@ -80,6 +82,13 @@ def main():
             measure(
                 f"sample T0.8 k50 p0.9, {batches[0]} x {args.long_tokens}",
                 lambda: gen(batches[0], args.long_tokens, do_sample=True, temperature=0.8, top_k=50, top_p=0.9),
+            )
+        if args.long_prompt:
+            measure(
+                f"sample T0.8 k50 p0.9, {batches[0]} x {args.new_tokens}, prompt {args.long_prompt}",
+                lambda: gen(
+                    batches[0], start=prompt(args.long_prompt), do_sample=True, temperature=0.8, top_k=50, top_p=0.9
+                ),
             )
         measure(
             f"beam search, {args.num_beams} beams",

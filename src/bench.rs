@@ -49,6 +49,9 @@ pub struct BenchPlan {
     pub grid_samples: usize,
     /// Also sample the first batch at this many new tokens, to show how cost grows with length.
     pub long_tokens: Option<usize>,
+    /// Also sample the first batch after a prompt of this many tokens: a sweep draws many
+    /// samples of each prompt, so what a long prompt costs per row matters.
+    pub long_prompt: Option<usize>,
 }
 
 impl Default for BenchPlan {
@@ -62,6 +65,7 @@ impl Default for BenchPlan {
             grid_top_k: vec![0, 10, 50, 200],
             grid_samples: 8,
             long_tokens: None,
+            long_prompt: None,
         }
     }
 }
@@ -80,6 +84,10 @@ pub fn greedy_case() -> String {
 
 pub fn sample_case(batch: usize, new_tokens: usize) -> String {
     format!("sample T0.8 k50 p0.9, {batch} x {new_tokens}")
+}
+
+pub fn prompt_case(batch: usize, new_tokens: usize, prompt_tokens: usize) -> String {
+    format!("sample T0.8 k50 p0.9, {batch} x {new_tokens}, prompt {prompt_tokens}")
 }
 
 pub fn beam_case(num_beams: usize) -> String {
@@ -137,6 +145,16 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
     if let (Some(long), Some(&batch)) = (plan.long_tokens, plan.batches.first()) {
         emit(measure(sample_case(batch, long), || {
             sample(rows(batch, NUCLEUS, 1), long)
+        }));
+    }
+    if let (Some(len), Some(&batch)) = (plan.long_prompt, plan.batches.first()) {
+        emit(measure(prompt_case(batch, plan.new_tokens, len), || {
+            // The prompt's pass is part of the cost: it runs once, for every row.
+            let long = generator
+                .prepare(&prompt(len, vocab), plan.new_tokens)
+                .expect("long prompt fits");
+            let out = generator.sample_full_length(&long, rows(batch, NUCLEUS, 1), plan.new_tokens);
+            out.iter().map(|c| c.tokens.len()).sum()
         }));
     }
     emit(measure(beam_case(plan.num_beams), || {

@@ -220,6 +220,10 @@ struct BenchArgs {
     /// Also sample the first batch size at this many new tokens (how cost grows with length).
     #[arg(long)]
     long_tokens: Option<usize>,
+    /// Also sample the first batch size after a prompt of this many tokens (what a long
+    /// prompt costs when every row continues it).
+    #[arg(long)]
+    long_prompt: Option<usize>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -917,6 +921,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         batches: args.batch.clone(),
         num_beams: args.num_beams,
         long_tokens: args.long_tokens,
+        long_prompt: args.long_prompt,
         prefill_tokens: BenchPlan::default().prefill_tokens.min(n_positions),
         ..BenchPlan::default()
     };
@@ -930,6 +935,17 @@ fn bench(args: BenchArgs) -> Result<()> {
             model_path.display()
         ))
     })?;
+    if let Some(len) = plan.long_prompt
+        && (len == 0 || len + plan.new_tokens > n_positions)
+    {
+        return Err(BadInput(format!(
+            "--long-prompt {len}: with --new-tokens {} it must fit the model's context of {n_positions} \
+             positions; use 1 to {}",
+            plan.new_tokens,
+            n_positions.saturating_sub(plan.new_tokens)
+        ))
+        .into());
+    }
 
     let header = || {
         println!(
@@ -1025,6 +1041,7 @@ fn bench_peer(
         .args(["--num-beams", &plan.num_beams.to_string()])
         .args(["--prefill-tokens", &plan.prefill_tokens.to_string()])
         .args(["--long-tokens", &plan.long_tokens.unwrap_or(0).to_string()])
+        .args(["--long-prompt", &plan.long_prompt.unwrap_or(0).to_string()])
         .args(["--device", device])
         .args(["--dtype", args.device.dtype.name()])
         .stdout(std::process::Stdio::piped())

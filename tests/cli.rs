@@ -464,3 +464,42 @@ fn generate_streams_one_continuation() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Every case of `sweep bench` runs and prints a rate, the long-prompt one included; a prompt
+/// that does not fit beside the new tokens is refused before anything is measured.
+#[test]
+fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model();
+    let model = model.to_str().unwrap();
+    let common = ["bench", "--model", model, "--new-tokens", "4", "--batch", "2"];
+    let out = run_in(dir.path(), &[&common[..], &["--long-prompt", "60"]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for case in [
+        "greedy, batch 1",
+        "sample T0.8 k50 p0.9, 2 x 4",
+        "sample T0.8 k50 p0.9, 2 x 4, prompt 60",
+        "beam search, 8 beams",
+        "grid of 16 settings x 8 samples",
+        "prefill, 64 tokens",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(case) && l[case.len()..].starts_with("  "))
+            .unwrap_or_else(|| panic!("no line for {case:?} in\n{stdout}"));
+        let rate: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(rate > 0.0, "{line}");
+    }
+    // 61 + 4 > the tiny model's 64 positions.
+    let out = run_in(dir.path(), &[&common[..], &["--long-prompt", "61"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--long-prompt 61"), "{stderr}");
+    assert!(stderr.contains("use 1 to 60"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+}
