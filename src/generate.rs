@@ -360,8 +360,26 @@ impl Generator {
         params: &BeamParams,
         max_new_tokens: usize,
     ) -> Vec<Hypothesis> {
+        self.beam_searches(prompt, std::slice::from_ref(params), max_new_tokens)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Several beam searches from one prompt at once (say, widths 2, 4 and 8): their beams
+    /// share each forward batch, as the rows of sampling settings do, and a search that ends
+    /// leaves the batch. Each search finds what [`Generator::beam_search`] finds alone, since
+    /// a row's logits do not depend on the rows beside it.
+    pub fn beam_searches(
+        &self,
+        prompt: &PreparedPrompt,
+        params: &[BeamParams],
+        max_new_tokens: usize,
+    ) -> Vec<Vec<Hypothesis>> {
         let vocab = self.model.config.vocab_size;
-        let mut search = BeamSearch::new(params.clone(), max_new_tokens, self.eos());
+        let mut searches: Vec<BeamSearch> = params
+            .iter()
+            .map(|p| BeamSearch::new(p.clone(), max_new_tokens, self.eos()))
+            .collect();
         let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
         let mut logits = Vec::new();
         self.model.forward_last_into(
@@ -369,21 +387,37 @@ impl Generator {
             &mut cache,
             &mut logits,
         );
-        let beams = params.num_beams;
-        cache = cache.repeat(beams);
+        let rows: usize = params.iter().map(|p| p.num_beams).sum();
+        cache = cache.repeat(rows);
         // All beams start as the prompt: one row of log-probabilities stands for all of them.
-        let mut logprobs: Vec<f32> = log_softmax_rows(&logits, vocab).repeat(beams);
+        let mut logprobs: Vec<f32> = log_softmax_rows(&logits, vocab).repeat(rows);
+        // Searches still running, in the order of their rows in the cache and the logits.
+        let mut running: Vec<usize> = (0..searches.len()).collect();
         loop {
-            let step = search.step(&logprobs, vocab);
-            let Some(step) = step else { break };
-            cache = cache.select(&step.parents);
-            let input: Vec<[u32; 1]> = step.tokens.iter().map(|&t| [t]).collect();
+            let (mut parents, mut tokens, mut still) = (Vec::new(), Vec::new(), Vec::new());
+            let mut first_row = 0;
+            for &s in &running {
+                let beams = params[s].num_beams;
+                let own = &logprobs[first_row * vocab..(first_row + beams) * vocab];
+                if let Some(step) = searches[s].step(own, vocab) {
+                    parents.extend(step.parents.iter().map(|&p| first_row + p));
+                    tokens.extend(step.tokens);
+                    still.push(s);
+                }
+                first_row += beams;
+            }
+            running = still;
+            if running.is_empty() {
+                break;
+            }
+            cache = cache.select(&parents);
+            let input: Vec<[u32; 1]> = tokens.iter().map(|&t| [t]).collect();
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
             self.model
                 .forward_last_into(self.tokens_tensor(&input), &mut cache, &mut logits);
             logprobs = log_softmax_rows(&logits, vocab);
         }
-        search.finish()
+        searches.into_iter().map(BeamSearch::finish).collect()
     }
 }
 
@@ -400,6 +434,7 @@ pub fn log_softmax_rows(logits: &[f32], vocab: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::beam::EarlyStopping;
     use crate::model::Gpt2Config;
     use crate::sampling::sample_rng;
 
@@ -479,6 +514,52 @@ mod tests {
                 assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
             }
         }
+    }
+
+    /// Beam searches of several widths, length penalties and stopping rules, run together,
+    /// find what each finds alone, to the bit: in a vocabulary of 12 tokens the end-of-text
+    /// token is common, so the searches end at different steps and leave the batch in turn.
+    #[test]
+    fn beam_searches_together_find_what_each_finds_alone() {
+        let device = burn::tensor::Device::default();
+        device.seed(3);
+        let config = Gpt2Config {
+            vocab_size: 12,
+            eos_token_id: 11,
+            ..Gpt2Config::with_shape(2, 2, 32)
+        };
+        let generator = Generator::new(Gpt2::init(&config, &device));
+        let prompt = generator.prepare(&[1, 4, 2], 10).unwrap();
+        let params: Vec<BeamParams> = [
+            (2, 1.0, EarlyStopping::Always, 1),
+            (4, 0.6, EarlyStopping::Heuristic, 2),
+            (3, 1.0, EarlyStopping::Never, 3),
+            (1, -1.0, EarlyStopping::Heuristic, 1),
+            (5, 2.0, EarlyStopping::Always, 5),
+        ]
+        .into_iter()
+        .map(
+            |(num_beams, length_penalty, early_stopping, num_return_sequences)| BeamParams {
+                num_beams,
+                length_penalty,
+                early_stopping,
+                num_return_sequences,
+            },
+        )
+        .collect();
+        let together = generator.beam_searches(&prompt, &params, 10);
+        assert_eq!(together.len(), params.len());
+        let mut lengths = Vec::new();
+        for (p, found) in params.iter().zip(&together) {
+            let alone = generator.beam_search(&prompt, p, 10);
+            assert_eq!(&alone, found, "{p:?}");
+            assert_eq!(found.len(), p.num_return_sequences);
+            lengths.push(found.iter().map(|h| h.tokens.len()).max());
+        }
+        // Some search ended early, so rows left the batch while others ran on.
+        assert!(together.iter().flatten().any(|h| h.ended_with_eos));
+        assert!(lengths.iter().any(|&l| l < Some(10)), "{lengths:?}");
+        assert!(generator.beam_searches(&prompt, &[], 10).is_empty());
     }
 
     /// Beam search and sampling report the same log-probability for the same token.

@@ -287,7 +287,17 @@ pub fn run_settings(
     let mut skipped = 0;
     // Batches are filled across settings: consecutive sampling settings whose rows per prompt
     // fit in one batch run together (each row keeps its own settings and random stream, so
-    // the samples are those of running them apart). An interruption loses that group only.
+    // the samples are those of running them apart), and so do consecutive beam settings whose
+    // beams fit. An interruption loses that group only.
+    let kind = |s: &Setting| match s.strategy {
+        Strategy::Sample | Strategy::Greedy => Some(Strategy::Sample),
+        Strategy::Beam => Some(Strategy::Beam),
+        Strategy::Human => None,
+    };
+    let rows = |s: &Setting| match s.strategy {
+        Strategy::Beam => s.num_beams,
+        _ => s.samples,
+    };
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut group_rows = 0;
     for (i, setting) in settings.iter().enumerate() {
@@ -299,18 +309,17 @@ pub fn run_settings(
             sweep_bar.inc(1);
             continue;
         }
-        let batchable = matches!(setting.strategy, Strategy::Sample | Strategy::Greedy);
         let open = groups.last().is_some_and(|g| {
-            batchable
-                && matches!(settings[g[0]].strategy, Strategy::Sample | Strategy::Greedy)
-                && group_rows + setting.samples <= exp.batch_size
+            kind(setting).is_some()
+                && kind(&settings[g[0]]) == kind(setting)
+                && group_rows + rows(setting) <= exp.batch_size
         });
         if open {
             groups.last_mut().expect("open group").push(i);
-            group_rows += setting.samples;
+            group_rows += rows(setting);
         } else {
             groups.push(vec![i]);
-            group_rows = setting.samples;
+            group_rows = rows(setting);
         }
     }
     let mut done = skipped;
@@ -341,12 +350,20 @@ pub fn run_settings(
                 &setting_bar,
                 interrupt,
             ),
-            _ => run_setting(
+            Strategy::Beam => run_beam_group(
                 exp,
                 generator,
                 &tokenizer,
                 &prepared,
-                members[0],
+                &members,
+                &setting_bar,
+                interrupt,
+            ),
+            Strategy::Human => run_human(
+                exp,
+                generator,
+                &tokenizer,
+                &prepared,
                 &setting_bar,
                 interrupt,
             )
@@ -398,78 +415,81 @@ pub fn run_settings(
     })
 }
 
-/// Generate one setting's texts for every prompt; `None` when interrupted.
-fn run_setting(
+/// Generate the texts of several beam settings for every prompt, their beams sharing
+/// batches; `None` when interrupted.
+fn run_beam_group(
     exp: &Experiment,
     generator: &Generator,
     tokenizer: &Tokenizer,
     prepared: &[crate::generate::PreparedPrompt],
-    setting: &Setting,
+    group: &[&Setting],
+    bar: &ProgressBar,
+    interrupt: &AtomicBool,
+) -> Option<Vec<Vec<Sample>>> {
+    let eos = generator.eos();
+    let params: Vec<BeamParams> = group
+        .iter()
+        .map(|s| BeamParams {
+            num_beams: s.num_beams,
+            length_penalty: s.length_penalty.unwrap_or(1.0),
+            early_stopping: s.early_stopping.unwrap_or_default(),
+            num_return_sequences: s.samples,
+        })
+        .collect();
+    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
+    for (p, prompt) in prepared.iter().enumerate() {
+        if interrupt.load(Ordering::SeqCst) {
+            return None;
+        }
+        let found = generator.beam_searches(prompt, &params, exp.max_new_tokens);
+        for ((setting, hyps), samples) in group.iter().zip(found).zip(&mut results) {
+            bar.inc((exp.max_new_tokens * setting.samples) as u64);
+            for (i, h) in hyps.into_iter().enumerate() {
+                samples.push(Sample {
+                    prompt_index: p,
+                    sample_index: i,
+                    text: continuation_text(tokenizer, &h.tokens, eos),
+                    token_ids: h.tokens,
+                    logprobs: h.logprobs,
+                    ended_with_eos: h.ended_with_eos,
+                });
+            }
+        }
+    }
+    Some(results)
+}
+
+/// The human reference texts, scored by the model; `None` when interrupted.
+fn run_human(
+    exp: &Experiment,
+    generator: &Generator,
+    tokenizer: &Tokenizer,
+    prepared: &[crate::generate::PreparedPrompt],
     bar: &ProgressBar,
     interrupt: &AtomicBool,
 ) -> Option<Vec<Sample>> {
-    if matches!(setting.strategy, Strategy::Sample | Strategy::Greedy) {
-        return run_sampling_group(
-            exp,
-            generator,
-            tokenizer,
-            prepared,
-            &[setting],
-            bar,
-            interrupt,
-        )
-        .map(|mut groups| groups.remove(0));
-    }
-    let eos = generator.eos();
-    let text_of = |tokens: &[u32]| continuation_text(tokenizer, tokens, eos);
     let mut samples = Vec::new();
     for (p, prompt) in prepared.iter().enumerate() {
         if interrupt.load(Ordering::SeqCst) {
             return None;
         }
-        match setting.strategy {
-            // Sampling settings go through `run_sampling_group` (see above).
-            Strategy::Sample | Strategy::Greedy => {}
-            Strategy::Beam => {
-                let params = BeamParams {
-                    num_beams: setting.num_beams,
-                    length_penalty: setting.length_penalty.unwrap_or(1.0),
-                    early_stopping: setting.early_stopping.unwrap_or_default(),
-                    num_return_sequences: setting.samples,
-                };
-                let hyps = generator.beam_search(prompt, &params, exp.max_new_tokens);
-                bar.inc((exp.max_new_tokens * setting.samples) as u64);
-                for (i, h) in hyps.into_iter().enumerate() {
-                    samples.push(Sample {
-                        prompt_index: p,
-                        sample_index: i,
-                        text: text_of(&h.tokens),
-                        token_ids: h.tokens,
-                        logprobs: h.logprobs,
-                        ended_with_eos: h.ended_with_eos,
-                    });
-                }
-            }
-            Strategy::Human => {
-                let Some(reference) = &exp.prompts[p].reference else {
-                    continue;
-                };
-                // The human text is cut to the generated length, so that length-sensitive
-                // metrics (distinct-n, Self-BLEU, Zipf) compare like with like.
-                let mut tokens = tokenizer.encode(reference);
-                tokens.truncate(exp.max_new_tokens);
-                let logprobs = generator.score(&prompt.tokens, &tokens).unwrap_or_default();
-                bar.inc(1);
-                samples.push(Sample {
-                    prompt_index: p,
-                    sample_index: 0,
-                    text: tokenizer.decode(&tokens),
-                    token_ids: tokens,
-                    logprobs,
-                    ended_with_eos: false,
-                });
-            }
-        }
+        let Some(reference) = &exp.prompts[p].reference else {
+            continue;
+        };
+        // The human text is cut to the generated length, so that length-sensitive metrics
+        // (distinct-n, Self-BLEU, Zipf) compare like with like.
+        let mut tokens = tokenizer.encode(reference);
+        tokens.truncate(exp.max_new_tokens);
+        let logprobs = generator.score(&prompt.tokens, &tokens).unwrap_or_default();
+        bar.inc(1);
+        samples.push(Sample {
+            prompt_index: p,
+            sample_index: 0,
+            text: tokenizer.decode(&tokens),
+            token_ids: tokens,
+            logprobs,
+            ended_with_eos: false,
+        });
     }
     Some(samples)
 }
