@@ -472,8 +472,19 @@ fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model();
     let model = model.to_str().unwrap();
-    let common = ["bench", "--model", model, "--new-tokens", "4", "--batch", "2"];
-    let out = run_in(dir.path(), &[&common[..], &["--long-prompt", "60"]].concat());
+    let common = [
+        "bench",
+        "--model",
+        model,
+        "--new-tokens",
+        "4",
+        "--batch",
+        "2",
+    ];
+    let out = run_in(
+        dir.path(),
+        &[&common[..], &["--long-prompt", "60"]].concat(),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -496,10 +507,17 @@ fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
         assert!(rate > 0.0, "{line}");
     }
     // 61 + 4 > the tiny model's 64 positions.
-    let out = run_in(dir.path(), &[&common[..], &["--long-prompt", "61"]].concat());
+    let out = run_in(
+        dir.path(),
+        &[&common[..], &["--long-prompt", "61"]].concat(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--long-prompt 61"), "{stderr}");
     assert!(stderr.contains("use 1 to 60"), "{stderr}");
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
