@@ -340,35 +340,20 @@ pub fn run_settings(
         let ids: Vec<String> = members.iter().map(|s| s.id()).collect();
         setting_bar.set_message(ids.join(", "));
         let t0 = Instant::now();
-        let outcome = match members[0].strategy {
-            Strategy::Sample | Strategy::Greedy => run_sampling_group(
-                exp,
-                generator,
-                &tokenizer,
-                &prepared,
-                &members,
-                &setting_bar,
-                interrupt,
-            ),
-            Strategy::Beam => run_beam_group(
-                exp,
-                generator,
-                &tokenizer,
-                &prepared,
-                &members,
-                &setting_bar,
-                interrupt,
-            ),
-            Strategy::Human => run_human(
-                exp,
-                generator,
-                &tokenizer,
-                &prepared,
-                &setting_bar,
-                interrupt,
-            )
-            .map(|s| vec![s]),
+        let run_group = match members[0].strategy {
+            Strategy::Sample | Strategy::Greedy => run_sampling_group,
+            Strategy::Beam => run_beam_group,
+            Strategy::Human => run_human,
         };
+        let outcome = run_group(
+            exp,
+            generator,
+            &tokenizer,
+            &prepared,
+            &members,
+            &setting_bar,
+            interrupt,
+        );
         let Some(results) = outcome else {
             setting_bar.finish_and_clear();
             sweep_bar.finish_and_clear();
@@ -459,15 +444,18 @@ fn run_beam_group(
     Some(results)
 }
 
-/// The human reference texts, scored by the model; `None` when interrupted.
+/// The human reference texts, scored by the model, as the group of the one human setting
+/// (it is never grouped with others); `None` when interrupted.
 fn run_human(
     exp: &Experiment,
     generator: &Generator,
     tokenizer: &Tokenizer,
     prepared: &[crate::generate::PreparedPrompt],
+    group: &[&Setting],
     bar: &ProgressBar,
     interrupt: &AtomicBool,
-) -> Option<Vec<Sample>> {
+) -> Option<Vec<Vec<Sample>>> {
+    debug_assert_eq!(group.len(), 1, "the human setting runs alone");
     let mut samples = Vec::new();
     for (p, prompt) in prepared.iter().enumerate() {
         if interrupt.load(Ordering::SeqCst) {
@@ -491,7 +479,7 @@ fn run_human(
             ended_with_eos: false,
         });
     }
-    Some(samples)
+    Some(vec![samples])
 }
 
 /// Generate the texts of several sampling settings for every prompt, their rows sharing
