@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::beam::{BeamParams, EarlyStopping};
-use crate::generate::{Continuation, Generator, Row};
+use crate::generate::{Continuation, Generator, PreparedPrompt, Row};
 use crate::sampling::{SamplingParams, sample_rng};
 
 /// One measured case.
@@ -126,10 +126,11 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
             })
             .collect()
     };
-    let sample = |rows: Vec<Row>, new_tokens: usize| -> usize {
-        let out: Vec<Continuation> = generator.sample_full_length(&p, rows, new_tokens);
+    let sample_after = |p: &PreparedPrompt, rows: Vec<Row>, new_tokens: usize| -> usize {
+        let out: Vec<Continuation> = generator.sample_full_length(p, rows, new_tokens);
         out.iter().map(|c| c.tokens.len()).sum()
     };
+    let sample = |rows: Vec<Row>, new_tokens: usize| sample_after(&p, rows, new_tokens);
     // Warm-up: first calls pay for allocation and thread start.
     let _ = sample(rows(2, SamplingParams::PURE, 0), 4);
 
@@ -153,8 +154,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
             let long = generator
                 .prepare(&prompt(len, vocab), plan.new_tokens)
                 .expect("long prompt fits");
-            let out = generator.sample_full_length(&long, rows(batch, NUCLEUS, 1), plan.new_tokens);
-            out.iter().map(|c| c.tokens.len()).sum()
+            sample_after(&long, rows(batch, NUCLEUS, 1), plan.new_tokens)
         }));
     }
     emit(measure(beam_case(plan.num_beams), || {

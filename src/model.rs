@@ -243,7 +243,6 @@ impl KvCache {
     /// after them is left unwritten, since attention never reads past `len`.
     pub fn repeat(&self, n: usize) -> Self {
         if !self.host.is_empty() {
-            // On the host the rows share the positions held, instead of copying them.
             return Self {
                 layers: Vec::new(),
                 host: self.host.iter().map(|l| l.widen(n, self.len)).collect(),
