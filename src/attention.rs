@@ -160,12 +160,13 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
     }
     let scale = 1.0 / (dim as f32).sqrt();
     let cache = &*cache;
+    let held = |bh: usize| bh * room * dim..(bh * room + own + new) * dim;
     // One task per (row, head), each returning its `[new, dim]` outputs.
     let outputs: Vec<Vec<f32>> = (0..batch * heads)
         .into_par_iter()
         .map(|bh| {
             let (b, h) = (bh / heads, bh % heads);
-            let own = bh * room * dim..(bh * room + own + new) * dim;
+            let own = held(bh);
             let common = h * shared * dim..(h + 1) * shared * dim;
             let (keys, values) = match &cache.shared {
                 Some(s) => (
@@ -178,7 +179,13 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
                 let at = (b * new + i) * 3 * c + h * dim;
                 &qkv[at..at + dim]
             });
-            head_outputs(queries, keys, values, dim, past, scale)
+            // A thread mostly takes the tasks in order, so the next one's own keys and
+            // values are what it will read next (see `head_outputs`).
+            let next = match bh + 1 < batch * heads {
+                true => [&cache.k[held(bh + 1)], &cache.v[held(bh + 1)]],
+                false => [&[][..], &[][..]],
+            };
+            head_outputs(queries, keys, values, dim, past, scale, next)
         })
         .collect();
     let mut y = vec![0.0f32; batch * new * c];
@@ -195,6 +202,13 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
 /// One head of one row: for the `i`-th query, softmax(q · k_j × scale) over positions
 /// j ≤ past + i, then the weighted sum of their values. Keys and values come in two parts,
 /// the shared positions and then the row's own, read in that order as one sequence.
+///
+/// While the first query reads its keys and values, it asks for the cache lines of `next`
+/// (the keys and values of the task that follows) at the same pace. A decoding step reads
+/// every row's cache once, from memory, in streams of a few kilobytes per head; without the
+/// hint each stream starts cold and the hardware prefetcher ramps up anew (32 rows × 12
+/// layers at 80 positions, six interleaved runs each: 12.6–15.2 ms a step without, 12.1–13.3
+/// with). A hint changes no result.
 fn head_outputs<'a>(
     queries: impl Iterator<Item = &'a [f32]>,
     keys: [&[f32]; 2],
@@ -202,13 +216,14 @@ fn head_outputs<'a>(
     dim: usize,
     past: usize,
     scale: f32,
+    next: [&[f32]; 2],
 ) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
-        return unsafe { head_outputs_avx2(queries, keys, values, dim, past, scale) };
+        return unsafe { head_outputs_avx2(queries, keys, values, dim, past, scale, next) };
     }
-    head_outputs_portable(queries, keys, values, dim, past, scale)
+    head_outputs_portable(queries, keys, values, dim, past, scale, next)
 }
 
 /// The same code compiled for AVX2: vectorised wider, with the same operations in the same
@@ -222,8 +237,9 @@ unsafe fn head_outputs_avx2<'a>(
     dim: usize,
     past: usize,
     scale: f32,
+    next: [&[f32]; 2],
 ) -> Vec<f32> {
-    head_outputs_portable(queries, keys, values, dim, past, scale)
+    head_outputs_portable(queries, keys, values, dim, past, scale, next)
 }
 
 #[inline(always)]
@@ -234,12 +250,15 @@ fn head_outputs_portable<'a>(
     dim: usize,
     past: usize,
     scale: f32,
+    next: [&[f32]; 2],
 ) -> Vec<f32> {
     let mut out = Vec::new();
     let mut weights = Vec::with_capacity((keys[0].len() + keys[1].len()) / dim.max(1));
     let mut acc = vec![0.0f32; dim];
     let first = keys[0].len() / dim.max(1);
     for (i, q) in queries.enumerate() {
+        // Later queries of a prompt read the same positions again, from cache.
+        let next = if i == 0 { next } else { [&[][..], &[][..]] };
         let seen = past + i + 1;
         let from_first = seen.min(first);
         let keys = [
@@ -255,6 +274,7 @@ fn head_outputs_portable<'a>(
                 let (k01, k23) = quad.split_at(2 * dim);
                 let (k0, k1) = k01.split_at(dim);
                 let (k2, k3) = k23.split_at(dim);
+                prefetch(next[0], weights.len() * dim..(weights.len() + 4) * dim);
                 weights.extend(dot4(q, [k0, k1, k2, k3]).map(|d| d * scale));
             }
             for k in quads.remainder().chunks_exact(dim) {
@@ -269,7 +289,8 @@ fn head_outputs_portable<'a>(
         let values = values[0][..from_first * dim]
             .chunks_exact(dim)
             .chain(values[1].chunks_exact(dim));
-        for (w, v) in weights.iter().zip(values) {
+        for (j, (w, v)) in weights.iter().zip(values).enumerate() {
+            prefetch(next[1], j * dim..(j + 1) * dim);
             for (a, x) in acc.iter_mut().zip(v) {
                 *a += w * x;
             }
@@ -277,6 +298,23 @@ fn head_outputs_portable<'a>(
         out.extend(acc.iter().map(|a| a / total));
     }
     out
+}
+
+/// Ask for the cache lines of `data[range]` (clipped to `data`); a hint only.
+#[inline(always)]
+fn prefetch(data: &[f32], range: std::ops::Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        const LINE: usize = 64 / std::mem::size_of::<f32>();
+        for at in range.step_by(LINE).take_while(|&at| at < data.len()) {
+            // SAFETY: every x86-64 CPU has SSE; `at` is inside `data`, and a prefetch reads
+            // nothing architecturally.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(at).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, range);
 }
 
 /// Dot product in eight interleaved partial sums, added up in a fixed order at the end: the

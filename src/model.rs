@@ -1032,6 +1032,41 @@ mod tests {
         );
     }
 
+    /// A row is normalised to the same bits alone or among others (the rows of a block are
+    /// split over threads), and that is the plain two-pass norm in f64.
+    #[test]
+    fn host_layer_norm_of_a_row_does_not_depend_on_its_neighbours() {
+        let n = 37;
+        let wave = |i: usize, f: f32| ((i as f32) * f).sin() * 3.0 + 0.5;
+        let norm = HostLayerNorm {
+            gamma: (0..n).map(|i| wave(i, 0.7)).collect(),
+            beta: Some((0..n).map(|i| wave(i, 1.3)).collect()),
+            epsilon: 1e-5,
+        };
+        let rows = 11;
+        let x: Vec<f32> = (0..rows * n)
+            .map(|i| wave(i, 0.37) * (1 + i % 5) as f32)
+            .collect();
+        let mut all = vec![0.0; rows * n];
+        norm.forward_into(&x, &mut all);
+        for r in 0..rows {
+            let row = &x[r * n..(r + 1) * n];
+            let mut alone = vec![0.0; n];
+            norm.forward_into(row, &mut alone);
+            assert_eq!(alone[..], all[r * n..(r + 1) * n], "row {r}");
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+            for k in 0..n {
+                let want = ((row[k] as f64 - mean) / (var + 1e-5).sqrt()) as f32 * norm.gamma[k]
+                    + norm.beta.as_ref().unwrap()[k];
+                assert!(
+                    (alone[k] - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "row {r}, {k}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn preset_shapes_are_consistent() {
         for c in [
