@@ -160,13 +160,19 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
     }
     let scale = 1.0 / (dim as f32).sqrt();
     let cache = &*cache;
-    let held = |bh: usize| bh * room * dim..(bh * room + own + new) * dim;
-    // One task per (row, head), each returning its `[new, dim]` outputs.
+    // Task t is head t / batch of row t % batch: consecutive tasks read the same head's
+    // shared positions, which then come from a near cache instead of memory.
+    let row_head = |t: usize| (t % batch, t / batch);
+    let held = |t: usize| {
+        let (b, h) = row_head(t);
+        let at = (b * heads + h) * room;
+        at * dim..(at + own + new) * dim
+    };
     let outputs: Vec<Vec<f32>> = (0..batch * heads)
         .into_par_iter()
-        .map(|bh| {
-            let (b, h) = (bh / heads, bh % heads);
-            let own = held(bh);
+        .map(|t| {
+            let (b, h) = row_head(t);
+            let own = held(t);
             let common = h * shared * dim..(h + 1) * shared * dim;
             let (keys, values) = match &cache.shared {
                 Some(s) => (
@@ -181,16 +187,16 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
             });
             // A thread mostly takes the tasks in order, so the next one's own keys and
             // values are what it will read next (see `head_outputs`).
-            let next = match bh + 1 < batch * heads {
-                true => [&cache.k[held(bh + 1)], &cache.v[held(bh + 1)]],
+            let next = match t + 1 < batch * heads {
+                true => [&cache.k[held(t + 1)], &cache.v[held(t + 1)]],
                 false => [&[][..], &[][..]],
             };
             head_outputs(queries, keys, values, dim, past, scale, next)
         })
         .collect();
     let mut y = vec![0.0f32; batch * new * c];
-    for (bh, out) in outputs.iter().enumerate() {
-        let (b, h) = (bh / heads, bh % heads);
+    for (t, out) in outputs.iter().enumerate() {
+        let (b, h) = row_head(t);
         for i in 0..new {
             let at = (b * new + i) * c + h * dim;
             y[at..at + dim].copy_from_slice(&out[i * dim..(i + 1) * dim]);
@@ -286,18 +292,39 @@ fn head_outputs_portable<'a>(
         crate::exp::exp_in_place(&mut weights);
         let total: f32 = weights.iter().fold(0.0, |total, w| total + w);
         acc.iter_mut().for_each(|a| *a = 0.0);
-        let values = values[0][..from_first * dim]
-            .chunks_exact(dim)
-            .chain(values[1].chunks_exact(dim));
-        for (j, (w, v)) in weights.iter().zip(values).enumerate() {
-            prefetch(next[1], j * dim..(j + 1) * dim);
-            for (a, x) in acc.iter_mut().zip(v) {
-                *a += w * x;
-            }
-        }
+        let (shared_weights, own_weights) = weights.split_at(from_first);
+        let shared_values = &values[0][..shared_weights.len() * dim];
+        let own_values = &values[1][..own_weights.len() * dim];
+        weighted_sum(&mut acc, shared_weights, shared_values, next[1]);
+        let next_own = next[1].get(shared_weights.len() * dim..).unwrap_or(&[]);
+        weighted_sum(&mut acc, own_weights, own_values, next_own);
         out.extend(acc.iter().map(|a| a / total));
     }
     out
+}
+
+/// `acc += w_j v_j` for each value row `v_j` in turn (`values` is `[weights.len(), dim]`),
+/// each element as `acc + (w × v)`, two roundings, in row order. Meanwhile, ask for `next`
+/// at the same pace (see [`head_outputs`]).
+#[inline(always)]
+fn weighted_sum(acc: &mut [f32], weights: &[f32], values: &[f32], next: &[f32]) {
+    let dim = acc.len();
+    assert_eq!(
+        values.len(),
+        weights.len() * dim,
+        "values are not [weights, dim]"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if dim == simd::HEAD_DIM && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2; the lengths are checked above.
+        return unsafe { simd::weighted_sum_64(acc, weights, values, next) };
+    }
+    for (j, (w, v)) in weights.iter().zip(values.chunks_exact(dim)).enumerate() {
+        prefetch(next, j * dim..(j + 1) * dim);
+        for (a, x) in acc.iter_mut().zip(v) {
+            *a += w * x;
+        }
+    }
 }
 
 /// Ask for the cache lines of `data[range]` (clipped to `data`); a hint only.
@@ -351,6 +378,40 @@ fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::*;
+
+    /// The head size of every GPT-2.
+    pub const HEAD_DIM: usize = 64;
+
+    /// [`super::weighted_sum`] for 64-float heads, with the 64 sums in eight registers
+    /// instead of loaded and stored again for every value row: the same additions in the
+    /// same order, so the same bits. It matters where the values are in cache (a long
+    /// prompt's shared positions, a prompt's own pass); from memory, the reads set the pace.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2, `acc.len() == 64` and `values.len() == 64 * weights.len()`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn weighted_sum_64(acc: &mut [f32], weights: &[f32], values: &[f32], next: &[f32]) {
+        debug_assert!(acc.len() == HEAD_DIM && values.len() == HEAD_DIM * weights.len());
+        let mut sums = [_mm256_setzero_ps(); HEAD_DIM / 8];
+        for (l, sum) in sums.iter_mut().enumerate() {
+            // SAFETY: acc holds 64 floats.
+            *sum = unsafe { _mm256_loadu_ps(acc.as_ptr().add(8 * l)) };
+        }
+        for (j, &w) in weights.iter().enumerate() {
+            super::prefetch(next, j * HEAD_DIM..(j + 1) * HEAD_DIM);
+            let w = _mm256_set1_ps(w);
+            // SAFETY: row j of `values` holds 64 floats (length checked by the caller).
+            let row = unsafe { values.as_ptr().add(j * HEAD_DIM) };
+            for (l, sum) in sums.iter_mut().enumerate() {
+                let x = unsafe { _mm256_loadu_ps(row.add(8 * l)) };
+                *sum = _mm256_add_ps(*sum, _mm256_mul_ps(w, x));
+            }
+        }
+        for (l, sum) in sums.iter().enumerate() {
+            // SAFETY: acc holds 64 floats.
+            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * l), *sum) };
+        }
+    }
 
     /// [`super::dot4`] on AVX: lane l of each accumulator is the `lanes[l]` of [`super::dot`],
     /// added to in the same order, without fusing.
@@ -428,6 +489,25 @@ mod tests {
                     / total
             })
             .collect()
+    }
+
+    /// The register version for GPT-2's 64-float heads against the plain loop, bit for bit,
+    /// and a head size it does not take.
+    #[test]
+    fn weighted_sum_is_the_plain_loop_to_the_bit() {
+        for (rows, dim) in [(0, 64), (1, 64), (37, 64), (5, 48)] {
+            let weights = values(rows, 3);
+            let rows_of_values = values(rows * dim, 4);
+            let mut got = values(dim, 5);
+            let mut want = got.clone();
+            weighted_sum(&mut got, &weights, &rows_of_values, &rows_of_values);
+            for (w, v) in weights.iter().zip(rows_of_values.chunks_exact(dim)) {
+                for (a, x) in want.iter_mut().zip(v) {
+                    *a += w * x;
+                }
+            }
+            assert_eq!(got, want, "{rows} rows of {dim}");
+        }
     }
 
     #[test]
