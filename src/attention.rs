@@ -161,7 +161,7 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
     let scale = 1.0 / (dim as f32).sqrt();
     let cache = &*cache;
     // Task t is head t / batch of row t % batch: consecutive tasks read the same head's
-    // shared positions, which then come from a near cache instead of memory.
+    // shared positions, which can then stay in a near cache between them.
     let row_head = |t: usize| (t % batch, t / batch);
     let held = |t: usize| {
         let (b, h) = row_head(t);
