@@ -127,7 +127,9 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
             .collect()
     };
     let sample_after = |p: &PreparedPrompt, rows: Vec<Row>, new_tokens: usize| -> usize {
-        let out: Vec<Continuation> = generator.sample_full_length(p, rows, new_tokens);
+        let out: Vec<Continuation> = generator
+            .sample_full_length(p, rows, new_tokens)
+            .expect("a random model's logits are finite");
         out.iter().map(|c| c.tokens.len()).sum()
     };
     let sample = |rows: Vec<Row>, new_tokens: usize| sample_after(&p, rows, new_tokens);
@@ -163,6 +165,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
         params.length_penalty = 0.0;
         generator
             .beam_search(&p, &params, plan.new_tokens)
+            .expect("a random model's logits are finite")
             .first()
             .map_or(0, |h| h.tokens.len())
             * plan.num_beams

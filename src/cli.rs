@@ -410,7 +410,8 @@ fn load_model(
 fn is_bad_input(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.is::<sweep::checkpoint::CheckpointError>()
-            || e.is::<sweep::generate::GenerateError>()
+            || e.downcast_ref::<sweep::generate::GenerateError>()
+                .is_some_and(sweep::generate::GenerateError::is_bad_input)
             || e.is::<sweep::backend::BackendError>()
             || matches!(
                 e.downcast_ref::<sweep::train::TrainError>(),
@@ -430,9 +431,11 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
                 .is_some_and(|e| !matches!(e, sweep::compare::CompareError::Write { .. }))
             || matches!(
                 e.downcast_ref::<sweep::runner::RunError>(),
-                Some(
-                    sweep::runner::RunError::Changed { .. } | sweep::runner::RunError::Generate(_)
-                )
+                Some(sweep::runner::RunError::Changed { .. })
+            )
+            || matches!(
+                e.downcast_ref::<sweep::runner::RunError>(),
+                Some(sweep::runner::RunError::Generate(g)) if g.is_bad_input()
             )
     })
 }
@@ -545,7 +548,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         if let Err(e) = write!(stdout, "{text}").and_then(|_| stdout.flush()) {
             write_error = Some(e);
         }
-    });
+    })?;
     if let Some(e) = write_error {
         return Err(e.into());
     }

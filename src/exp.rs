@@ -8,7 +8,8 @@
 //! same operations in the same order (fused where one is fused, plain where one is plain), so
 //! they agree to the bit and a result never depends on which of them ran or where a slice was
 //! split into vectors. It is within 2 ulp of the exact value where the result is a normal
-//! float; below e^-87 it returns 0, and above e^88.37 infinity.
+//! float; below e^-87 it returns 0, above e^88.37 infinity, and NaN for NaN: a NaN logit must
+//! stay visible to the check that stops a run on it, not turn into a large finite weight.
 
 /// Above this, 2^n would leave the exponent range: the result is infinite.
 const MAX_X: f32 = 88.37;
@@ -30,6 +31,9 @@ const P: [f32; 6] = [
 
 /// e^x (see the module documentation for its accuracy and range).
 pub fn exp(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
     if x > MAX_X {
         return f32::INFINITY;
     }
@@ -116,7 +120,10 @@ mod simd {
         )));
         let out = _mm256_mul_ps(y, scale);
         let out = _mm256_blendv_ps(out, _mm256_set1_ps(f32::INFINITY), too_big);
-        _mm256_blendv_ps(out, _mm256_setzero_ps(), too_small)
+        let out = _mm256_blendv_ps(out, _mm256_setzero_ps(), too_small);
+        // The clamps above would turn a NaN lane into a finite number.
+        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
+        _mm256_blendv_ps(out, x, nan)
     }
 
     /// The whole vectors of [`super::exp_shifted_into`]; returns how many values were done.
@@ -175,6 +182,32 @@ mod tests {
         ]);
         xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN]);
         xs
+    }
+
+    #[test]
+    fn nan_stays_nan_in_the_scalar_and_the_vector_code() {
+        let quiet = f32::NAN;
+        let negative = -f32::NAN;
+        let payload = f32::from_bits(0x7fc0_1234);
+        for nan in [quiet, negative, payload] {
+            assert!(exp(nan).is_nan());
+            // A NaN in every lane position of a vector, and in the scalar tail.
+            for at in 0..11 {
+                let mut v = vec![0.5f32; 11];
+                v[at] = nan;
+                let mut shifted = vec![0.0; v.len()];
+                exp_shifted_into(&v, 0.25, 1.0, &mut shifted);
+                exp_in_place(&mut v);
+                assert!(v[at].is_nan(), "exp_in_place, NaN at {at}");
+                assert!(shifted[at].is_nan(), "exp_shifted_into, NaN at {at}");
+                let others = v.iter().enumerate().filter(|&(i, _)| i != at);
+                assert!(
+                    others
+                        .clone()
+                        .all(|(_, y)| y.to_bits() == exp(0.5).to_bits())
+                );
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@ use rayon::prelude::*;
 use crate::beam::{BeamParams, BeamSearch, Hypothesis};
 use crate::model::{Gpt2, KvCache};
 use crate::sampling::{
-    SamplingParams, log_prob, log_softmax_into, sample_with_log_prob, shortlist_needed,
+    SamplingParams, first_non_finite, log_prob, log_softmax_into, sample_with_log_prob,
+    shortlist_needed,
 };
 use crate::shortlist::Shortlists;
 
@@ -32,6 +33,29 @@ pub enum GenerateError {
     },
     #[error("token id {token} is outside the model's vocabulary of {vocab_size}")]
     BadToken { token: u32, vocab_size: usize },
+    /// Logits that are not numbers poison everything computed from them (a NaN weight in a
+    /// checkpoint, or an overflow in half precision), so decoding stops at the first one
+    /// instead of writing NaN log-probabilities or drawing from a meaningless distribution.
+    #[error(
+        "the model's logits hold {value} at generation step {step}: its weights hold a NaN or an \
+         infinity, or its computation overflowed (in half precision, try --dtype f32)"
+    )]
+    NonFinite {
+        /// The row of the batch ([`Generator::sample`]), the search of the group
+        /// ([`Generator::beam_searches`]), or 0 ([`Generator::score`]).
+        row: usize,
+        /// The generated token being chosen, from 0; for scoring, the scored token.
+        step: usize,
+        value: f32,
+    },
+}
+
+impl GenerateError {
+    /// Whether what the user passed in is at fault (a length, a token), rather than what the
+    /// model computed.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Self::NonFinite { .. })
+    }
 }
 
 /// One row to sample: its settings and its own random stream.
@@ -89,6 +113,15 @@ impl StepLogits {
                 sample_with_log_prob(&logits[r * vocab..(r + 1) * vocab], params, rng)
             }
             Self::Short(lists) => lists.sample(r, params, rng),
+        }
+    }
+
+    /// A value of row `r` that is NaN or infinite, if there is one (see
+    /// [`Shortlists::non_finite`] for what a shortlist can tell).
+    fn non_finite(&self, r: usize, vocab: usize) -> Option<f32> {
+        match self {
+            Self::Whole(logits) => first_non_finite(&logits[r * vocab..(r + 1) * vocab]),
+            Self::Short(lists) => lists.non_finite(r),
         }
     }
 }
@@ -206,26 +239,34 @@ impl Generator {
         let vocab = self.model.config.vocab_size;
         let logits = self.logits(&all[..all.len() - 1]);
         let start = prepared.tokens.len() - 1;
-        Ok(continuation
+        continuation
             .iter()
             .enumerate()
             .map(|(i, &t)| {
                 let row = &logits[(start + i) * vocab..(start + i + 1) * vocab];
-                log_prob(row, t as usize)
+                match first_non_finite(row) {
+                    Some(value) => Err(GenerateError::NonFinite {
+                        row: 0,
+                        step: i,
+                        value,
+                    }),
+                    None => Ok(log_prob(row, t as usize)),
+                }
             })
-            .collect())
+            .collect()
     }
 
     /// Sample one continuation per row from one prompt. `on_token(row, token)` sees each
     /// token as it is chosen (for streaming output). Rows stop at end-of-text or after
-    /// `max_new_tokens`.
+    /// `max_new_tokens`. A NaN or infinite logit in any running row stops the batch with
+    /// [`GenerateError::NonFinite`] naming the first such row.
     pub fn sample(
         &self,
         prompt: &PreparedPrompt,
         rows: Vec<Row>,
         max_new_tokens: usize,
         on_token: impl FnMut(usize, u32),
-    ) -> Vec<Continuation> {
+    ) -> Result<Vec<Continuation>, GenerateError> {
         self.sample_rows(prompt, rows, max_new_tokens, true, on_token)
     }
 
@@ -236,7 +277,7 @@ impl Generator {
         prompt: &PreparedPrompt,
         rows: Vec<Row>,
         max_new_tokens: usize,
-    ) -> Vec<Continuation> {
+    ) -> Result<Vec<Continuation>, GenerateError> {
         self.sample_rows(prompt, rows, max_new_tokens, false, |_, _| {})
     }
 
@@ -247,7 +288,7 @@ impl Generator {
         max_new_tokens: usize,
         stop_at_eos: bool,
         mut on_token: impl FnMut(usize, u32),
-    ) -> Vec<Continuation> {
+    ) -> Result<Vec<Continuation>, GenerateError> {
         let n = rows.len();
         let mut out = vec![
             Continuation {
@@ -258,7 +299,7 @@ impl Generator {
             n
         ];
         if n == 0 || max_new_tokens == 0 {
-            return out;
+            return Ok(out);
         }
         let vocab = self.model.config.vocab_size;
         let eos = self.eos();
@@ -284,7 +325,7 @@ impl Generator {
         for step in 0..max_new_tokens {
             // Each running row samples from its own logits with its own stream; `active` is
             // ascending, so the k-th running row is the k-th row of the cache and logits.
-            let picks: Vec<(u32, f32)> = rows
+            let picks: Vec<Result<(u32, f32), f32>> = rows
                 .iter_mut()
                 .enumerate()
                 .filter(|(i, _)| running[*i])
@@ -294,10 +335,20 @@ impl Generator {
                 .enumerate()
                 .map(|(k, row)| {
                     let r = if shared_first { 0 } else { k };
+                    if let Some(value) = logits.non_finite(r, vocab) {
+                        return Err(value);
+                    }
                     let (token, lp) = logits.sample(r, vocab, &row.params, &mut row.rng);
-                    (token as u32, lp)
+                    Ok((token as u32, lp))
                 })
                 .collect();
+            let picks: Vec<(u32, f32)> = picks
+                .into_iter()
+                .zip(&active)
+                .map(|(pick, &row)| {
+                    pick.map_err(|value| GenerateError::NonFinite { row, step, value })
+                })
+                .collect::<Result<_, _>>()?;
             let mut still = Vec::with_capacity(active.len());
             let mut keep_rows = Vec::with_capacity(active.len());
             let mut next_tokens = Vec::with_capacity(active.len());
@@ -327,7 +378,7 @@ impl Generator {
             let step_needs: Vec<Option<usize>> = active.iter().map(|&i| needs[i]).collect();
             logits = self.forward_step(self.tokens_tensor(&input), &mut cache, &step_needs, logits);
         }
-        out
+        Ok(out)
     }
 
     /// Run `tokens` after `cache` and read back what sampling needs of the last position:
@@ -359,22 +410,24 @@ impl Generator {
         prompt: &PreparedPrompt,
         params: &BeamParams,
         max_new_tokens: usize,
-    ) -> Vec<Hypothesis> {
-        self.beam_searches(prompt, std::slice::from_ref(params), max_new_tokens)
+    ) -> Result<Vec<Hypothesis>, GenerateError> {
+        Ok(self
+            .beam_searches(prompt, std::slice::from_ref(params), max_new_tokens)?
             .pop()
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     /// Several beam searches from one prompt at once (say, widths 2, 4 and 8): their beams
     /// share each forward batch, as the rows of sampling settings do, and a search that ends
     /// leaves the batch. Each search finds what [`Generator::beam_search`] finds alone, since
-    /// a row's logits do not depend on the rows beside it.
+    /// a row's logits do not depend on the rows beside it. A NaN or infinite logit in any
+    /// beam stops them all with [`GenerateError::NonFinite`] naming its search.
     pub fn beam_searches(
         &self,
         prompt: &PreparedPrompt,
         params: &[BeamParams],
         max_new_tokens: usize,
-    ) -> Vec<Vec<Hypothesis>> {
+    ) -> Result<Vec<Vec<Hypothesis>>, GenerateError> {
         let vocab = self.model.config.vocab_size;
         let mut searches: Vec<BeamSearch> = params
             .iter()
@@ -387,12 +440,20 @@ impl Generator {
             &mut cache,
             &mut logits,
         );
+        if let Some(value) = first_non_finite(&logits) {
+            return Err(GenerateError::NonFinite {
+                row: 0,
+                step: 0,
+                value,
+            });
+        }
         let rows: usize = params.iter().map(|p| p.num_beams).sum();
         cache = cache.repeat(rows);
         // All beams start as the prompt: one row of log-probabilities stands for all of them.
         let mut logprobs: Vec<f32> = log_softmax_rows(&logits, vocab).repeat(rows);
         // Searches still running, in the order of their rows in the cache and the logits.
         let mut running: Vec<usize> = (0..searches.len()).collect();
+        let mut step = 0;
         loop {
             let (mut parents, mut tokens, mut still) = (Vec::new(), Vec::new(), Vec::new());
             let mut first_row = 0;
@@ -415,9 +476,31 @@ impl Generator {
             let input: Vec<&[u32]> = input.iter().map(|t| &t[..]).collect();
             self.model
                 .forward_last_into(self.tokens_tensor(&input), &mut cache, &mut logits);
+            step += 1;
+            if let Some((row, value)) = logits
+                .par_chunks(vocab)
+                .enumerate()
+                .find_map_first(|(r, row)| first_non_finite(row).map(|v| (r, v)))
+            {
+                // The search that owns the row: rows are laid out search after search.
+                let mut first_row = 0;
+                let search = running
+                    .iter()
+                    .find(|&&s| {
+                        first_row += params[s].num_beams;
+                        row < first_row
+                    })
+                    .copied()
+                    .unwrap_or(0);
+                return Err(GenerateError::NonFinite {
+                    row: search,
+                    step,
+                    value,
+                });
+            }
             logprobs = log_softmax_rows(&logits, vocab);
         }
-        searches.into_iter().map(BeamSearch::finish).collect()
+        Ok(searches.into_iter().map(BeamSearch::finish).collect())
     }
 }
 
@@ -456,15 +539,21 @@ mod tests {
             },
             rng: sample_rng(1, 0, sample),
         };
-        let alone = generator.sample(&prompt, vec![row(0, 1.0)], 8, |_, _| {});
-        let batch = generator.sample(
-            &prompt,
-            vec![row(0, 1.0), row(1, 0.0), row(2, 1.5)],
-            8,
-            |_, _| {},
-        );
+        let alone = generator
+            .sample(&prompt, vec![row(0, 1.0)], 8, |_, _| {})
+            .unwrap();
+        let batch = generator
+            .sample(
+                &prompt,
+                vec![row(0, 1.0), row(1, 0.0), row(2, 1.5)],
+                8,
+                |_, _| {},
+            )
+            .unwrap();
         assert_eq!(alone[0], batch[0]);
-        let greedy_alone = generator.sample(&prompt, vec![row(1, 0.0)], 8, |_, _| {});
+        let greedy_alone = generator
+            .sample(&prompt, vec![row(1, 0.0)], 8, |_, _| {})
+            .unwrap();
         assert_eq!(greedy_alone[0], batch[1]);
     }
 
@@ -505,8 +594,8 @@ mod tests {
                 })
                 .collect()
         };
-        let a = short.sample(&prompt, rows(), 12, |_, _| {});
-        let b = whole.sample(&prompt, rows(), 12, |_, _| {});
+        let a = short.sample(&prompt, rows(), 12, |_, _| {}).unwrap();
+        let b = whole.sample(&prompt, rows(), 12, |_, _| {}).unwrap();
         for (a, b) in a.iter().zip(&b) {
             assert_eq!(a.tokens, b.tokens);
             assert_eq!(a.tokens.len(), 12);
@@ -551,16 +640,21 @@ mod tests {
             device.seed(seed);
             let generator = Generator::new(Gpt2::init(&config, &device));
             let prompt = generator.prepare(&[1, 4, 2], 10).unwrap();
-            let together = generator.beam_searches(&prompt, &params, 10);
+            let together = generator.beam_searches(&prompt, &params, 10).unwrap();
             assert_eq!(together.len(), params.len());
             let mut lengths = Vec::new();
             for (p, found) in params.iter().zip(&together) {
-                let alone = generator.beam_search(&prompt, p, 10);
+                let alone = generator.beam_search(&prompt, p, 10).unwrap();
                 assert_eq!(&alone, found, "seed {seed}, {p:?}");
                 assert_eq!(found.len(), p.num_return_sequences);
                 lengths.push(found.iter().map(|h| h.tokens.len()).max());
             }
-            assert!(generator.beam_searches(&prompt, &[], 10).is_empty());
+            assert!(
+                generator
+                    .beam_searches(&prompt, &[], 10)
+                    .unwrap()
+                    .is_empty()
+            );
             // Some search ended early, so rows left the batch while others ran on.
             if together.iter().flatten().any(|h| h.ended_with_eos)
                 && lengths.iter().any(|&l| l < Some(10))

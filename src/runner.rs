@@ -40,6 +40,14 @@ pub enum RunError {
     Changed { dir: PathBuf, what: String },
     #[error(transparent)]
     Generate(#[from] crate::generate::GenerateError),
+    /// Decoding failed on what the model computed; nothing of the settings in flight was
+    /// saved, so once the cause is fixed the same command resumes.
+    #[error("{setting}, prompt {prompt}: {error}; nothing non-finite was saved")]
+    Decode {
+        setting: String,
+        prompt: usize,
+        error: crate::generate::GenerateError,
+    },
     #[error(
         "interrupted; {done} of {total} settings are saved in {dir} — run the same command again to resume"
     )]
@@ -354,7 +362,7 @@ pub fn run_settings(
             &setting_bar,
             interrupt,
         );
-        let Some(results) = outcome else {
+        let Some(results) = outcome? else {
             setting_bar.finish_and_clear();
             sweep_bar.finish_and_clear();
             return Err(RunError::Interrupted {
@@ -410,7 +418,7 @@ fn run_beam_group(
     group: &[&Setting],
     bar: &ProgressBar,
     interrupt: &AtomicBool,
-) -> Option<Vec<Vec<Sample>>> {
+) -> Result<Option<Vec<Vec<Sample>>>, RunError> {
     let eos = generator.eos();
     let params: Vec<BeamParams> = group
         .iter()
@@ -424,9 +432,11 @@ fn run_beam_group(
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
     for (p, prompt) in prepared.iter().enumerate() {
         if interrupt.load(Ordering::SeqCst) {
-            return None;
+            return Ok(None);
         }
-        let found = generator.beam_searches(prompt, &params, exp.max_new_tokens);
+        let found = generator
+            .beam_searches(prompt, &params, exp.max_new_tokens)
+            .map_err(|error| decode_error(group, |search| search, p, error))?;
         for ((setting, hyps), samples) in group.iter().zip(found).zip(&mut results) {
             bar.inc((exp.max_new_tokens * setting.samples) as u64);
             for (i, h) in hyps.into_iter().enumerate() {
@@ -441,7 +451,27 @@ fn run_beam_group(
             }
         }
     }
-    Some(results)
+    Ok(Some(results))
+}
+
+/// A decoding error of `prompt` as the error of the setting it belongs to: `setting_of`
+/// maps the row (or search) the error names to that setting.
+fn decode_error(
+    group: &[&Setting],
+    setting_of: impl Fn(usize) -> usize,
+    prompt: usize,
+    error: crate::generate::GenerateError,
+) -> RunError {
+    let row = match &error {
+        crate::generate::GenerateError::NonFinite { row, .. } => *row,
+        _ => 0,
+    };
+    let setting = group.get(setting_of(row)).unwrap_or(&group[0]);
+    RunError::Decode {
+        setting: setting.id(),
+        prompt,
+        error,
+    }
 }
 
 /// The human reference texts, scored by the model, as the group of the one human setting
@@ -454,12 +484,12 @@ fn run_human(
     group: &[&Setting],
     bar: &ProgressBar,
     interrupt: &AtomicBool,
-) -> Option<Vec<Vec<Sample>>> {
+) -> Result<Option<Vec<Vec<Sample>>>, RunError> {
     debug_assert_eq!(group.len(), 1, "the human setting runs alone");
     let mut samples = Vec::new();
     for (p, prompt) in prepared.iter().enumerate() {
         if interrupt.load(Ordering::SeqCst) {
-            return None;
+            return Ok(None);
         }
         let Some(reference) = &exp.prompts[p].reference else {
             continue;
@@ -468,7 +498,9 @@ fn run_human(
         // (distinct-n, Self-BLEU, Zipf) compare like with like.
         let mut tokens = tokenizer.encode(reference);
         tokens.truncate(exp.max_new_tokens);
-        let logprobs = generator.score(&prompt.tokens, &tokens).unwrap_or_default();
+        let logprobs = generator
+            .score(&prompt.tokens, &tokens)
+            .map_err(|error| decode_error(group, |_| 0, p, error))?;
         bar.inc(1);
         samples.push(Sample {
             prompt_index: p,
@@ -479,7 +511,7 @@ fn run_human(
             ended_with_eos: false,
         });
     }
-    Some(vec![samples])
+    Ok(Some(vec![samples]))
 }
 
 /// Generate the texts of several sampling settings for every prompt, their rows sharing
@@ -492,7 +524,7 @@ fn run_sampling_group(
     group: &[&Setting],
     bar: &ProgressBar,
     interrupt: &AtomicBool,
-) -> Option<Vec<Vec<Sample>>> {
+) -> Result<Option<Vec<Vec<Sample>>>, RunError> {
     let eos = generator.eos();
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
     for (p, prompt) in prepared.iter().enumerate() {
@@ -504,7 +536,7 @@ fn run_sampling_group(
             .collect();
         for chunk in rows.chunks(exp.batch_size.max(1)) {
             if interrupt.load(Ordering::SeqCst) {
-                return None;
+                return Ok(None);
             }
             let batch = chunk
                 .iter()
@@ -520,7 +552,11 @@ fn run_sampling_group(
                     }
                 })
                 .collect();
-            let out = generator.sample(prompt, batch, exp.max_new_tokens, |_, _| bar.inc(1));
+            let out = generator
+                .sample(prompt, batch, exp.max_new_tokens, |_, _| bar.inc(1))
+                .map_err(|error| {
+                    decode_error(group, |row| chunk.get(row).map_or(0, |&(g, _)| g), p, error)
+                })?;
             for (&(g, i), c) in chunk.iter().zip(out) {
                 results[g].push(Sample {
                     prompt_index: p,
@@ -533,7 +569,7 @@ fn run_sampling_group(
             }
         }
     }
-    Some(results)
+    Ok(Some(results))
 }
 
 /// The text of a continuation, without the end-of-text token that ended it.

@@ -97,6 +97,21 @@ pub fn log_softmax_into(logits: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The first value of `row` that is NaN or ±infinity. Every sampling filter, the draw and
+/// the log-probability assume finite logits; this is the check that holds them to it, and it
+/// runs on every row of every step, so the scan that finds none is a branch-free fold.
+pub fn first_non_finite(row: &[f32]) -> Option<f32> {
+    const EXPONENT: u32 = 0x7f80_0000;
+    let any = row
+        .iter()
+        .fold(false, |any, &x| any | (x.to_bits() & EXPONENT == EXPONENT));
+    if any {
+        row.iter().copied().find(|x| !x.is_finite())
+    } else {
+        None
+    }
+}
+
 /// The index of the largest logit; the first one on a tie, as `torch.argmax` returns.
 pub fn argmax(logits: &[f32]) -> usize {
     let mut best = 0;
@@ -556,6 +571,27 @@ mod tests {
         assert!(out[2] > 0.0 && out[3] == 0.0);
         // p → 0 keeps the single most probable token.
         assert!(close(&top_p(&probs, 1e-9), &[1.0, 0.0, 0.0, 0.0], 0.0));
+    }
+
+    #[test]
+    fn first_non_finite_finds_nan_and_both_infinities_anywhere() {
+        assert_eq!(first_non_finite(&[]), None);
+        let finite = [f32::MAX, f32::MIN, 0.0, -0.0, f32::MIN_POSITIVE, 1e-45];
+        assert_eq!(first_non_finite(&finite), None);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 17, 98] {
+                let mut row = vec![0.5f32; 100];
+                row[at] = bad;
+                // A later one is not the first.
+                row[99] = if bad.is_nan() {
+                    f32::INFINITY
+                } else {
+                    f32::NAN
+                };
+                let found = first_non_finite(&row).expect("found");
+                assert_eq!(found.to_bits(), bad.to_bits(), "{bad} at {at}");
+            }
+        }
     }
 
     #[test]

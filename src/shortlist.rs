@@ -120,6 +120,23 @@ impl Shortlists {
             .expect("a row's shortlist was checked against its need when read")
     }
 
+    /// A NaN or infinite value of row `r`, if the read shows one. A row that holds NaN or
+    /// +inf among its largest values always comes back in full (see
+    /// [`sampling::Shortlist::holds_top`]) and is scanned whole; a shortlist's own values and
+    /// its sum are checked (the largest value contributes exactly 1 to the sum, so a sum
+    /// below 1 means the device summed a NaN). A -inf beyond the list is a zero weight and
+    /// cannot be seen from here.
+    pub fn non_finite(&self, r: usize) -> Option<f32> {
+        if let Some(at) = self.full_at[r] {
+            return sampling::first_non_finite(&self.full[at..at + self.vocab]);
+        }
+        let row = self.row(r);
+        if let Some(value) = sampling::first_non_finite(row.logits) {
+            return Some(value);
+        }
+        (!(row.exp_sum >= 1.0 && row.exp_sum.is_finite())).then_some(f32::NAN)
+    }
+
     /// How many rows came back in full.
     pub fn rows_in_full(&self) -> usize {
         self.full_at.iter().flatten().count()

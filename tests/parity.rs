@@ -160,7 +160,7 @@ fn greedy_cases(g: &Generator, exp: &Value, prompts: &[Vec<u32>]) {
                 rng: sample_rng(0, 0, i),
             })
             .collect();
-        let out = g.sample(&prepared, rows, max_new, |_, _| {});
+        let out = g.sample(&prepared, rows, max_new, |_, _| {}).unwrap();
         for c in &out {
             assert_eq!(c.tokens, ids(&case["tokens"]), "greedy tokens, case {case}");
             let diff = max_abs_diff(&c.logprobs, &floats(&case["logprobs"]));
@@ -178,16 +178,18 @@ fn greedy_equals_one_beam() {
     let g = generator("tiny-hf");
     for prompt in &prompts {
         let prepared = g.prepare(prompt, 16).unwrap();
-        let greedy = g.sample(
-            &prepared,
-            vec![Row {
-                params: SamplingParams::GREEDY,
-                rng: sample_rng(0, 0, 0),
-            }],
-            16,
-            |_, _| {},
-        );
-        let beam = g.beam_search(&prepared, &BeamParams::new(1), 16);
+        let greedy = g
+            .sample(
+                &prepared,
+                vec![Row {
+                    params: SamplingParams::GREEDY,
+                    rng: sample_rng(0, 0, 0),
+                }],
+                16,
+                |_, _| {},
+            )
+            .unwrap();
+        let beam = g.beam_search(&prepared, &BeamParams::new(1), 16).unwrap();
         assert_eq!(greedy[0].tokens, beam[0].tokens);
         // Both take a token's log-probability the same way from whole rows, so on the CPU
         // they agree to the bit; from a GPU greedy reads its normaliser from the device's
@@ -222,7 +224,7 @@ fn beam_search_matches_transformers() {
         };
         let max_new = case["max_new_tokens"].as_u64().unwrap() as usize;
         let prepared = g.prepare(prompt, max_new).unwrap();
-        let hyps = g.beam_search(&prepared, &params, max_new);
+        let hyps = g.beam_search(&prepared, &params, max_new).unwrap();
         let expected_seqs: Vec<Vec<u32>> = case["sequences"]
             .as_array()
             .unwrap()
