@@ -15,6 +15,7 @@
 //! directory of a `.pt`), where the parsing is, so each case stays fast on real-sized models.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::ops::Range;
@@ -101,7 +102,7 @@ struct Case {
 
 enum Outcome {
     Accepted,
-    Rejected,
+    Rejected(String),
     /// Left out: the input would abort the process (see [`ABORTING_N_LAYER`]).
     Skipped,
 }
@@ -140,7 +141,7 @@ impl Case {
             Err(message) => {
                 // An error must say something; an empty line helps nobody.
                 assert!(!message.trim().is_empty(), "an error with an empty message");
-                Outcome::Rejected
+                Outcome::Rejected(message.replace(&dir.display().to_string(), "<case>"))
             }
         }
     }
@@ -294,6 +295,8 @@ struct Campaign {
     skipped: usize,
     panics: Vec<String>,
     hangs: Vec<String>,
+    /// Rejections by the start of their message, digits elided, for `SWEEP_FUZZ_VERBOSE`.
+    reasons: BTreeMap<String, usize>,
 }
 
 impl Campaign {
@@ -309,6 +312,7 @@ impl Campaign {
             skipped: 0,
             panics: Vec::new(),
             hangs: Vec::new(),
+            reasons: BTreeMap::new(),
         }
     }
 
@@ -327,7 +331,10 @@ impl Campaign {
         }
         match self.worker.verdicts.recv_timeout(CASE_LIMIT) {
             Ok(Verdict::Done(Outcome::Accepted)) => self.accepted += 1,
-            Ok(Verdict::Done(Outcome::Rejected)) => self.rejected += 1,
+            Ok(Verdict::Done(Outcome::Rejected(message))) => {
+                self.rejected += 1;
+                *self.reasons.entry(reason(&message)).or_default() += 1;
+            }
             Ok(Verdict::Done(Outcome::Skipped)) => self.skipped += 1,
             Ok(Verdict::Panicked(message)) => {
                 let saved = self.save(label, &case);
@@ -383,6 +390,13 @@ impl Campaign {
             self.hangs.len(),
             seconds
         );
+        if std::env::var_os("SWEEP_FUZZ_VERBOSE").is_some() {
+            let mut reasons: Vec<_> = self.reasons.iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(a.1));
+            for (reason, count) in reasons.iter().take(40) {
+                println!("  {count:>7}  {reason}");
+            }
+        }
         if self.panics.is_empty() && self.hangs.is_empty() {
             return;
         }
@@ -398,6 +412,31 @@ impl Campaign {
         }
         panic!("{report}");
     }
+}
+
+/// What kind of rejection a message is: its start, with numbers and quoted values elided.
+fn reason(message: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in message.chars() {
+        match c {
+            '"' | '`' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            _ if quoted => {}
+            '0'..='9' => {
+                if !out.ends_with('#') {
+                    out.push('#');
+                }
+            }
+            _ => out.push(c),
+        }
+        if out.chars().count() >= 90 {
+            break;
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1166,7 +1205,21 @@ fn fuzz_experiment_toml() {
 
 /// Inputs that once broke the experiment reader, kept as fixed cases.
 fn fixed_toml() -> Vec<(&'static str, String)> {
-    vec![]
+    let list = |n: usize| {
+        let values: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        values.join(",")
+    };
+    let head = "prompts = [\"a\"]\nmax_new_tokens = 3\nsamples = 1\n";
+    vec![
+        (
+            "temperature-list-300000",
+            format!("{head}[grid]\ntemperature = [{}]\n", list(300_000)),
+        ),
+        (
+            "seed-list-300000",
+            format!("{head}[grid]\nseed = [{}]\n", list(300_000)),
+        ),
+    ]
 }
 
 /// An experiment file naming the prompts file of the case.
@@ -1260,8 +1313,7 @@ fn fuzz_safetensors() {
             mutate_safetensors_header(&mut m, &seed.weights).unwrap_or_else(|| seed.weights.clone())
         } else {
             let header = safetensors_header(&seed.weights);
-            let focus = [header.clone(), 0..8];
-            m.mutate(&seed.weights, &all_weights, JSON_TOKENS, &focus)
+            m.mutate(&seed.weights, &all_weights, JSON_TOKENS, &[header])
         };
         // Beside its config, or as a bare file with the config given by the caller.
         let case = if m.chance(80) {
@@ -1337,6 +1389,22 @@ fn fuzz_pytorch() {
 }
 
 /// Checkpoints that once broke the `.pt` reader, kept as fixed cases.
-fn fixed_pytorch(_ckpt: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
-    vec![]
+fn fixed_pytorch(ckpt: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    // `wte.weight` stored as a scalar: its shape tuple (512, 64), pickled as
+    // `M\x00\x02 K@ \x86`, replaced by the empty tuple of the same length (`N0N0(t`).
+    let mut scalar_wte = ckpt.to_vec();
+    let key = b"wte.weight";
+    let at = scalar_wte
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("ckpt.pt names wte.weight");
+    let shape = b"M\x00\x02K@\x86";
+    let offset = at
+        + scalar_wte[at..]
+            .windows(shape.len())
+            .position(|w| w == shape)
+            .expect("the shape of wte.weight");
+    scalar_wte[offset..offset + shape.len()].copy_from_slice(b"N0N0(t");
+    fix_pickle_crc(&mut scalar_wte).expect("the zip layout of ckpt.pt");
+    vec![("scalar-wte", scalar_wte)]
 }
