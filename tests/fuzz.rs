@@ -1068,6 +1068,131 @@ fn mutate_config_fields(m: &mut Mutator, bytes: &[u8]) -> Option<Vec<u8>> {
     Some(serde_json::to_vec_pretty(&json).expect("config JSON"))
 }
 
+/// A TOML value at the edges of what an experiment key may hold.
+fn edge_toml(m: &mut Mutator) -> toml::Value {
+    use toml::Value as T;
+    let scalar = |m: &mut Mutator| -> T {
+        match m.below(4) {
+            0 => T::Integer(m.pick(&[
+                0,
+                1,
+                -1,
+                2,
+                4,
+                1 << 31,
+                1 << 32,
+                1 << 53,
+                i64::MAX,
+                i64::MIN,
+            ])),
+            1 => T::Float(m.pick(&[
+                0.0,
+                -0.0,
+                0.5,
+                1.0,
+                1.5,
+                3e-39,
+                1e-300,
+                5e-324,
+                1e308,
+                f64::MAX,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ])),
+            2 => T::String(m.pick(&[
+                String::new(),
+                " ".into(),
+                ".".into(),
+                "..".into(),
+                "/".into(),
+                "a/b".into(),
+                "\0".into(),
+                "é😀\u{202e}".into(),
+                "never".into(),
+                "data/heldout.jsonl".into(),
+                "models/shakespeare".into(),
+                "tests/fixtures/tiny-hf".into(),
+                "x".repeat(100_000),
+            ])),
+            _ => T::Boolean(m.chance(50)),
+        }
+    };
+    match m.below(8) {
+        0..=3 => scalar(m),
+        4 => {
+            let v = scalar(m);
+            T::Array(vec![v.clone(), v])
+        }
+        5 => {
+            let n = m.pick(&[0, 1, 3, 1000, 100_000]);
+            T::Array((0..n).map(|i| T::Integer(i as i64)).collect())
+        }
+        6 => T::Array(vec![scalar(m), scalar(m), T::Array(vec![scalar(m)])]),
+        _ => {
+            let mut table = toml::Table::new();
+            table.insert(m.pick(GRID_AND_BEAM_KEYS).into(), scalar(m));
+            if m.chance(50) {
+                T::Array(vec![T::Table(table.clone()), T::Table(table)])
+            } else {
+                T::Table(table)
+            }
+        }
+    }
+}
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "model",
+    "prompts",
+    "prompts_file",
+    "max_new_tokens",
+    "samples",
+    "batch_size",
+    "baseline",
+    "grid",
+    "beam",
+];
+
+const GRID_AND_BEAM_KEYS: &[&str] = &[
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "num_beams",
+    "length_penalty",
+    "early_stopping",
+    "num_return_sequences",
+];
+
+/// An experiment with one key, at the top or inside a `[grid]` or `[beam]` table, set to an
+/// edge value or removed, written back as TOML; `None` when the seed does not parse.
+fn mutate_toml_keys(m: &mut Mutator, seed: &[u8]) -> Option<String> {
+    let mut table: toml::Table = std::str::from_utf8(seed).ok()?.parse().ok()?;
+    let sub = m.pick(&["", "grid", "beam"]);
+    let in_sub = matches!(
+        table.get(sub),
+        Some(toml::Value::Table(_) | toml::Value::Array(_))
+    );
+    let (target, keys) = match table.get_mut(sub) {
+        Some(toml::Value::Table(t)) => (t, GRID_AND_BEAM_KEYS),
+        Some(toml::Value::Array(a)) if !a.is_empty() => {
+            let i = m.below(a.len());
+            (a[i].as_table_mut()?, GRID_AND_BEAM_KEYS)
+        }
+        _ => (&mut table, TOP_KEYS),
+    };
+    let _ = in_sub;
+    let key = m.pick(keys);
+    if m.chance(15) {
+        target.remove(key);
+    } else {
+        let value = edge_toml(m);
+        target.insert(key.into(), value);
+    }
+    toml::to_string(&table).ok()
+}
+
 /// The byte ranges of a `.pt` zip worth mutating: the pickle (first entry) and the central
 /// directory at the end.
 fn pt_focus(bytes: &[u8]) -> Vec<Range<usize>> {
@@ -1190,8 +1315,13 @@ fn fuzz_experiment_toml() {
     }
     for i in 0..cases() {
         let seed = m.pick(&seeds);
-        let bytes = m.mutate(&seed, &seeds, TOML_TOKENS, &[]);
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let text = match m.chance(50).then(|| mutate_toml_keys(&mut m, &seed)) {
+            Some(Some(text)) => text,
+            _ => {
+                let bytes = m.mutate(&seed, &seeds, TOML_TOKENS, &[]);
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        };
         campaign.run(
             &format!("case-{i}"),
             Case {
@@ -1391,7 +1521,8 @@ fn fuzz_pytorch() {
 /// Checkpoints that once broke the `.pt` reader, kept as fixed cases.
 fn fixed_pytorch(ckpt: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     // `wte.weight` stored as a scalar: its shape tuple (512, 64), pickled as
-    // `M\x00\x02 K@ \x86`, replaced by the empty tuple of the same length (`N0N0(t`).
+    // `M\x00\x02 K@ \x86`, replaced by an empty tuple of the same length (`N0N0(t`: None
+    // pushed and popped twice, then an empty tuple).
     let mut scalar_wte = ckpt.to_vec();
     let key = b"wte.weight";
     let at = scalar_wte
@@ -1405,6 +1536,10 @@ fn fixed_pytorch(ckpt: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
             .position(|w| w == shape)
             .expect("the shape of wte.weight");
     scalar_wte[offset..offset + shape.len()].copy_from_slice(b"N0N0(t");
+    // Its stride (64, 1), `K@ K\x01 \x86` right after the memo `q\n`, is emptied too.
+    let stride = offset + shape.len() + 2;
+    assert_eq!(&scalar_wte[stride..stride + 5], b"K@K\x01\x86");
+    scalar_wte[stride..stride + 5].copy_from_slice(b"N0N0)");
     fix_pickle_crc(&mut scalar_wte).expect("the zip layout of ckpt.pt");
     vec![("scalar-wte", scalar_wte)]
 }
