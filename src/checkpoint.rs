@@ -288,7 +288,8 @@ fn reader_vocab(tensors: &BTreeMap<String, Raw>) -> Option<usize> {
     tensors
         .iter()
         .find(|(name, _)| canonical_name(name) == "wte.weight")
-        .map(|(_, raw)| raw.shape[0])
+        // A tensor without dimensions says nothing; its shape is reported by name later.
+        .and_then(|(_, raw)| raw.shape.first().copied())
 }
 
 /// Strip the wrappers different savers put around GPT-2's own names: nanoGPT's checkpoint
