@@ -34,7 +34,7 @@ use sweep::experiment::Experiment;
 use sweep::model::Gpt2Config;
 
 /// Cases per reader when `SWEEP_FUZZ_CASES` is not set.
-const DEFAULT_CASES: usize = 1500;
+const DEFAULT_CASES: usize = 5000;
 
 /// A case that runs longer than this is a hang. The slowest honest case (the shipped 14 MB
 /// model, loaded whole) takes well under a second in a release build.
@@ -219,6 +219,8 @@ struct Campaign {
     rejected: usize,
     panics: Vec<String>,
     hangs: Vec<String>,
+    /// The longest a case took, and which.
+    slowest: (Duration, String),
     /// Rejections by the start of their message, digits elided, for `SWEEP_FUZZ_VERBOSE`.
     reasons: BTreeMap<String, usize>,
 }
@@ -236,6 +238,7 @@ impl Campaign {
             panics: Vec::new(),
             hangs: Vec::new(),
             reasons: BTreeMap::new(),
+            slowest: (Duration::ZERO, String::new()),
         }
     }
 
@@ -252,7 +255,13 @@ impl Campaign {
             self.worker = Worker::spawn(self.reader);
             return;
         }
-        match self.worker.verdicts.recv_timeout(CASE_LIMIT) {
+        let started = Instant::now();
+        let verdict = self.worker.verdicts.recv_timeout(CASE_LIMIT);
+        let took = started.elapsed();
+        if took > self.slowest.0 {
+            self.slowest = (took, label.to_string());
+        }
+        match verdict {
             Ok(Verdict::Done(Outcome::Accepted)) => self.accepted += 1,
             Ok(Verdict::Done(Outcome::Rejected(message))) => {
                 self.rejected += 1;
@@ -302,14 +311,17 @@ impl Campaign {
     fn finish(self) {
         let seconds = self.started.elapsed().as_secs_f64();
         println!(
-            "fuzz {}: {} inputs, {} accepted, {} rejected, {} panics, {} hangs, {:.1} s",
+            "fuzz {}: {} inputs, {} accepted, {} rejected, {} panics, {} hangs, {:.1} s \
+             (slowest case {:.2} s: {})",
             self.reader,
             self.inputs,
             self.accepted,
             self.rejected,
             self.panics.len(),
             self.hangs.len(),
-            seconds
+            seconds,
+            self.slowest.0.as_secs_f64(),
+            self.slowest.1
         );
         if std::env::var_os("SWEEP_FUZZ_VERBOSE").is_some() {
             let mut reasons: Vec<_> = self.reasons.iter().collect();
@@ -870,12 +882,37 @@ fn mutate_safetensors_header(m: &mut Mutator, bytes: &[u8]) -> Option<Vec<u8>> {
         .collect();
     let name = m.pick(&names);
     let mut entry = json.get(&name)?.clone();
-    match m.below(9) {
+    match m.below(11) {
         0 => {
             let dtype = m.pick(&[
                 "F32", "F16", "BF16", "F64", "I64", "U8", "BOOL", "F8_E4M3", "f32", "",
             ]);
             entry["dtype"] = dtype.into();
+        }
+        // A dtype of the same width, so the sizes still agree and the file parses.
+        9 => {
+            let same_width: &[&str] = match entry["dtype"].as_str()? {
+                "F32" => &["I32", "U32", "F32"],
+                _ => &["F16", "BF16", "I16", "U16"],
+            };
+            entry["dtype"] = m.pick(same_width).into();
+        }
+        // The same elements in another shape: dimensions swapped, flattened or split, so
+        // the file parses and only the config can tell.
+        10 => {
+            let shape: Vec<u64> = entry["shape"]
+                .as_array()?
+                .iter()
+                .map(Value::as_u64)
+                .collect::<Option<_>>()?;
+            let count: u64 = shape.iter().product();
+            let reshaped = match m.below(4) {
+                0 => shape.iter().rev().copied().collect(),
+                1 => vec![count],
+                2 if count.is_multiple_of(2) => vec![2, count / 2],
+                _ => [&[1u64][..], &shape].concat(),
+            };
+            entry["shape"] = reshaped.into();
         }
         1 | 2 => {
             let shape = entry["shape"].as_array_mut()?;
