@@ -288,7 +288,8 @@ fn reader_vocab(tensors: &BTreeMap<String, Raw>) -> Option<usize> {
     tensors
         .iter()
         .find(|(name, _)| canonical_name(name) == "wte.weight")
-        .map(|(_, raw)| raw.shape[0])
+        // A tensor without dimensions says nothing; its shape is reported by name later.
+        .and_then(|(_, raw)| raw.shape.first().copied())
 }
 
 /// Strip the wrappers different savers put around GPT-2's own names: nanoGPT's checkpoint
@@ -377,7 +378,9 @@ fn build(
     };
     let wte = store.take("wte.weight", &[config.vocab_size, c])?;
     let wpe = store.take("wpe.weight", &[config.n_positions, c])?;
-    let mut h = Vec::with_capacity(config.n_layer);
+    // Grown layer by layer, not reserved from `n_layer`: the config is not yet trusted, and
+    // an absurd count fails below at its first missing tensor instead of in the allocator.
+    let mut h = Vec::new();
     let mut norms: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
     for i in 0..config.n_layer {
         let p = format!("h.{i}");

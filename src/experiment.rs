@@ -33,6 +33,7 @@
 //! result, every default filled in; the runner serialises it into `run.json` and compares its
 //! canonical JSON to notice that a TOML changed between runs.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -359,6 +360,31 @@ impl Scalar for Num {
     }
 }
 
+/// A checked list value, keyed so that two values share a key exactly when they are equal.
+trait ListValue: Copy {
+    fn key(self) -> u64;
+}
+
+impl ListValue for f64 {
+    /// The checks never let NaN through, and `+ 0.0` makes -0.0 and 0.0 one key, as they
+    /// are one value.
+    fn key(self) -> u64 {
+        (self + 0.0).to_bits()
+    }
+}
+
+impl ListValue for u64 {
+    fn key(self) -> u64 {
+        self
+    }
+}
+
+impl ListValue for usize {
+    fn key(self) -> u64 {
+        self as u64
+    }
+}
+
 /// Accepts a bare number of type `T`; with `LIST`, says "or a list" in type errors.
 struct ScalarVisitor<T, const LIST: bool>(PhantomData<T>);
 
@@ -537,7 +563,7 @@ impl Ctx<'_> {
     }
 
     /// Checks a list key: not empty, every value allowed by `check`, no value twice.
-    fn list<T: Scalar, U: PartialEq>(
+    fn list<T: Scalar, U: ListValue>(
         &self,
         key: &str,
         raw: Spanned<OneOrMany<T>>,
@@ -555,14 +581,16 @@ impl Ctx<'_> {
                 format!("{key} = [] is empty; give at least one value ({allowed})"),
             ));
         }
-        let mut values: Vec<(U, Range<usize>)> = Vec::with_capacity(items.len());
+        let mut values: Vec<U> = Vec::with_capacity(items.len());
+        // Where each value was first written, so that a long list is checked in linear time.
+        let mut first_at: HashMap<u64, usize> = HashMap::with_capacity(items.len());
         for item in items {
             let item_span = item.span();
             let Some(value) = check(*item.get_ref()) else {
                 return Err(self.out_of_range(key, &item_span, allowed));
             };
-            if let Some((_, first)) = values.iter().find(|(v, _)| *v == value) {
-                let Position { line, column } = position_of(self.text, first.start);
+            if let Some(&first) = first_at.get(&value.key()) {
+                let Position { line, column } = position_of(self.text, first);
                 return Err(self.invalid(
                     Some(item_span.clone()),
                     format!(
@@ -571,9 +599,10 @@ impl Ctx<'_> {
                     ),
                 ));
             }
-            values.push((value, item_span));
+            first_at.insert(value.key(), item_span.start);
+            values.push(value);
         }
-        Ok(values.into_iter().map(|(v, _)| v).collect())
+        Ok(values)
     }
 
     /// Finds a file named in the TOML: as given (the current directory), then beside the TOML.
