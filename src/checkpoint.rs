@@ -174,25 +174,25 @@ fn resolve_config(
     explicit: Option<Gpt2Config>,
     shapes: &Shapes,
 ) -> Result<Gpt2Config> {
-    let config = match explicit {
-        Some(c) => c,
+    let beside = weights.with_file_name("config.json");
+    // The file a config error points at: config.json when the config came from there.
+    let (config, source) = match explicit {
+        Some(c) => (c, weights),
+        None if beside.is_file() => (read_config(&beside)?, beside.as_path()),
+        None if is_torch(weights) => (
+            nanogpt_config(weights, shapes).ok_or_else(|| CheckpointError::NoConfig {
+                path: weights.to_path_buf(),
+            })?,
+            weights,
+        ),
         None => {
-            let beside = weights.with_file_name("config.json");
-            if beside.is_file() {
-                read_config(&beside)?
-            } else if is_torch(weights) {
-                nanogpt_config(weights, shapes).ok_or_else(|| CheckpointError::NoConfig {
-                    path: weights.to_path_buf(),
-                })?
-            } else {
-                return Err(CheckpointError::NoConfig {
-                    path: weights.to_path_buf(),
-                });
-            }
+            return Err(CheckpointError::NoConfig {
+                path: weights.to_path_buf(),
+            });
         }
     };
     config.check().map_err(|message| CheckpointError::Config {
-        path: weights.to_path_buf(),
+        path: source.to_path_buf(),
         message,
     })?;
     check_shapes(weights, shapes, &config)?;
