@@ -497,6 +497,7 @@ fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
         top_p,
     } = *args;
     if !(temperature == 0.0 || (temperature >= MIN_TEMPERATURE && temperature.is_finite())) {
+        let temperature = sweep::grid::number(temperature);
         return Err(BadInput(format!(
             "--temperature {temperature}: must be 0 (greedy) or a finite number >= \
              {MIN_TEMPERATURE:e}; below that the scaled logits overflow f32 or the distribution \
@@ -505,6 +506,7 @@ fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
         .into());
     }
     if !(top_p > 0.0 && top_p <= 1.0) {
+        let top_p = sweep::grid::number(top_p);
         return Err(BadInput(format!("--top-p {top_p}: must be in (0, 1] (1.0 = off)")).into());
     }
     Ok(SamplingParams {

@@ -160,8 +160,9 @@ const MAX_PLAIN_DIGITS: usize = 16;
 /// `{}` of an f64, with -0 shown as 0 so it cannot produce a second id for the same value.
 /// Extreme values (`1e-300` would be 300 zeros and a 1, too long for a file name) are
 /// written as `{:e}` instead. Both forms are shortest round-trip, and only the scientific
-/// one contains an `e`, so distinct values still give distinct ids.
-fn number(v: f64) -> String {
+/// one contains an `e`, so distinct values still give distinct ids. Messages quote numbers
+/// this way too.
+pub fn number(v: f64) -> String {
     let v = v + 0.0;
     let plain = format!("{v}");
     if plain.len() <= MAX_PLAIN_DIGITS {
