@@ -226,7 +226,8 @@ fn check_shapes(path: &Path, shapes: &Shapes, config: &Gpt2Config) -> Result<()>
             Some(_) => {}
         }
     }
-    let layer_of = |name: &str| -> Option<usize> { name.strip_prefix("h.")?.split('.').next()?.parse().ok() };
+    let layer_of =
+        |name: &str| -> Option<usize> { name.strip_prefix("h.")?.split('.').next()?.parse().ok() };
     let found = shapes
         .keys()
         .filter_map(|name| layer_of(name))
@@ -381,7 +382,9 @@ fn read_safetensors(
     })?;
     let views = file.tensors();
     let config = resolve(&canonical_shapes(
-        views.iter().map(|(name, view)| (name.as_str(), view.shape())),
+        views
+            .iter()
+            .map(|(name, view)| (name.as_str(), view.shape())),
     ))?;
     let mut out = BTreeMap::new();
     for (name, view) in views {

@@ -672,11 +672,11 @@ fn validate(path: &std::path::Path) -> Result<()> {
     println!(
         "  memory:    about {} at the largest batch ({} of KV cache for {} positions, {} of \
          logits, {} of weights); {}",
-        sweep::limits::gib(peak.total()),
-        sweep::limits::gib(peak.kv_cache),
+        sweep::limits::size(peak.total()),
+        sweep::limits::size(peak.kv_cache),
         footprint.positions,
-        sweep::limits::gib(peak.logits),
-        sweep::limits::gib(peak.weights),
+        sweep::limits::size(peak.logits),
+        sweep::limits::size(peak.weights),
         footprint.memory
     );
     println!("  results:   results/{}/", exp.name);

@@ -776,7 +776,12 @@ impl Ctx<'_> {
         let mut parts = Vec::new();
         let mut grid_points = 0u128;
         for (i, g) in grids.iter().enumerate() {
-            let lens = [g.temperature.len(), g.top_k.len(), g.top_p.len(), g.seed.len()];
+            let lens = [
+                g.temperature.len(),
+                g.top_k.len(),
+                g.top_p.len(),
+                g.seed.len(),
+            ];
             let n = product(&lens);
             grid_points = grid_points.saturating_add(n);
             let table = if grids.len() == 1 {
@@ -922,9 +927,7 @@ impl Ctx<'_> {
                      below that the scaled logits overflow f32 or the distribution is one-hot: \
                      use 0 for greedy, or a temperature >= {MIN_TEMPERATURE:e}"
                 ),
-                |Num(v)| {
-                    (v == 0.0 || (v.is_finite() && v >= MIN_TEMPERATURE)).then_some(v + 0.0)
-                },
+                |Num(v)| (v == 0.0 || (v.is_finite() && v >= MIN_TEMPERATURE)).then_some(v + 0.0),
             )?,
             None => vec![1.0],
         };
@@ -1762,7 +1765,10 @@ num_return_sequences = 2
         .unwrap();
         let shown = Experiment::from_str(text, &source).unwrap_err().to_string();
         assert!(
-            shown.starts_with(&format!("{}:3:1: this prompt has no \"reference\"", jsonl.display())),
+            shown.starts_with(&format!(
+                "{}:3:1: this prompt has no \"reference\"",
+                jsonl.display()
+            )),
             "{shown}"
         );
         assert!(shown.contains("2 of the 4 prompts"), "{shown}");
@@ -1798,13 +1804,13 @@ num_return_sequences = 2
             "batch_size = 65537 is out of range; batch_size must be an integer from 1 to 65536",
         );
         fails_at(
-            &format!("prompts = [\"a\"]\nmax_new_tokens = 5\nsamples = 2147483648\n[grid]\n"),
+            "prompts = [\"a\"]\nmax_new_tokens = 5\nsamples = 2147483648\n[grid]\n",
             3,
             11,
             "samples = 2147483648 is out of range; samples must be an integer from 1 to 1000000",
         );
         fails_at(
-            &format!("prompts = [\"a\"]\nmax_new_tokens = 4611686018427387904\n[grid]\ntemperature = 0\n"),
+            "prompts = [\"a\"]\nmax_new_tokens = 4611686018427387904\n[grid]\ntemperature = 0\n",
             2,
             18,
             "max_new_tokens = 4611686018427387904 is out of range",
@@ -1827,7 +1833,10 @@ num_return_sequences = 2
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let seeds = (0..100).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let seeds = (0..100)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let text = format!(
             "{PROMPTS}[grid]\ntemperature = [{}]\ntop_k = [{seeds}]\ntop_p = [{}]\nseed = [{seeds}]\n",
             values(100),
@@ -1836,7 +1845,8 @@ num_return_sequences = 2
         let started = std::time::Instant::now();
         let shown = parse(&text).unwrap_err().to_string();
         assert!(
-            shown.starts_with("experiments/bad.toml:") && shown.contains(": the experiment has 100000000 settings"),
+            shown.starts_with("experiments/bad.toml:")
+                && shown.contains(": the experiment has 100000000 settings"),
             "{shown}"
         );
         assert!(started.elapsed().as_secs_f64() < 5.0);
@@ -1849,11 +1859,17 @@ num_return_sequences = 2
         let text = format!(
             "{PROMPTS}[grid]\ntemperature = [{}]\nseed = [{}]\n",
             values(1000),
-            (0..100).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            (0..100)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         assert!(parse(&text).is_ok());
         // A list of many values is checked for duplicates in linear time.
-        let many = (0..100_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let many = (0..100_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let started = std::time::Instant::now();
         assert!(parse(&format!("{PROMPTS}[grid]\nseed = [{many}]\n")).is_ok());
         assert!(started.elapsed().as_secs_f64() < 5.0);
@@ -1889,8 +1905,11 @@ num_return_sequences = 2
             ]
         );
         // Without any reference (null is none) is fine too.
-        std::fs::write(&jsonl, "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"reference\": null}\n")
-            .unwrap();
+        std::fs::write(
+            &jsonl,
+            "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"reference\": null}\n",
+        )
+        .unwrap();
         let exp = Experiment::from_str(text, &source).unwrap();
         assert!(exp.prompts.iter().all(|p| p.reference.is_none()));
 

@@ -545,13 +545,22 @@ mod tests {
                 assert!(ids.insert(id.clone()), "{id} twice");
             }
         }
-        assert_eq!(beam(1e308).id(), format!("beam_n{}_lp1e308_es-never", usize::MAX));
+        assert_eq!(
+            beam(1e308).id(),
+            format!("beam_n{}_lp1e308_es-never", usize::MAX)
+        );
         assert!(sample(1e-300, 1.0).id().starts_with("sample_t1e-300_k"));
         // Neighbouring values in either form stay apart.
-        assert_ne!(beam(1e-300).id(), beam(f64::from_bits(1e-300f64.to_bits() + 1)).id());
+        assert_ne!(
+            beam(1e-300).id(),
+            beam(f64::from_bits(1e-300f64.to_bits() + 1)).id()
+        );
         assert_ne!(beam(0.1 + 0.2).id(), beam(0.3).id());
         // Ordinary values keep the ids the shipped results use.
-        assert_eq!(sample(0.5, 1.0).id(), format!("sample_t0.5_k{}_p1_s{}", usize::MAX, u64::MAX));
+        assert_eq!(
+            sample(0.5, 1.0).id(),
+            format!("sample_t0.5_k{}_p1_s{}", usize::MAX, u64::MAX)
+        );
         let ordinary = Setting {
             top_k: 0,
             seed: Some(1),

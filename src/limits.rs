@@ -72,24 +72,27 @@ impl Memory {
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.measured {
-            write!(f, "this machine has {}", gib(self.bytes))
+            write!(f, "this machine has {}", size(self.bytes))
         } else {
             write!(
                 f,
                 "this machine's memory is unknown (no /proc/meminfo), so {} is assumed",
-                gib(self.bytes)
+                size(self.bytes)
             )
         }
     }
 }
 
-/// Bytes as GiB for messages, with one decimal below 10.
-pub fn gib(bytes: u64) -> String {
-    let g = bytes as f64 / (1u64 << 30) as f64;
-    if g < 10.0 {
-        format!("{g:.1} GiB")
+/// Bytes for messages: MiB below a GiB, GiB with one decimal below 10.
+pub fn size(bytes: u64) -> String {
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    let gib = mib / 1024.0;
+    if gib < 1.0 {
+        format!("{mib:.0} MiB")
+    } else if gib < 10.0 {
+        format!("{gib:.1} GiB")
     } else {
-        format!("{g:.0} GiB")
+        format!("{gib:.0} GiB")
     }
 }
 
@@ -156,19 +159,19 @@ impl BatchMemory {
         if self.total() <= memory.bytes {
             return Ok(());
         }
-        let mut parts = vec![format!("{} of KV cache", gib(self.kv_cache))];
-        parts.push(format!("{} of logits", gib(self.logits)));
+        let mut parts = vec![format!("{} of KV cache", size(self.kv_cache))];
+        parts.push(format!("{} of logits", size(self.logits)));
         if self.beam_candidates > 0 {
-            parts.push(format!("{} of beam candidates", gib(self.beam_candidates)));
+            parts.push(format!("{} of beam candidates", size(self.beam_candidates)));
         }
-        parts.push(format!("{} of weights", gib(self.weights)));
+        parts.push(format!("{} of weights", size(self.weights)));
         Err(TooBig {
             key: key.to_owned(),
             value,
             message: format!(
                 "needs about {} ({}) for this model (n_layer {}, n_embd {}, vocab_size {}, \
                  {positions} positions)",
-                gib(self.total()),
+                size(self.total()),
                 parts.join(", "),
                 config.n_layer,
                 config.n_embd,
@@ -322,7 +325,7 @@ pub fn check_experiment(
             value: exp.samples,
             message: format!(
                 "needs about {} to hold one setting's texts ({} prompts x {} tokens each)",
-                gib(kept),
+                size(kept),
                 exp.prompts.len(),
                 exp.max_new_tokens
             ),
@@ -412,7 +415,8 @@ mod tests {
     fn lengths_and_tokens_must_fit_the_model() {
         let mut config = Gpt2Config::with_shape(2, 4, 64);
         config.n_positions = 64;
-        let (exp, settings) = experiment("prompts = [\"a\"]\nmax_new_tokens = 64\n[grid]\ntemperature = 0\n");
+        let (exp, settings) =
+            experiment("prompts = [\"a\"]\nmax_new_tokens = 64\n[grid]\ntemperature = 0\n");
         assert_eq!(
             check_experiment(&exp, &settings, &config, memory(1)).unwrap_err(),
             FitError::TooLong {
@@ -421,8 +425,9 @@ mod tests {
             }
         );
         config.vocab_size = 512;
-        let (exp, settings) =
-            experiment("prompts = [\"a\", \" Shakespeare\"]\nmax_new_tokens = 8\n[grid]\ntemperature = 0\n");
+        let (exp, settings) = experiment(
+            "prompts = [\"a\", \" Shakespeare\"]\nmax_new_tokens = 8\n[grid]\ntemperature = 0\n",
+        );
         let err = check_experiment(&exp, &settings, &config, memory(1)).unwrap_err();
         assert!(
             matches!(err, FitError::BadToken { index: 1, token, vocab_size: 512, .. } if token >= 512),

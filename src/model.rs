@@ -1067,17 +1067,35 @@ mod tests {
             assert!(parse(ok).is_ok(), "{ok}: {:?}", parse(ok).err());
         }
         for (extra, named) in [
-            (r#", "activation_function": "relu""#, "activation_function = \"relu\""),
-            (r#", "activation_function": "gelu""#, "activation_function = \"gelu\""),
+            (
+                r#", "activation_function": "relu""#,
+                "activation_function = \"relu\"",
+            ),
+            (
+                r#", "activation_function": "gelu""#,
+                "activation_function = \"gelu\"",
+            ),
             (r#", "n_inner": 12"#, "n_inner = 12"),
-            (r#", "scale_attn_weights": false"#, "scale_attn_weights = false"),
+            (
+                r#", "scale_attn_weights": false"#,
+                "scale_attn_weights = false",
+            ),
             (
                 r#", "scale_attn_by_inverse_layer_idx": true"#,
                 "scale_attn_by_inverse_layer_idx = true",
             ),
-            (r#", "add_cross_attention": true"#, "add_cross_attention = true"),
-            (r#", "tie_word_embeddings": false"#, "tie_word_embeddings = false"),
-            (r#", "model_type": "gpt_bigcode""#, "model_type = \"gpt_bigcode\""),
+            (
+                r#", "add_cross_attention": true"#,
+                "add_cross_attention = true",
+            ),
+            (
+                r#", "tie_word_embeddings": false"#,
+                "tie_word_embeddings = false",
+            ),
+            (
+                r#", "model_type": "gpt_bigcode""#,
+                "model_type = \"gpt_bigcode\"",
+            ),
         ] {
             let err = parse(extra).unwrap_err().to_string();
             assert!(err.contains(named), "{extra}: {err}");

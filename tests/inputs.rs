@@ -69,7 +69,11 @@ fn experiment(model: &Path, top: &str, tables: &str) -> String {
 /// A model folder: `config` as config.json, and a safetensors file whose header declares
 /// `shapes` but holds no data. `validate` reads only headers, and `run` must refuse before it
 /// reads the weights, so such a folder stands for a model too large to ship with the tests.
-fn header_only_model(dir: &Path, config: serde_json::Value, shapes: &[(&str, &[usize])]) -> PathBuf {
+fn header_only_model(
+    dir: &Path,
+    config: serde_json::Value,
+    shapes: &[(&str, &[usize])],
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let mut header = serde_json::Map::new();
@@ -126,13 +130,23 @@ fn regression_a_tiny_temperature_is_refused_with_the_fix() {
     );
     for command in ["generate", "explain"] {
         let out = sweep()
-            .args([command, "--prompt", "a", "--temperature", "1e-300", "--model"])
+            .args([
+                command,
+                "--prompt",
+                "a",
+                "--temperature",
+                "1e-300",
+                "--model",
+            ])
             .arg(tiny_model())
             .output()
             .unwrap();
         refused(
             &out,
-            &["--temperature 1e-300", "use 0 for greedy, or a temperature >= 1e-6"],
+            &[
+                "--temperature 1e-300",
+                "use 0 for greedy, or a temperature >= 1e-6",
+            ],
         );
     }
     // 1e-6 itself and 0 run.
@@ -200,7 +214,10 @@ fn regression_a_huge_grid_is_refused_at_once() {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let ints = (0..100).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let ints = (0..100)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let toml = experiment(
         &tiny_model(),
         "prompts = [\"a\"]\nmax_new_tokens = 4\nsamples = 2",
@@ -261,7 +278,11 @@ fn a_batch_that_cannot_fit_in_memory_names_the_value_to_lower() {
         "prompts = [\"a\"]\nmax_new_tokens = 1000000",
         "[beam]\nnum_beams = 9000",
     );
-    both_refuse(dir.path(), &toml, &["num_beams = 9000 needs about ", ": lower num_beams"]);
+    both_refuse(
+        dir.path(),
+        &toml,
+        &["num_beams = 9000 needs about ", ": lower num_beams"],
+    );
     // The texts of one setting are held in memory until it is saved.
     let prompts = vec!["\"a\""; 2000].join(", ");
     let toml = experiment(
@@ -272,7 +293,11 @@ fn a_batch_that_cannot_fit_in_memory_names_the_value_to_lower() {
     both_refuse(
         dir.path(),
         &toml,
-        &["samples = 1000000 needs about ", "2000 prompts x 60 tokens", ": lower samples"],
+        &[
+            "samples = 1000000 needs about ",
+            "2000 prompts x 60 tokens",
+            ": lower samples",
+        ],
     );
     // validate reports the estimate of what fits.
     let toml = experiment(
@@ -284,7 +309,10 @@ fn a_batch_that_cannot_fit_in_memory_names_the_value_to_lower() {
     let out = run_in(dir.path(), &["validate", path.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout.contains("n_layer 2, n_head 4, n_embd 64"), "{stdout}");
+    assert!(
+        stdout.contains("n_layer 2, n_head 4, n_embd 64"),
+        "{stdout}"
+    );
     assert!(stdout.contains("memory:    about "), "{stdout}");
 }
 
@@ -293,7 +321,8 @@ fn a_batch_that_cannot_fit_in_memory_names_the_value_to_lower() {
 #[test]
 fn regression_model_configs_are_bounded_and_checked_against_the_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, fn(&mut serde_json::Value), &[&str]); 5] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &[&str]); 5] = [
         (
             "huge",
             |c| c["n_layer"] = 100_000_000.into(),
@@ -322,13 +351,28 @@ fn regression_model_configs_are_bounded_and_checked_against_the_weights() {
     ];
     for (name, edit, needles) in cases {
         let model = tiny_with_config(&dir.path().join(name), edit);
-        let toml = experiment(&model, "prompts = [\"a\"]\nmax_new_tokens = 4", "[beam]\nnum_beams = 2");
+        let toml = experiment(
+            &model,
+            "prompts = [\"a\"]\nmax_new_tokens = 4",
+            "[beam]\nnum_beams = 2",
+        );
         let started = Instant::now();
         both_refuse(dir.path(), &toml, needles);
-        assert!(started.elapsed().as_secs() < 20, "{name}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{name}: {:?}",
+            started.elapsed()
+        );
         // The other commands load models the same way.
         let out = sweep()
-            .args(["generate", "--prompt", "a", "--max-new-tokens", "2", "--model"])
+            .args([
+                "generate",
+                "--prompt",
+                "a",
+                "--max-new-tokens",
+                "2",
+                "--model",
+            ])
             .arg(&model)
             .output()
             .unwrap();
@@ -343,8 +387,8 @@ fn regression_a_million_character_run_is_tokenized_quickly() {
     let dir = tempfile::tempdir().unwrap();
     for unit in ["a", " ", "!", "7"] {
         let run = unit.repeat(1_000_000);
-        let jsonl = serde_json::json!({"prompt": format!("ROMEO:{run}"), "reference": run})
-            .to_string();
+        let jsonl =
+            serde_json::json!({"prompt": format!("ROMEO:{run}"), "reference": run}).to_string();
         write(dir.path(), "p.jsonl", &jsonl);
         // The shipped model knows GPT-2's whole vocabulary.
         let model = root().join("models/shakespeare");
@@ -357,14 +401,24 @@ fn regression_a_million_character_run_is_tokenized_quickly() {
         let started = Instant::now();
         let out = run_in(dir.path(), &["validate", path.to_str().unwrap()]);
         assert!(out.status.success(), "{unit:?}: {}", stderr(&out));
-        assert!(started.elapsed().as_secs() < 30, "{unit:?}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{unit:?}: {:?}",
+            started.elapsed()
+        );
     }
     // And a run crops such a prompt and finishes.
     let out_dir = dir.path().join("out");
     let path = dir.path().join("long.toml");
     let out = run_in(
         dir.path(),
-        &["run", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--quiet"],
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--quiet",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
@@ -384,7 +438,13 @@ fn regression_extreme_floats_give_short_distinct_setting_files() {
     let out_dir = dir.path().join("out");
     let out = run_in(
         dir.path(),
-        &["run", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--quiet"],
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--quiet",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = std::fs::read_to_string(out_dir.join("summary.csv")).unwrap();
@@ -404,12 +464,27 @@ fn regression_extreme_floats_give_short_distinct_setting_files() {
 #[test]
 fn regression_bench_refuses_zero_and_absurd_sizes() {
     for (args, needle) in [
-        (&["--num-beams", "0"][..], "--num-beams 0: must be from 1 to 10000"),
-        (&["--num-beams", "25000"][..], "--num-beams 25000: must be from 1 to 10000"),
-        (&["--batch", "4,0"][..], "--batch 0: must be from 1 to 65536"),
-        (&["--batch", "100000"][..], "--batch 100000: must be from 1 to 65536"),
+        (
+            &["--num-beams", "0"][..],
+            "--num-beams 0: must be from 1 to 10000",
+        ),
+        (
+            &["--num-beams", "25000"][..],
+            "--num-beams 25000: must be from 1 to 10000",
+        ),
+        (
+            &["--batch", "4,0"][..],
+            "--batch 0: must be from 1 to 65536",
+        ),
+        (
+            &["--batch", "100000"][..],
+            "--batch 100000: must be from 1 to 65536",
+        ),
         (&["--new-tokens", "0"][..], "--new-tokens 0: must be from 1"),
-        (&["--long-tokens", "0"][..], "--long-tokens 0: must be from 1"),
+        (
+            &["--long-tokens", "0"][..],
+            "--long-tokens 0: must be from 1",
+        ),
     ] {
         let out = sweep()
             .arg("bench")
@@ -464,6 +539,9 @@ fn regression_references_are_never_empty_and_all_or_none() {
     both_refuse(
         dir.path(),
         &toml,
-        &["the reference of prompt 0 has token id", "vocabulary of 512"],
+        &[
+            "the reference of prompt 0 has token id",
+            "vocabulary of 512",
+        ],
     );
 }
