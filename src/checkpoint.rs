@@ -831,3 +831,93 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nanogpt() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nanogpt/ckpt.pt")
+    }
+
+    /// n_layer = 10^8 in a `.pt`'s model_args (or config.json) aborted on allocation before
+    /// any tensor was checked. The config is now bounded, and compared with the sizes the
+    /// file declares, before anything is read or allocated for it.
+    #[test]
+    fn regression_a_config_is_checked_against_the_header_before_allocating() {
+        let pt = nanogpt();
+        let inspected = inspect(&pt).unwrap();
+        assert_eq!(inspected.weights, pt);
+        assert_eq!(
+            (inspected.config.n_layer, inspected.config.vocab_size),
+            (2, 512)
+        );
+        let reader = open_pytorch(&pt).unwrap();
+        let shapes = canonical_shapes(
+            reader
+                .tensors()
+                .iter()
+                .map(|(name, t)| (name.as_str(), t.shape())),
+        );
+        let with = |n_layer: usize| Gpt2Config {
+            n_layer,
+            ..inspected.config.clone()
+        };
+        let err = resolve_config(&pt, Some(with(100_000_000)), &shapes).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid config: n_layer = 100000000 is larger"),
+            "{err}"
+        );
+        let device = Device::default();
+        assert!(matches!(
+            load_with_config(&pt, Some(with(100_000_000)), &device),
+            Err(CheckpointError::Config { .. })
+        ));
+        let err = resolve_config(&pt, Some(with(3)), &shapes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::LayerCount {
+                    config: 3,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("tensors of h.2. are missing"),
+            "{err}"
+        );
+        let err = resolve_config(&pt, Some(with(1)), &shapes).unwrap_err();
+        assert!(err.to_string().contains(".h.1."), "{err}");
+        let wide = Gpt2Config {
+            n_positions: 1 << 20,
+            ..inspected.config.clone()
+        };
+        assert!(matches!(
+            resolve_config(&pt, Some(wide), &shapes),
+            Err(CheckpointError::Shape { ref name, .. }) if name.ends_with("wpe.weight")
+        ));
+    }
+
+    #[test]
+    fn a_safetensors_header_is_read_without_the_data() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-hf");
+        let inspected = inspect(&dir).unwrap();
+        assert_eq!(inspected.config.n_layer, 2);
+        let shapes = safetensors_header_shapes(&inspected.weights).unwrap();
+        assert_eq!(shapes["wte.weight"].1, [512, 64]);
+        // A header that claims more than the file holds is refused, not allocated.
+        let tmp = tempfile::tempdir().unwrap();
+        let bad = tmp.path().join("model.safetensors");
+        let mut bytes = u64::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        fs::write(&bad, bytes).unwrap();
+        assert!(matches!(
+            safetensors_header_shapes(&bad),
+            Err(CheckpointError::Unreadable { .. })
+        ));
+    }
+}

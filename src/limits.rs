@@ -83,11 +83,13 @@ impl fmt::Display for Memory {
     }
 }
 
-/// Bytes for messages: MiB below a GiB, GiB with one decimal below 10.
+/// Bytes for messages: KiB below a MiB, MiB below a GiB, GiB with one decimal below 10.
 pub fn size(bytes: u64) -> String {
     let mib = bytes as f64 / (1u64 << 20) as f64;
     let gib = mib / 1024.0;
-    if gib < 1.0 {
+    if mib < 1.0 {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
+    } else if gib < 1.0 {
         format!("{mib:.0} MiB")
     } else if gib < 10.0 {
         format!("{gib:.1} GiB")
