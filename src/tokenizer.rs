@@ -184,19 +184,20 @@ mod tests {
     }
 
     /// Text without a run longer than the bound is tokenized exactly as tiktoken does: the
-    /// shipped corpus, prompts and references.
+    /// shipped corpus (train, valid, heldout), prompts and references.
     #[test]
     fn ordinary_text_is_tokenized_exactly_as_tiktoken_does() {
         let t = Tokenizer::gpt2();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut texts = vec![
-            std::fs::read_to_string(root.join("data/shakespeare/valid.txt")).unwrap(),
-            std::fs::read_to_string(root.join("data/heldout.jsonl")).unwrap(),
-        ];
-        for line in texts[1].clone().lines() {
+        let mut texts = vec![std::fs::read_to_string(root.join("data/heldout.jsonl")).unwrap()];
+        for line in texts[0].clone().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             texts.push(v["prompt"].as_str().unwrap().to_owned());
             texts.push(v["reference"].as_str().unwrap().to_owned());
+        }
+        for file in ["train.txt", "valid.txt", "heldout.txt"] {
+            let path = root.join("data/shakespeare").join(file);
+            texts.push(std::fs::read_to_string(path).unwrap());
         }
         texts.push("it's <|endoftext|>ROMEO:\n  \t x'll 12345 naïve — café ✓".to_owned());
         for text in &texts {
