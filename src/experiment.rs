@@ -29,7 +29,10 @@
 //!
 //! A sweep can run for hours, so everything that can be checked before the model is loaded
 //! is checked here, and every mistake is reported as `file:line:column: message` pointing at
-//! the offending value and saying what is allowed. [`Experiment`] is the fully resolved
+//! the offending value and saying what is allowed. Sizes are capped (see [`crate::limits`]),
+//! and the grid's size is counted from its lists before anything is expanded; what depends on
+//! the model (its context, vocabulary and the memory of a batch) is checked by
+//! [`crate::limits::check_experiment`] once its config is read. [`Experiment`] is the fully resolved
 //! result, every default filled in; the runner serialises it into `run.json` and compares its
 //! canonical JSON to notice that a TOML changed between runs.
 
@@ -93,7 +96,8 @@ pub struct Prompt {
 /// (which is the sweep order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GridSpec {
-    /// Softmax temperatures; 0 means greedy (argmax).
+    /// Softmax temperatures; 0 means greedy (argmax), any other is at least
+    /// [`MIN_TEMPERATURE`].
     pub temperature: Vec<f64>,
     /// Keep only the k most likely tokens; 0 means off.
     pub top_k: Vec<usize>,
