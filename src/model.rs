@@ -31,7 +31,7 @@ pub const MAX_VOCAB_SIZE: usize = 1 << 22;
 ///
 /// Keys follow transformers' `GPT2Config`. Those that change what the model computes are
 /// either honoured (the shape, `layer_norm_epsilon`, `eos_token_id`) or, when they ask for
-/// something this model does not compute, refused by name (see [`RawConfig`]); keys that only
+/// something this model does not compute, refused by name; keys that only
 /// matter for training or other heads (dropouts, `summary_*`, `initializer_range`,
 /// `use_cache`, `dtype`) are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
