@@ -72,6 +72,16 @@ pub enum CheckpointError {
         "{path}: `lm_head.weight` differs from `wte.weight`; only GPT-2's tied LM head is supported"
     )]
     UntiedHead { path: PathBuf },
+    #[error(
+        "{path}: the config gives n_layer = {config}, but the weights hold {found} layers \
+         ({detail}); check that config.json (or the checkpoint's model_args) matches the weights"
+    )]
+    LayerCount {
+        path: PathBuf,
+        config: usize,
+        found: usize,
+        detail: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, CheckpointError>;
@@ -97,38 +107,193 @@ pub fn load_with_config(
     device: &Device,
 ) -> Result<Loaded> {
     let weights = weights_file(path)?;
-    let is_torch = matches!(
-        weights.extension().and_then(|e| e.to_str()),
-        Some("pt" | "pth" | "bin" | "ckpt")
-    );
-    let (tensors, embedded) = if is_torch {
-        read_pytorch(&weights)?
+    let resolve = |shapes: &Shapes| resolve_config(&weights, config.clone(), shapes);
+    let (tensors, config) = if is_torch(&weights) {
+        read_pytorch(&weights, resolve)?
     } else {
-        (read_safetensors(&weights)?, None)
+        read_safetensors(&weights, resolve)?
     };
-    let config = match config {
-        Some(c) => c,
-        None => {
-            let beside = weights.with_file_name("config.json");
-            if beside.is_file() {
-                read_config(&beside)?
-            } else {
-                embedded.ok_or_else(|| CheckpointError::NoConfig {
-                    path: weights.clone(),
-                })?
-            }
-        }
-    };
-    config.check().map_err(|message| CheckpointError::Config {
-        path: weights.clone(),
-        message,
-    })?;
     let model = build(&weights, tensors, &config, device)?;
     Ok(Loaded {
         model,
         config,
         weights,
     })
+}
+
+/// A model's config and weights file, checked against each other without reading the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspected {
+    pub config: Gpt2Config,
+    pub weights: PathBuf,
+}
+
+/// The config of the model at `path` (`config.json` beside the weights, or a nanoGPT
+/// checkpoint's `model_args`), checked and compared with the shapes in the weights file's
+/// header, reading no tensor data: what `sweep validate` and a run's checks before loading need.
+pub fn inspect(path: &Path) -> Result<Inspected> {
+    let weights = weights_file(path)?;
+    let shapes = if is_torch(&weights) {
+        let reader = open_pytorch(&weights)?;
+        canonical_shapes(
+            reader
+                .tensors()
+                .iter()
+                .map(|(name, t)| (name.as_str(), t.shape())),
+        )
+    } else {
+        safetensors_header_shapes(&weights)?
+    };
+    let config = resolve_config(&weights, None, &shapes)?;
+    Ok(Inspected { config, weights })
+}
+
+fn is_torch(weights: &Path) -> bool {
+    matches!(
+        weights.extension().and_then(|e| e.to_str()),
+        Some("pt" | "pth" | "bin" | "ckpt")
+    )
+}
+
+/// The names (as written) and shapes of a weights file's tensors by canonical name, without
+/// the ignored buffers.
+type Shapes = BTreeMap<String, (String, Vec<usize>)>;
+
+fn canonical_shapes<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize])>) -> Shapes {
+    tensors
+        .map(|(name, shape)| (canonical_name(name), (name.to_owned(), shape.to_vec())))
+        .filter(|(name, _)| !is_ignored(name))
+        .collect()
+}
+
+/// The config to build with: `explicit`, else `config.json` beside the weights, else a
+/// nanoGPT checkpoint's `model_args`; checked, and compared with the file's shapes, so that
+/// nothing is allocated for sizes the file does not hold.
+fn resolve_config(
+    weights: &Path,
+    explicit: Option<Gpt2Config>,
+    shapes: &Shapes,
+) -> Result<Gpt2Config> {
+    let beside = weights.with_file_name("config.json");
+    // The file a config error points at: config.json when the config came from there.
+    let (config, source) = match explicit {
+        Some(c) => (c, weights),
+        None if beside.is_file() => (read_config(&beside)?, beside.as_path()),
+        None if is_torch(weights) => (
+            nanogpt_config(weights, shapes).ok_or_else(|| CheckpointError::NoConfig {
+                path: weights.to_path_buf(),
+            })?,
+            weights,
+        ),
+        None => {
+            return Err(CheckpointError::NoConfig {
+                path: weights.to_path_buf(),
+            });
+        }
+    };
+    config.check().map_err(|message| CheckpointError::Config {
+        path: source.to_path_buf(),
+        message,
+    })?;
+    check_shapes(weights, shapes, &config)?;
+    Ok(config)
+}
+
+/// The sizes a config allocates by: the embeddings' shapes (vocab_size, n_positions, n_embd)
+/// and the number of blocks (n_layer) must be those of the file. Every other tensor is
+/// checked by name and shape while the model is built.
+fn check_shapes(path: &Path, shapes: &Shapes, config: &Gpt2Config) -> Result<()> {
+    let c = config.n_embd;
+    for (name, expected) in [
+        ("wte.weight", [config.vocab_size, c]),
+        ("wpe.weight", [config.n_positions, c]),
+    ] {
+        match shapes.get(name) {
+            None => {
+                return Err(CheckpointError::MissingTensor {
+                    path: path.to_path_buf(),
+                    name: name.to_owned(),
+                });
+            }
+            Some((original, actual)) if actual[..] != expected[..] => {
+                return Err(CheckpointError::Shape {
+                    path: path.to_path_buf(),
+                    name: original.clone(),
+                    actual: actual.clone(),
+                    expected: expected.to_vec(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let layer_of =
+        |name: &str| -> Option<usize> { name.strip_prefix("h.")?.split('.').next()?.parse().ok() };
+    let found = shapes
+        .keys()
+        .filter_map(|name| layer_of(name))
+        .max()
+        .map_or(0, |last| last + 1);
+    if found == config.n_layer {
+        return Ok(());
+    }
+    let detail = if found < config.n_layer {
+        format!("tensors of h.{found}. are missing")
+    } else {
+        let beyond = shapes
+            .iter()
+            .find(|(name, _)| layer_of(name).is_some_and(|l| l >= config.n_layer))
+            .map_or_else(String::new, |(_, (original, _))| original.clone());
+        format!("`{beyond}` is beyond the last layer")
+    };
+    Err(CheckpointError::LayerCount {
+        path: path.to_path_buf(),
+        config: config.n_layer,
+        found,
+        detail,
+    })
+}
+
+/// The shapes in a `.safetensors` header: an 8-byte length, then that much JSON. Only the
+/// header is read, so a large model is inspected in no time.
+fn safetensors_header_shapes(path: &Path) -> Result<Shapes> {
+    use std::io::Read;
+    let io = |error| CheckpointError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let unreadable = |message: String| CheckpointError::Unreadable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    // safetensors itself refuses headers over 100 MB.
+    if len > 100_000_000 || len > file_len.saturating_sub(8) {
+        return Err(unreadable(format!(
+            "the header claims {len} bytes; the file is {file_len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    #[derive(Deserialize)]
+    struct Info {
+        shape: Vec<usize>,
+    }
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| unreadable(e.to_string()))?;
+    entries.remove("__metadata__");
+    let mut named = Vec::with_capacity(entries.len());
+    for (name, value) in entries {
+        let info: Info = serde_json::from_value(value)
+            .map_err(|e| unreadable(format!("tensor `{name}`: {e}")))?;
+        named.push((name, info.shape));
+    }
+    Ok(canonical_shapes(
+        named.iter().map(|(n, s)| (n.as_str(), s.as_slice())),
+    ))
 }
 
 /// The weights file behind a path: a folder's `model.safetensors` (or `pytorch_model.bin`),
@@ -201,7 +366,12 @@ fn widen(path: &Path, name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>>
     Ok(values)
 }
 
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Raw>> {
+/// The tensors of a `.safetensors` file, read once `resolve` has accepted a config for the
+/// shapes in its header.
+fn read_safetensors(
+    path: &Path,
+    resolve: impl FnOnce(&Shapes) -> Result<Gpt2Config>,
+) -> Result<(BTreeMap<String, Raw>, Gpt2Config)> {
     let bytes = fs::read(path).map_err(|error| CheckpointError::Io {
         path: path.to_path_buf(),
         error,
@@ -210,8 +380,14 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Raw>> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    let views = file.tensors();
+    let config = resolve(&canonical_shapes(
+        views
+            .iter()
+            .map(|(name, view)| (name.as_str(), view.shape())),
+    ))?;
     let mut out = BTreeMap::new();
-    for (name, view) in file.tensors() {
+    for (name, view) in views {
         if is_ignored(&canonical_name(&name)) {
             continue;
         }
@@ -230,7 +406,7 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Raw>> {
             },
         );
     }
-    Ok(out)
+    Ok((out, config))
 }
 
 /// nanoGPT's `model_args`.
@@ -243,13 +419,47 @@ struct NanoGptArgs {
     vocab_size: usize,
 }
 
-fn read_pytorch(path: &Path) -> Result<(BTreeMap<String, Raw>, Option<Gpt2Config>)> {
-    use pytorch_reader::{DType, PytorchReader};
+fn open_pytorch(path: &Path) -> Result<pytorch_reader::PytorchReader> {
+    pytorch_reader::PytorchReader::new(path).map_err(|e| CheckpointError::Unreadable {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// A nanoGPT checkpoint's `model_args` as a config. nanoGPT may pad its vocabulary (50304 for
+/// speed): the stored embedding, not the args, says how many rows it has.
+fn nanogpt_config(path: &Path, shapes: &Shapes) -> Option<Gpt2Config> {
+    use pytorch_reader::PytorchReader;
+    let vocab = shapes
+        .get("wte.weight")
+        .and_then(|(_, shape)| shape.first().copied());
+    PytorchReader::load_config::<NanoGptArgs, _>(path, Some("model_args"))
+        .ok()
+        .map(|a| Gpt2Config {
+            n_positions: a.block_size,
+            vocab_size: vocab.unwrap_or(a.vocab_size),
+            ..Gpt2Config::with_shape(a.n_layer, a.n_head, a.n_embd)
+        })
+}
+
+/// The tensors of a PyTorch file, read once `resolve` has accepted a config for the shapes
+/// its pickle declares.
+fn read_pytorch(
+    path: &Path,
+    resolve: impl FnOnce(&Shapes) -> Result<Gpt2Config>,
+) -> Result<(BTreeMap<String, Raw>, Gpt2Config)> {
+    use pytorch_reader::DType;
     let unreadable = |e: &dyn std::fmt::Display| CheckpointError::Unreadable {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let reader = PytorchReader::new(path).map_err(|e| unreadable(&e))?;
+    let reader = open_pytorch(path)?;
+    let config = resolve(&canonical_shapes(
+        reader
+            .tensors()
+            .iter()
+            .map(|(name, t)| (name.as_str(), t.shape())),
+    ))?;
     let mut out = BTreeMap::new();
     for (name, tensor) in reader.tensors() {
         if is_ignored(&canonical_name(name)) {
@@ -271,25 +481,7 @@ fn read_pytorch(path: &Path) -> Result<(BTreeMap<String, Raw>, Option<Gpt2Config
             },
         );
     }
-    // nanoGPT may pad its vocabulary (50304 for speed): the stored tensor, not the args,
-    // says how many rows the embedding has.
-    let vocab = reader_vocab(&out);
-    let config = PytorchReader::load_config::<NanoGptArgs, _>(path, Some("model_args"))
-        .ok()
-        .map(|a| Gpt2Config {
-            n_positions: a.block_size,
-            vocab_size: vocab.unwrap_or(a.vocab_size),
-            ..Gpt2Config::with_shape(a.n_layer, a.n_head, a.n_embd)
-        });
     Ok((out, config))
-}
-
-fn reader_vocab(tensors: &BTreeMap<String, Raw>) -> Option<usize> {
-    tensors
-        .iter()
-        .find(|(name, _)| canonical_name(name) == "wte.weight")
-        // A tensor without dimensions says nothing; its shape is reported by name later.
-        .and_then(|(_, raw)| raw.shape.first().copied())
 }
 
 /// Strip the wrappers different savers put around GPT-2's own names: nanoGPT's checkpoint
@@ -640,4 +832,94 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     ));
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nanogpt() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nanogpt/ckpt.pt")
+    }
+
+    /// n_layer = 10^8 in a `.pt`'s model_args (or config.json) aborted on allocation before
+    /// any tensor was checked. The config is now bounded, and compared with the sizes the
+    /// file declares, before anything is read or allocated for it.
+    #[test]
+    fn regression_a_config_is_checked_against_the_header_before_allocating() {
+        let pt = nanogpt();
+        let inspected = inspect(&pt).unwrap();
+        assert_eq!(inspected.weights, pt);
+        assert_eq!(
+            (inspected.config.n_layer, inspected.config.vocab_size),
+            (2, 512)
+        );
+        let reader = open_pytorch(&pt).unwrap();
+        let shapes = canonical_shapes(
+            reader
+                .tensors()
+                .iter()
+                .map(|(name, t)| (name.as_str(), t.shape())),
+        );
+        let with = |n_layer: usize| Gpt2Config {
+            n_layer,
+            ..inspected.config.clone()
+        };
+        let err = resolve_config(&pt, Some(with(100_000_000)), &shapes).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid config: n_layer = 100000000 is larger"),
+            "{err}"
+        );
+        let device = Device::default();
+        assert!(matches!(
+            load_with_config(&pt, Some(with(100_000_000)), &device),
+            Err(CheckpointError::Config { .. })
+        ));
+        let err = resolve_config(&pt, Some(with(3)), &shapes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::LayerCount {
+                    config: 3,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("tensors of h.2. are missing"),
+            "{err}"
+        );
+        let err = resolve_config(&pt, Some(with(1)), &shapes).unwrap_err();
+        assert!(err.to_string().contains(".h.1."), "{err}");
+        let wide = Gpt2Config {
+            n_positions: 1 << 20,
+            ..inspected.config.clone()
+        };
+        assert!(matches!(
+            resolve_config(&pt, Some(wide), &shapes),
+            Err(CheckpointError::Shape { ref name, .. }) if name.ends_with("wpe.weight")
+        ));
+    }
+
+    #[test]
+    fn a_safetensors_header_is_read_without_the_data() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-hf");
+        let inspected = inspect(&dir).unwrap();
+        assert_eq!(inspected.config.n_layer, 2);
+        let shapes = safetensors_header_shapes(&inspected.weights).unwrap();
+        assert_eq!(shapes["wte.weight"].1, [512, 64]);
+        // A header that claims more than the file holds is refused, not allocated.
+        let tmp = tempfile::tempdir().unwrap();
+        let bad = tmp.path().join("model.safetensors");
+        let mut bytes = u64::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        fs::write(&bad, bytes).unwrap();
+        assert!(matches!(
+            safetensors_header_shapes(&bad),
+            Err(CheckpointError::Unreadable { .. })
+        ));
+    }
 }

@@ -493,18 +493,23 @@ pub fn main() -> ExitCode {
 }
 
 fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
+    use sweep::limits::MIN_TEMPERATURE;
     let SamplingArgs {
         temperature,
         top_k,
         top_p,
     } = *args;
-    if !(temperature >= 0.0 && temperature.is_finite()) {
+    if !(temperature == 0.0 || (temperature >= MIN_TEMPERATURE && temperature.is_finite())) {
+        let temperature = sweep::grid::number(temperature);
         return Err(BadInput(format!(
-            "--temperature {temperature}: must be >= 0 (0 = greedy)"
+            "--temperature {temperature}: must be 0 (greedy) or a finite number >= \
+             {MIN_TEMPERATURE:e}; below that the scaled logits overflow f32 or the distribution \
+             is one-hot: use 0 for greedy, or a temperature >= {MIN_TEMPERATURE:e}"
         ))
         .into());
     }
     if !(top_p > 0.0 && top_p <= 1.0) {
+        let top_p = sweep::grid::number(top_p);
         return Err(BadInput(format!("--top-p {top_p}: must be in (0, 1] (1.0 = off)")).into());
     }
     Ok(SamplingParams {
@@ -602,15 +607,47 @@ fn load_experiment(path: &std::path::Path) -> Result<Experiment> {
     Ok(Experiment::load(path)?)
 }
 
+/// Checks `exp` against the model it names (or the shipped one) before any work: the model's
+/// config is read and compared with its weights file's header (no weights are read), then the
+/// lengths, the prompts' tokens and the memory of the largest batch are checked against it.
+/// `validate` reports what this finds; `run` stops on the same errors before loading.
+fn check_against_model(
+    exp: &Experiment,
+    settings: &[sweep::grid::Setting],
+) -> Result<(PathBuf, checkpoint::Inspected, sweep::limits::Footprint)> {
+    let model = exp.model.clone().unwrap_or_else(sweep::default_model);
+    let inspected = checkpoint::inspect(&model)
+        .with_context(|| format!("{}: model {}", exp.source.display(), model.display()))?;
+    let memory = sweep::limits::Memory::of_this_machine();
+    let footprint = sweep::limits::check_experiment(exp, settings, &inspected.config, memory)
+        .map_err(|e| sweep::experiment::ExperimentError::Invalid {
+            at: sweep::experiment::Location {
+                file: exp.source.clone(),
+                position: None,
+            },
+            message: format!("{e} (model {})", model.display()),
+        })?;
+    Ok((model, inspected, footprint))
+}
+
 fn validate(path: &std::path::Path) -> Result<()> {
     let exp = load_experiment(path)?;
     let (settings, folded) = runner::settings(&exp);
+    let (model, inspected, footprint) = check_against_model(&exp, &settings)?;
     let planned = sweep::grid::planned_tokens(&exp, &settings);
     let count = |s: Strategy| settings.iter().filter(|x| x.strategy == s).count();
     println!("{}: ok", path.display());
     println!("  name:      {}", exp.name);
-    let model = exp.model.clone().unwrap_or_else(sweep::default_model);
-    println!("  model:     {}", model.display());
+    let config = &inspected.config;
+    println!(
+        "  model:     {} (n_layer {}, n_head {}, n_embd {}, n_positions {}, vocab_size {})",
+        model.display(),
+        config.n_layer,
+        config.n_head,
+        config.n_embd,
+        config.n_positions,
+        config.vocab_size
+    );
     println!("  prompts:   {}", exp.prompts.len());
     println!(
         "  settings:  {} ({} sampling, {} greedy, {} beam{})",
@@ -634,6 +671,17 @@ fn validate(path: &std::path::Path) -> Result<()> {
         "  tokens:    up to {planned} generated (max_new_tokens = {})",
         exp.max_new_tokens
     );
+    let peak = footprint.peak;
+    println!(
+        "  memory:    about {} at the largest batch ({} of KV cache for {} positions, {} of \
+         logits, {} of weights); {}",
+        sweep::limits::size(peak.total()),
+        sweep::limits::size(peak.kv_cache),
+        footprint.positions,
+        sweep::limits::size(peak.logits),
+        sweep::limits::size(peak.weights),
+        footprint.memory
+    );
     println!("  results:   results/{}/", exp.name);
     Ok(())
 }
@@ -646,6 +694,7 @@ fn run(args: RunArgs) -> Result<()> {
         .into());
     };
     let exp = load_experiment(&path)?;
+    check_against_model(&exp, &runner::settings(&exp).0)?;
     let shard = match &args.shard {
         Some(spec) => Some(spec.parse::<sweep::shard::Shard>()?),
         None => sweep::shard::Shard::from_slurm_env(|name| std::env::var(name).ok())?,
@@ -910,6 +959,7 @@ fn compare(args: CompareArgs) -> Result<()> {
 
 fn bench(args: BenchArgs) -> Result<()> {
     use sweep::bench::{BenchPlan, Measurement};
+    check_bench_args(&args)?;
     let (backend_name, device) = args.device.open()?;
     let model_path = match &args.random {
         None => args.model.clone().unwrap_or_else(sweep::default_model),
@@ -928,9 +978,6 @@ fn bench(args: BenchArgs) -> Result<()> {
         prefill_tokens: BenchPlan::default().prefill_tokens.min(n_positions),
         ..BenchPlan::default()
     };
-    if plan.batches.contains(&0) {
-        return Err(BadInput("--batch: every batch size must be at least 1".into()).into());
-    }
     let longest = plan.long_tokens.unwrap_or(0).max(plan.new_tokens);
     generator.prepare(&[], longest).map_err(|e| {
         BadInput(format!(
@@ -949,6 +996,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         ))
         .into());
     }
+    check_bench_memory(&plan, &generator.model().config)?;
 
     let header = || {
         println!(
@@ -987,6 +1035,49 @@ fn bench(args: BenchArgs) -> Result<()> {
         };
         bench_peer(&args, &plan, &model_path, &peer_device, &ours, header)?;
     }
+    Ok(())
+}
+
+/// The sizes `bench` is given, each refused by name when it is zero or past the caps a sweep
+/// has, before a model is loaded.
+fn check_bench_args(args: &BenchArgs) -> Result<()> {
+    use sweep::limits::{MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS};
+    let in_range = |flag: &str, value: usize, max: usize| -> Result<()> {
+        if (1..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(BadInput(format!("{flag} {value}: must be from 1 to {max}")).into())
+        }
+    };
+    in_range("--new-tokens", args.new_tokens, MAX_NEW_TOKENS)?;
+    in_range("--num-beams", args.num_beams, MAX_NUM_BEAMS)?;
+    for &batch in &args.batch {
+        in_range("--batch", batch, MAX_BATCH_SIZE)?;
+    }
+    if let Some(long) = args.long_tokens {
+        in_range("--long-tokens", long, MAX_NEW_TOKENS)?;
+    }
+    Ok(())
+}
+
+/// The largest batches of a bench plan (the biggest sampling batch and the beam search),
+/// checked against this machine's memory with the estimate a sweep uses.
+fn check_bench_memory(
+    plan: &sweep::bench::BenchPlan,
+    config: &sweep::model::Gpt2Config,
+) -> Result<()> {
+    use sweep::limits::{BatchMemory, Memory};
+    let memory = Memory::of_this_machine();
+    // The bench prompt is 16 tokens; the long-prompt case replaces it.
+    let prompt = plan.long_prompt.unwrap_or(0).max(16);
+    let positions = prompt + plan.long_tokens.unwrap_or(0).max(plan.new_tokens);
+    let widest = plan.batches.iter().copied().max().unwrap_or(1);
+    BatchMemory::estimate(config, widest, positions, None)
+        .check(config, positions, "--batch", widest, memory)
+        .map_err(|e| BadInput(e.to_string()))?;
+    BatchMemory::estimate(config, plan.num_beams, positions, Some(plan.num_beams))
+        .check(config, positions, "--num-beams", plan.num_beams, memory)
+        .map_err(|e| BadInput(e.to_string()))?;
     Ok(())
 }
 

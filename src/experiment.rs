@@ -29,11 +29,13 @@
 //!
 //! A sweep can run for hours, so everything that can be checked before the model is loaded
 //! is checked here, and every mistake is reported as `file:line:column: message` pointing at
-//! the offending value and saying what is allowed. [`Experiment`] is the fully resolved
+//! the offending value and saying what is allowed. Sizes are capped (see [`crate::limits`]),
+//! and the grid's size is counted from its lists before anything is expanded; what depends on
+//! the model (its context, vocabulary and the memory of a batch) is checked by
+//! [`crate::limits::check_experiment`] once its config is read. [`Experiment`] is the fully resolved
 //! result, every default filled in; the runner serialises it into `run.json` and compares its
 //! canonical JSON to notice that a TOML changed between runs.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -45,6 +47,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
 use crate::beam::EarlyStopping;
+use crate::limits::{
+    MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_SAMPLES, MAX_SETTINGS, MIN_TEMPERATURE,
+};
 
 /// Rows per forward batch when `batch_size` is not given.
 pub const DEFAULT_BATCH_SIZE: usize = 64;
@@ -91,7 +96,8 @@ pub struct Prompt {
 /// (which is the sweep order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GridSpec {
-    /// Softmax temperatures; 0 means greedy (argmax).
+    /// Softmax temperatures; 0 means greedy (argmax), any other is at least
+    /// [`MIN_TEMPERATURE`].
     pub temperature: Vec<f64>,
     /// Keep only the k most likely tokens; 0 means off.
     pub top_k: Vec<usize>,
@@ -360,31 +366,6 @@ impl Scalar for Num {
     }
 }
 
-/// A checked list value, keyed so that two values share a key exactly when they are equal.
-trait ListValue: Copy {
-    fn key(self) -> u64;
-}
-
-impl ListValue for f64 {
-    /// The checks never let NaN through, and `+ 0.0` makes -0.0 and 0.0 one key, as they
-    /// are one value.
-    fn key(self) -> u64 {
-        (self + 0.0).to_bits()
-    }
-}
-
-impl ListValue for u64 {
-    fn key(self) -> u64 {
-        self
-    }
-}
-
-impl ListValue for usize {
-    fn key(self) -> u64 {
-        self as u64
-    }
-}
-
 /// Accepts a bare number of type `T`; with `LIST`, says "or a list" in type errors.
 struct ScalarVisitor<T, const LIST: bool>(PhantomData<T>);
 
@@ -549,21 +530,22 @@ impl Ctx<'_> {
         )
     }
 
-    /// A required scalar integer that must be at least 1.
-    fn positive(
+    /// A scalar integer from 1 to `max`.
+    fn bounded(
         &self,
         key: &str,
         value: &Spanned<Int>,
+        max: usize,
         allowed: &str,
     ) -> Result<usize, ExperimentError> {
         match usize::try_from(value.get_ref().0) {
-            Ok(n) if n >= 1 => Ok(n),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(self.out_of_range(key, &value.span(), allowed)),
         }
     }
 
     /// Checks a list key: not empty, every value allowed by `check`, no value twice.
-    fn list<T: Scalar, U: ListValue>(
+    fn list<T: Scalar, U: Copy + ValueKey>(
         &self,
         key: &str,
         raw: Spanned<OneOrMany<T>>,
@@ -581,9 +563,22 @@ impl Ctx<'_> {
                 format!("{key} = [] is empty; give at least one value ({allowed})"),
             ));
         }
+        // A list longer than the cap on settings could never run; refusing it here also keeps
+        // the checks below from working through millions of values.
+        if items.len() > MAX_SETTINGS {
+            return Err(self.invalid(
+                Some(span),
+                format!(
+                    "{key} lists {} values; an experiment runs at most {MAX_SETTINGS} settings, \
+                     so give fewer values",
+                    items.len()
+                ),
+            ));
+        }
         let mut values: Vec<U> = Vec::with_capacity(items.len());
-        // Where each value was first written, so that a long list is checked in linear time.
-        let mut first_at: HashMap<u64, usize> = HashMap::with_capacity(items.len());
+        // Where each value was first written, by value: duplicates are found in linear time.
+        let mut first_at: std::collections::HashMap<u64, usize> =
+            std::collections::HashMap::with_capacity(items.len());
         for item in items {
             let item_span = item.span();
             let Some(value) = check(*item.get_ref()) else {
@@ -644,10 +639,14 @@ impl Ctx<'_> {
         let prompts = self.prompts(raw.prompts, raw.prompts_file.as_ref())?;
 
         let max_new_tokens = match &raw.max_new_tokens {
-            Some(v) => self.positive(
+            Some(v) => self.bounded(
                 "max_new_tokens",
                 v,
-                "max_new_tokens must be an integer >= 1",
+                MAX_NEW_TOKENS,
+                &format!(
+                    "max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS} (and below the \
+                     model's context)"
+                ),
             )?,
             None => {
                 return Err(self.invalid(
@@ -659,14 +658,21 @@ impl Ctx<'_> {
             }
         };
         let batch_size = match &raw.batch_size {
-            Some(v) => self.positive("batch_size", v, "batch_size must be an integer >= 1")?,
+            Some(v) => self.bounded(
+                "batch_size",
+                v,
+                MAX_BATCH_SIZE,
+                &format!("batch_size must be an integer from 1 to {MAX_BATCH_SIZE}"),
+            )?,
             None => DEFAULT_BATCH_SIZE,
         };
 
+        let mut grid_span = None;
         let grids = match raw.grid {
             None => Vec::new(),
             Some(g) => {
                 let span = g.span();
+                grid_span = Some(span.clone());
                 match g.into_inner() {
                     RawGrids::One(table) => vec![self.grid(table)?],
                     RawGrids::Many(tables) if tables.is_empty() => {
@@ -684,7 +690,9 @@ impl Ctx<'_> {
                 }
             }
         };
+        let beam_span = raw.beam.as_ref().map(|b| b.span());
         let beam = raw.beam.map(|b| self.beam(b)).transpose()?;
+        self.count_settings(&grids, grid_span, beam.as_ref(), beam_span)?;
         if grids.is_empty() && beam.is_none() {
             return Err(self.invalid(
                 None,
@@ -694,10 +702,12 @@ impl Ctx<'_> {
             ));
         }
 
-        let samples_allowed =
-            "samples must be an integer >= 1 (continuations per prompt and sampling setting)";
+        let samples_allowed = format!(
+            "samples must be an integer from 1 to {MAX_SAMPLES} (continuations per prompt and \
+             sampling setting)"
+        );
         let samples = match &raw.samples {
-            Some(v) => self.positive("samples", v, samples_allowed)?,
+            Some(v) => self.bounded("samples", v, MAX_SAMPLES, &samples_allowed)?,
             None if grids.iter().any(|g| g.temperature.iter().any(|&t| t > 0.0)) => {
                 return Err(self.invalid(
                     None,
@@ -751,6 +761,73 @@ impl Ctx<'_> {
             grids,
             beam,
         })
+    }
+
+    /// Refuses a grid too big to run, from the lengths of its lists alone: expanding one of
+    /// 10^8 settings would take minutes and gigabytes before anything could be said about it.
+    /// Grid points are counted before temperature-0 points fold into one greedy setting.
+    fn count_settings(
+        &self,
+        grids: &[GridSpec],
+        grid_span: Option<Range<usize>>,
+        beam: Option<&BeamSpec>,
+        beam_span: Option<Range<usize>>,
+    ) -> Result<(), ExperimentError> {
+        let product = |lens: &[usize]| {
+            lens.iter()
+                .fold(1u128, |acc, &n| acc.saturating_mul(n as u128))
+        };
+        let mut parts = Vec::new();
+        let mut grid_points = 0u128;
+        for (i, g) in grids.iter().enumerate() {
+            let lens = [
+                g.temperature.len(),
+                g.top_k.len(),
+                g.top_p.len(),
+                g.seed.len(),
+            ];
+            let n = product(&lens);
+            grid_points = grid_points.saturating_add(n);
+            let table = if grids.len() == 1 {
+                "[grid]".to_owned()
+            } else {
+                format!("[[grid]] table {}", i + 1)
+            };
+            parts.push(format!(
+                "{table}: {n} = temperature {} x top_k {} x top_p {} x seed {}",
+                lens[0], lens[1], lens[2], lens[3]
+            ));
+        }
+        let beam_points = beam.map_or(0, |b| product(&[b.num_beams.len(), b.length_penalty.len()]));
+        if let Some(b) = beam {
+            parts.push(format!(
+                "[beam]: {beam_points} = num_beams {} x length_penalty {}",
+                b.num_beams.len(),
+                b.length_penalty.len()
+            ));
+        }
+        let total = grid_points.saturating_add(beam_points);
+        if total <= MAX_SETTINGS as u128 {
+            return Ok(());
+        }
+        if parts.len() > 4 {
+            let more = parts.len() - 3;
+            parts.truncate(3);
+            parts.push(format!("and {more} more tables"));
+        }
+        let span = if grid_points >= beam_points {
+            grid_span
+        } else {
+            beam_span
+        };
+        Err(self.invalid(
+            span,
+            format!(
+                "the experiment has {total} settings ({}); at most {MAX_SETTINGS} are allowed: \
+                 give fewer values, or split it into several experiments",
+                parts.join("; ")
+            ),
+        ))
     }
 
     fn name(&self, raw: Option<&Spanned<String>>) -> Result<String, ExperimentError> {
@@ -849,8 +926,12 @@ impl Ctx<'_> {
             Some(t) => self.list(
                 "temperature",
                 t,
-                "temperature must be a finite number >= 0 (0 = greedy)",
-                |Num(v)| (v.is_finite() && v >= 0.0).then_some(v + 0.0),
+                &format!(
+                    "temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE:e}; \
+                     below that the scaled logits overflow f32 or the distribution is one-hot: \
+                     use 0 for greedy, or a temperature >= {MIN_TEMPERATURE:e}"
+                ),
+                |Num(v)| (v == 0.0 || (v.is_finite() && v >= MIN_TEMPERATURE)).then_some(v + 0.0),
             )?,
             None => vec![1.0],
         };
@@ -893,8 +974,12 @@ impl Ctx<'_> {
             Some(n) => self.list(
                 "num_beams",
                 n,
-                "num_beams must be an integer >= 1",
-                |Int(v)| usize::try_from(v).ok().filter(|&n| n >= 1),
+                &format!("num_beams must be an integer from 1 to {MAX_NUM_BEAMS}"),
+                |Int(v)| {
+                    usize::try_from(v)
+                        .ok()
+                        .filter(|n| (1..=MAX_NUM_BEAMS).contains(n))
+                },
             )?,
             None => {
                 return Err(self.invalid(
@@ -941,6 +1026,30 @@ impl Ctx<'_> {
             early_stopping,
             num_return_sequences,
         })
+    }
+}
+
+/// A list value's identity for finding duplicates: equal values, and only those, share a key.
+trait ValueKey {
+    fn key(&self) -> u64;
+}
+
+impl ValueKey for f64 {
+    fn key(&self) -> u64 {
+        // `+ 0.0` makes -0 and 0 one value, as `==` does; lists never hold NaN.
+        (self + 0.0).to_bits()
+    }
+}
+
+impl ValueKey for usize {
+    fn key(&self) -> u64 {
+        *self as u64
+    }
+}
+
+impl ValueKey for u64 {
+    fn key(&self) -> u64 {
+        *self
     }
 }
 
@@ -1040,6 +1149,8 @@ fn read_prompts_file(path: &Path) -> Result<Vec<Prompt>, ExperimentError> {
         position: Some(Position { line, column }),
     };
     let mut prompts = Vec::new();
+    // The line of each prompt, for messages about a prompt without a reference.
+    let mut lines = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -1058,6 +1169,14 @@ fn read_prompts_file(path: &Path) -> Result<Vec<Prompt>, ExperimentError> {
                         .to_owned(),
                 });
             }
+            if parsed.reference.as_deref() == Some("") {
+                return Err(ExperimentError::Invalid {
+                    at: at(line_no, 1),
+                    message: "\"reference\" is empty; give the human continuation's text, or \
+                              leave the key out for a prompt without one"
+                        .to_owned(),
+                });
+            }
             Prompt {
                 text: parsed.prompt,
                 reference: parsed.reference,
@@ -1069,6 +1188,24 @@ fn read_prompts_file(path: &Path) -> Result<Vec<Prompt>, ExperimentError> {
             }
         };
         prompts.push(prompt);
+        lines.push(line_no);
+    }
+    // The human row is scored over the prompts that have a reference; with only some of them
+    // it would silently compare a different set of prompts than the generated rows.
+    let with_reference = prompts.iter().filter(|p| p.reference.is_some()).count();
+    if with_reference > 0 && with_reference < prompts.len() {
+        let first = prompts
+            .iter()
+            .position(|p| p.reference.is_none())
+            .expect("some prompt has no reference");
+        return Err(ExperimentError::Invalid {
+            at: at(lines[first], 1),
+            message: format!(
+                "this prompt has no \"reference\", but {with_reference} of the {} prompts have \
+                 one; give every prompt a reference, or none",
+                prompts.len()
+            ),
+        });
     }
     Ok(prompts)
 }
@@ -1294,7 +1431,7 @@ num_return_sequences = 2
             &grid("temperature = -0.5"),
             5,
             15,
-            "temperature = -0.5 is out of range; temperature must be a finite number >= 0 (0 = greedy)",
+            "temperature = -0.5 is out of range; temperature must be 0 (greedy) or a finite number >= 1e-6",
         );
         fails_at(
             &grid("temperature = [1.0, inf]"),
@@ -1332,19 +1469,19 @@ num_return_sequences = 2
             &top("samples = 0", "max_new_tokens = 3\n"),
             2,
             11,
-            "samples = 0 is out of range; samples must be an integer >= 1",
+            "samples = 0 is out of range; samples must be an integer from 1 to 1000000",
         );
         fails_at(
             &top("max_new_tokens = 0", "samples = 1\n"),
             2,
             18,
-            "max_new_tokens = 0 is out of range; max_new_tokens must be an integer >= 1",
+            "max_new_tokens = 0 is out of range; max_new_tokens must be an integer from 1 to 1000000",
         );
         fails_at(
             &top("batch_size = 0", "max_new_tokens = 3\nsamples = 1\n"),
             2,
             14,
-            "batch_size = 0 is out of range; batch_size must be an integer >= 1",
+            "batch_size = 0 is out of range; batch_size must be an integer from 1 to 65536",
         );
 
         let beam = |lines: &str| format!("{PROMPTS}[beam]\n{lines}\n");
@@ -1352,7 +1489,7 @@ num_return_sequences = 2
             &beam("num_beams = [4, 0]"),
             5,
             17,
-            "num_beams = 0 is out of range; num_beams must be an integer >= 1",
+            "num_beams = 0 is out of range; num_beams must be an integer from 1 to 10000",
         );
         fails_at(
             &beam("num_beams = [4, 8]\nnum_return_sequences = 0"),
@@ -1605,13 +1742,150 @@ num_return_sequences = 2
         );
     }
 
+    /// An empty reference used to blank the human row's perplexity without a word; a file
+    /// where only some prompts have one would score the human row on other prompts than the
+    /// generated rows.
+    #[test]
+    fn regression_references_are_all_or_none_and_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("p.jsonl");
+        let source = dir.path().join("e.toml");
+        let text = "prompts_file = \"p.jsonl\"\nmax_new_tokens = 3\n[beam]\nnum_beams = 1\n";
+        std::fs::write(
+            &jsonl,
+            "{\"prompt\": \"a\", \"reference\": \"x\"}\n{\"prompt\": \"b\", \"reference\": \"\"}\n",
+        )
+        .unwrap();
+        let shown = Experiment::from_str(text, &source).unwrap_err().to_string();
+        assert!(
+            shown.starts_with(&format!("{}:2:1: \"reference\" is empty", jsonl.display())),
+            "{shown}"
+        );
+        assert!(shown.contains("leave the key out"), "{shown}");
+        std::fs::write(
+            &jsonl,
+            "{\"prompt\": \"a\", \"reference\": \"x\"}\n\n{\"prompt\": \"b\"}\n{\"prompt\": \"c\", \"reference\": \"y\"}\n{\"prompt\": \"d\"}\n",
+        )
+        .unwrap();
+        let shown = Experiment::from_str(text, &source).unwrap_err().to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "{}:3:1: this prompt has no \"reference\"",
+                jsonl.display()
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("2 of the 4 prompts"), "{shown}");
+    }
+
+    #[test]
+    fn regression_tiny_temperatures_are_refused_with_the_fix() {
+        let grid = |line: &str| format!("{PROMPTS}[grid]\n{line}\n");
+        let shown = fails_at(
+            &grid("temperature = [0.5, 1e-7]"),
+            5,
+            21,
+            "temperature = 1e-7 is out of range",
+        );
+        assert!(
+            shown.contains("use 0 for greedy, or a temperature >= 1e-6"),
+            "{shown}"
+        );
+        fails_at(&grid("temperature = 1e-300"), 5, 15, "temperature = 1e-300");
+        let exp = parse(&grid("temperature = [0, 1e-6, -0.0]"));
+        // -0.0 is 0, listed twice.
+        assert!(exp.is_err());
+        let exp = parse(&grid("temperature = [0, 1e-6]")).unwrap();
+        assert_eq!(only(exp.grids).temperature, vec![0.0, 1e-6]);
+    }
+
+    #[test]
+    fn regression_sizes_are_capped_by_name_at_the_value() {
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 5\nsamples = 2\nbatch_size = 65537\n[grid]\n",
+            4,
+            14,
+            "batch_size = 65537 is out of range; batch_size must be an integer from 1 to 65536",
+        );
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 5\nsamples = 2147483648\n[grid]\n",
+            3,
+            11,
+            "samples = 2147483648 is out of range; samples must be an integer from 1 to 1000000",
+        );
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4611686018427387904\n[grid]\ntemperature = 0\n",
+            2,
+            18,
+            "max_new_tokens = 4611686018427387904 is out of range",
+        );
+        fails_at(
+            &format!("{PROMPTS}[beam]\nnum_beams = [4, 25000]\n"),
+            5,
+            17,
+            "num_beams = 25000 is out of range; num_beams must be an integer from 1 to 10000",
+        );
+    }
+
+    /// A grid of 10^8 settings made `validate` expand it for a minute and then abort; it is
+    /// refused from the lengths of its lists, at once.
+    #[test]
+    fn regression_a_huge_grid_is_counted_before_it_is_expanded() {
+        let values = |n: usize| {
+            (1..=n)
+                .map(|i| format!("{}", i as f64 / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let seeds = (0..100)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "{PROMPTS}[grid]\ntemperature = [{}]\ntop_k = [{seeds}]\ntop_p = [{}]\nseed = [{seeds}]\n",
+            values(100),
+            values(100)
+        );
+        let started = std::time::Instant::now();
+        let shown = parse(&text).unwrap_err().to_string();
+        assert!(
+            shown.starts_with("experiments/bad.toml:")
+                && shown.contains(": the experiment has 100000000 settings"),
+            "{shown}"
+        );
+        assert!(started.elapsed().as_secs_f64() < 5.0);
+        assert!(
+            shown.contains("temperature 100 x top_k 100 x top_p 100 x seed 100"),
+            "{shown}"
+        );
+        assert!(shown.contains("at most 100000"), "{shown}");
+        // At the cap is fine.
+        let text = format!(
+            "{PROMPTS}[grid]\ntemperature = [{}]\nseed = [{}]\n",
+            values(1000),
+            (0..100)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert!(parse(&text).is_ok());
+        // A list of many values is checked for duplicates in linear time.
+        let many = (0..100_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let started = std::time::Instant::now();
+        assert!(parse(&format!("{PROMPTS}[grid]\nseed = [{many}]\n")).is_ok());
+        assert!(started.elapsed().as_secs_f64() < 5.0);
+    }
+
     #[test]
     fn jsonl_prompts_carry_references() {
         let dir = tempfile::tempdir().unwrap();
         let jsonl = dir.path().join("heldout.jsonl");
         std::fs::write(
             &jsonl,
-            "{\"prompt\": \"ROMEO:\", \"reference\": \" But soft!\"}\n\n{\"prompt\": \"JULIET:\", \"id\": 7}\n{\"prompt\": \"a\\nb\", \"reference\": null}\n",
+            "{\"prompt\": \"ROMEO:\", \"reference\": \" But soft!\"}\n\n{\"prompt\": \"JULIET:\", \"id\": 7, \"reference\": \"x\"}\n{\"prompt\": \"a\\nb\", \"reference\": \" c\"}\n",
         )
         .unwrap();
         let source = dir.path().join("e.toml");
@@ -1626,14 +1900,22 @@ num_return_sequences = 2
                 },
                 Prompt {
                     text: "JULIET:".into(),
-                    reference: None
+                    reference: Some("x".into())
                 },
                 Prompt {
                     text: "a\nb".into(),
-                    reference: None
+                    reference: Some(" c".into())
                 },
             ]
         );
+        // Without any reference (null is none) is fine too.
+        std::fs::write(
+            &jsonl,
+            "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"reference\": null}\n",
+        )
+        .unwrap();
+        let exp = Experiment::from_str(text, &source).unwrap();
+        assert!(exp.prompts.iter().all(|p| p.reference.is_none()));
 
         std::fs::write(&jsonl, "{\"prompt\": \"ok\"}\n{\"text\": \"no prompt\"}\n").unwrap();
         let err = Experiment::from_str(text, &source).unwrap_err();

@@ -153,9 +153,23 @@ impl Setting {
     }
 }
 
+/// Longest plain decimal a number keeps in an id; longer ones are written in scientific
+/// form, which is never longer than 24 characters for any finite f64.
+const MAX_PLAIN_DIGITS: usize = 16;
+
 /// `{}` of an f64, with -0 shown as 0 so it cannot produce a second id for the same value.
-fn number(v: f64) -> String {
-    format!("{}", v + 0.0)
+/// Extreme values (`1e-300` would be 300 zeros and a 1, too long for a file name) are
+/// written as `{:e}` instead. Both forms are shortest round-trip, and only the scientific
+/// one contains an `e`, so distinct values still give distinct ids. Messages quote numbers
+/// this way too.
+pub fn number(v: f64) -> String {
+    let v = v + 0.0;
+    let plain = format!("{v}");
+    if plain.len() <= MAX_PLAIN_DIGITS {
+        plain
+    } else {
+        format!("{v:e}")
+    }
 }
 
 /// The settings a sweep runs, and how many temperature-0 grid points were folded away.
@@ -481,6 +495,87 @@ mod tests {
         assert_eq!(beam.id(), "beam_n3_lp0_es-never");
         assert_eq!(Strategy::Human.to_string(), "human");
         assert_eq!(Strategy::Sample.as_str(), "sample");
+    }
+
+    /// `temperature = 1e-300` (now refused elsewhere), `top_p = 1e-300` or
+    /// `length_penalty = 1e308` made ids hundreds of digits long, and the run failed with
+    /// "File name too long" after generating everything.
+    #[test]
+    fn regression_ids_are_short_for_any_float_and_still_distinct() {
+        let sample = |t: f64, p: f64| Setting {
+            strategy: Strategy::Sample,
+            temperature: t,
+            top_k: usize::MAX,
+            top_p: p,
+            seed: Some(u64::MAX),
+            num_beams: 1,
+            length_penalty: None,
+            early_stopping: None,
+            samples: 1,
+        };
+        let beam = |lp: f64| Setting {
+            strategy: Strategy::Beam,
+            num_beams: usize::MAX,
+            length_penalty: Some(lp),
+            early_stopping: Some(EarlyStopping::Never),
+            ..sample(0.0, 1.0)
+        };
+        let extremes = [
+            1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e308,
+            f64::MAX,
+            -f64::MAX,
+            -1.2345678901234567e-300,
+            0.1 + 0.2,
+            123456789012345680.0,
+        ];
+        let mut ids = HashSet::new();
+        for &x in &extremes {
+            // Temperatures and top_p are positive; length penalties may be negative.
+            let sampled = (x > 0.0).then(|| sample(x, x).id());
+            for id in sampled.into_iter().chain([beam(x).id()]) {
+                assert!(id.len() <= 100, "{} chars: {id}", id.len());
+                assert!(
+                    id.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')),
+                    "{id}"
+                );
+                assert!(ids.insert(id.clone()), "{id} twice");
+            }
+        }
+        assert_eq!(
+            beam(1e308).id(),
+            format!("beam_n{}_lp1e308_es-never", usize::MAX)
+        );
+        assert!(sample(1e-300, 1.0).id().starts_with("sample_t1e-300_k"));
+        // Neighbouring values in either form stay apart.
+        assert_ne!(
+            beam(1e-300).id(),
+            beam(f64::from_bits(1e-300f64.to_bits() + 1)).id()
+        );
+        assert_ne!(beam(0.1 + 0.2).id(), beam(0.3).id());
+        // Ordinary values keep the ids the shipped results use.
+        assert_eq!(
+            sample(0.5, 1.0).id(),
+            format!("sample_t0.5_k{}_p1_s{}", usize::MAX, u64::MAX)
+        );
+        let ordinary = Setting {
+            top_k: 0,
+            seed: Some(1),
+            ..sample(0.5, 1.0)
+        };
+        assert_eq!(ordinary.id(), "sample_t0.5_k0_p1_s1");
+        let ordinary = Setting {
+            num_beams: 4,
+            early_stopping: None,
+            ..beam(1.0)
+        };
+        assert_eq!(ordinary.id(), "beam_n4_lp1");
+        for v in [0.95, 0.001, 1.5, 12.25, 0.000001, 1234567.5] {
+            assert_eq!(number(v), format!("{v}"));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod experiment;
 pub mod explain;
 pub mod generate;
 pub mod grid;
+pub mod limits;
 pub mod matmul;
 pub mod metrics;
 pub mod model;

@@ -20,9 +20,20 @@ use crate::matmul::PackedLinear;
 /// The end-of-text token of the GPT-2 BPE vocabulary.
 pub const GPT2_EOS: u32 = 50256;
 
+/// Caps on a config's sizes (see [`Gpt2Config::check`]).
+pub const MAX_N_LAYER: usize = 1024;
+pub const MAX_N_HEAD: usize = 1024;
+pub const MAX_N_EMBD: usize = 65_536;
+pub const MAX_N_POSITIONS: usize = 1 << 20;
+pub const MAX_VOCAB_SIZE: usize = 1 << 22;
+
 /// The shape of a GPT-2 model, as written in a Hugging Face `config.json`.
 ///
-/// Keys follow transformers' `GPT2Config`; other keys are ignored.
+/// Keys follow transformers' `GPT2Config`. Those that change what the model computes are
+/// either honoured (the shape, `layer_norm_epsilon`, `eos_token_id`) or, when they ask for
+/// something this model does not compute, refused by name; keys that only
+/// matter for training or other heads (dropouts, `summary_*`, `initializer_range`,
+/// `use_cache`, `dtype`) are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawConfig")]
 pub struct Gpt2Config {
@@ -38,6 +49,11 @@ pub struct Gpt2Config {
 
 /// `config.json` as written: the official `gpt2` file carries both `n_positions` and the older
 /// `n_ctx`, some older files only `n_ctx`.
+///
+/// The optional keys are those of transformers' `GPT2Config` that would make a model compute
+/// something else than this one does; each is accepted only at the value this model
+/// implements, so that a model trained differently is refused by name instead of decoding
+/// as if it were plain GPT-2.
 #[derive(Deserialize)]
 struct RawConfig {
     vocab_size: usize,
@@ -50,12 +66,92 @@ struct RawConfig {
     layer_norm_epsilon: f64,
     #[serde(default)]
     eos_token_id: Option<u32>,
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    activation_function: Option<String>,
+    #[serde(default)]
+    n_inner: Option<usize>,
+    #[serde(default)]
+    scale_attn_weights: Option<bool>,
+    #[serde(default)]
+    scale_attn_by_inverse_layer_idx: Option<bool>,
+    #[serde(default)]
+    add_cross_attention: Option<bool>,
+    #[serde(default)]
+    tie_word_embeddings: Option<bool>,
+}
+
+/// The MLP activations that are GPT-2's tanh approximation of GELU, which is what this model
+/// computes: transformers' `gelu_new`, `gelu_pytorch_tanh` and `gelu_fast` are one formula.
+const TANH_GELU: &[&str] = &["gelu_new", "gelu_pytorch_tanh", "gelu_fast"];
+
+impl RawConfig {
+    /// The first key that asks for a computation this model does not implement.
+    fn unsupported(&self) -> Option<String> {
+        if let Some(t) = &self.model_type
+            && t != "gpt2"
+        {
+            return Some(format!(
+                "model_type = {t:?}: only GPT-2 models (\"gpt2\") can be loaded"
+            ));
+        }
+        if let Some(a) = &self.activation_function
+            && !TANH_GELU.contains(&a.as_str())
+        {
+            return Some(format!(
+                "activation_function = {a:?} is not implemented; the MLP computes GPT-2's tanh \
+                 GELU ({}), and a model trained with another activation would decode wrongly",
+                TANH_GELU.join(", ")
+            ));
+        }
+        if let Some(n) = self.n_inner
+            && Some(n) != self.n_embd.checked_mul(4)
+        {
+            return Some(format!(
+                "n_inner = {n} is not implemented; the MLP is 4 x n_embd = {} wide (null)",
+                self.n_embd.saturating_mul(4)
+            ));
+        }
+        if self.scale_attn_weights == Some(false) {
+            return Some(
+                "scale_attn_weights = false is not implemented; attention scores are always \
+                 divided by sqrt(head_dim)"
+                    .into(),
+            );
+        }
+        if self.scale_attn_by_inverse_layer_idx == Some(true) {
+            return Some(
+                "scale_attn_by_inverse_layer_idx = true is not implemented; attention scores \
+                 are not scaled by layer"
+                    .into(),
+            );
+        }
+        if self.add_cross_attention == Some(true) {
+            return Some(
+                "add_cross_attention = true is not implemented; only decoder-only GPT-2 models \
+                 can be loaded"
+                    .into(),
+            );
+        }
+        if self.tie_word_embeddings == Some(false) {
+            return Some(
+                "tie_word_embeddings = false is not implemented; the LM head is always the \
+                 token embedding (wte)"
+                    .into(),
+            );
+        }
+        None
+    }
 }
 
 impl TryFrom<RawConfig> for Gpt2Config {
     type Error = String;
 
     fn try_from(raw: RawConfig) -> Result<Self, String> {
+        if let Some(message) = raw.unsupported() {
+            return Err(message);
+        }
         Ok(Self {
             vocab_size: raw.vocab_size,
             n_positions: raw
@@ -124,18 +220,24 @@ impl Gpt2Config {
     }
 
     /// A config that cannot describe a working model is refused here rather than as a shape
-    /// panic deep in a matmul.
+    /// panic deep in a matmul, or as an allocation that aborts: the caps are far above any
+    /// GPT-2-architecture model, and each size is also checked against the weights.
     pub fn check(&self) -> Result<(), String> {
-        let positive = [
-            ("vocab_size", self.vocab_size),
-            ("n_positions", self.n_positions),
-            ("n_embd", self.n_embd),
-            ("n_layer", self.n_layer),
-            ("n_head", self.n_head),
+        let sizes = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB_SIZE),
+            ("n_positions", self.n_positions, MAX_N_POSITIONS),
+            ("n_embd", self.n_embd, MAX_N_EMBD),
+            ("n_layer", self.n_layer, MAX_N_LAYER),
+            ("n_head", self.n_head, MAX_N_HEAD),
         ];
-        for (name, value) in positive {
+        for (name, value, max) in sizes {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
+            }
+            if value > max {
+                return Err(format!(
+                    "{name} = {value} is larger than any GPT-2-architecture model; at most {max}"
+                ));
             }
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
@@ -943,6 +1045,74 @@ mod tests {
         .unwrap();
         assert_eq!(old.n_positions, 8);
         assert_eq!(old.eos_token_id, GPT2_EOS);
+    }
+
+    /// `activation_function = "relu"` and `scale_attn_weights = false` were ignored: such a
+    /// model decoded as plain GPT-2. Every GPT2Config key that changes the computation is
+    /// honoured or refused by name; the values this model computes are accepted.
+    #[test]
+    fn regression_config_keys_that_change_the_computation_are_refused_by_name() {
+        let base = r#""vocab_size": 10, "n_positions": 8, "n_embd": 4, "n_layer": 1, "n_head": 2"#;
+        let parse = |extra: &str| serde_json::from_str::<Gpt2Config>(&format!("{{{base}{extra}}}"));
+        for ok in [
+            "",
+            r#", "activation_function": "gelu_new""#,
+            r#", "activation_function": "gelu_pytorch_tanh""#,
+            r#", "activation_function": "gelu_fast""#,
+            r#", "n_inner": null, "scale_attn_weights": true"#,
+            r#", "n_inner": 16, "scale_attn_by_inverse_layer_idx": false"#,
+            r#", "add_cross_attention": false, "tie_word_embeddings": true"#,
+            r#", "reorder_and_upcast_attn": true, "model_type": "gpt2", "resid_pdrop": 0.1"#,
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}: {:?}", parse(ok).err());
+        }
+        for (extra, named) in [
+            (
+                r#", "activation_function": "relu""#,
+                "activation_function = \"relu\"",
+            ),
+            (
+                r#", "activation_function": "gelu""#,
+                "activation_function = \"gelu\"",
+            ),
+            (r#", "n_inner": 12"#, "n_inner = 12"),
+            (
+                r#", "scale_attn_weights": false"#,
+                "scale_attn_weights = false",
+            ),
+            (
+                r#", "scale_attn_by_inverse_layer_idx": true"#,
+                "scale_attn_by_inverse_layer_idx = true",
+            ),
+            (
+                r#", "add_cross_attention": true"#,
+                "add_cross_attention = true",
+            ),
+            (
+                r#", "tie_word_embeddings": false"#,
+                "tie_word_embeddings = false",
+            ),
+            (
+                r#", "model_type": "gpt_bigcode""#,
+                "model_type = \"gpt_bigcode\"",
+            ),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(named), "{extra}: {err}");
+        }
+    }
+
+    /// n_layer = 10^8 aborted on allocation before any tensor was looked at.
+    #[test]
+    fn regression_absurd_sizes_are_refused_by_check() {
+        let mut config = Gpt2Config::gpt2();
+        assert!(config.check().is_ok());
+        config.n_layer = 100_000_000;
+        let err = config.check().unwrap_err();
+        assert!(err.starts_with("n_layer = 100000000 is larger"), "{err}");
+        let mut config = Gpt2Config::gpt2();
+        config.vocab_size = usize::MAX;
+        assert!(config.check().unwrap_err().starts_with("vocab_size"));
     }
 
     #[test]
