@@ -428,8 +428,7 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
             || e.is::<sweep::experiment::ExperimentError>()
             || e.downcast_ref::<sweep::compare::CompareError>()
                 .is_some_and(|e| !matches!(e, sweep::compare::CompareError::Write { .. }))
-            || e
-                .downcast_ref::<sweep::runner::RunError>()
+            || e.downcast_ref::<sweep::runner::RunError>()
                 .is_some_and(sweep::runner::RunError::is_bad_input)
             || e.downcast_ref::<sweep::store::StoreError>()
                 .is_some_and(sweep::store::StoreError::is_bad_input)

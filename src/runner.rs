@@ -471,11 +471,11 @@ impl Job<'_> {
                     })
                     .collect();
                 let t0 = Instant::now();
-                let out =
-                    self.generator
-                        .sample(prompt, batch, self.exp.max_new_tokens, |_, _| {
-                            self.bar.inc(1)
-                        });
+                let out = self
+                    .generator
+                    .sample(prompt, batch, self.exp.max_new_tokens, |_, _| {
+                        self.bar.inc(1)
+                    });
                 let wall_s = t0.elapsed().as_secs_f64();
                 let mut made: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
                 for (&(g, i), c) in chunk.iter().zip(out) {
@@ -534,8 +534,7 @@ impl Job<'_> {
             let mut made: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
             for (&g, hyps) in members.iter().zip(found) {
                 let s = &self.settings[group[g].index];
-                self.bar
-                    .inc((self.exp.max_new_tokens * s.samples) as u64);
+                self.bar.inc((self.exp.max_new_tokens * s.samples) as u64);
                 for (i, h) in hyps.into_iter().enumerate() {
                     made[g].push(Sample {
                         prompt_index: p,

@@ -467,11 +467,7 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
             .map(|((id, _), _)| id)
             .collect();
         let mut unsaved: Vec<String> = Vec::new();
-        for (setting, _) in settings
-            .iter()
-            .zip(&deal)
-            .filter(|(_, s)| **s == *index)
-        {
+        for (setting, _) in settings.iter().zip(&deal).filter(|(_, s)| **s == *index) {
             let expected = fingerprint.expected(setting);
             let saved = store::read_setting(&f.dir.join(store::SETTINGS_DIR), &expected)
                 .map_err(RunError::from)?;

@@ -625,9 +625,7 @@ impl Store {
 
 /// The folder shard `index` of `count` works in, under the results folder `results`.
 pub fn shard_dir(results: &Path, index: usize, count: usize) -> PathBuf {
-    results
-        .join(SHARDS_DIR)
-        .join(format!("{index}-of-{count}"))
+    results.join(SHARDS_DIR).join(format!("{index}-of-{count}"))
 }
 
 fn is_shard_dir_name(name: &str) -> bool {
@@ -1073,7 +1071,11 @@ impl SettingWriter {
         let record = Record {
             prompt,
             of,
-            wall_s: if wall_s.is_finite() { wall_s.max(0.0) } else { 0.0 },
+            wall_s: if wall_s.is_finite() {
+                wall_s.max(0.0)
+            } else {
+                0.0
+            },
             samples,
         };
         let line = framed(&serde_json::to_vec(&record).expect("json"));

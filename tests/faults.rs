@@ -213,7 +213,10 @@ fn a_resume_after_a_kill_at_two_thirds_generates_only_the_last_third() {
     let mut child = start(work, "cut");
     wait_for_progress(&mut child, &cut, RECORDS_TOTAL * 2 / 3 - 1);
     let _ = child.kill();
-    assert!(child.wait().unwrap().code().is_none(), "the run ended first");
+    assert!(
+        child.wait().unwrap().code().is_none(),
+        "the run ended first"
+    );
     let (records, rows) = saved(&cut);
     assert!(
         records >= RECORDS_TOTAL * 2 / 3 && records < RECORDS_TOTAL,
@@ -247,7 +250,10 @@ fn ctrl_c_exits_130_keeps_the_finished_work_and_resumes() {
     );
     assert!(!cut.join("summary.csv").exists());
     let (records, rows) = saved(&cut);
-    assert!(records > RECORDS_TOTAL / 3 && records < RECORDS_TOTAL, "{records}");
+    assert!(
+        records > RECORDS_TOTAL / 3 && records < RECORDS_TOTAL,
+        "{records}"
+    );
     let err = ok(&run_to_end(work, "cut"));
     assert_eq!(rows_generated(&err), ROWS_TOTAL - rows, "{err}");
     assert_same_csvs(&whole, &cut);
@@ -285,7 +291,11 @@ fn a_full_disk_is_a_clear_error_leaves_no_partial_file_and_resumes() {
         for folder in [cut.clone(), cut.join("settings")] {
             for entry in std::fs::read_dir(&folder).unwrap() {
                 let name = entry.unwrap().file_name().into_string().unwrap();
-                assert!(!name.ends_with(".tmp"), "{name} left in {}", folder.display());
+                assert!(
+                    !name.ends_with(".tmp"),
+                    "{name} left in {}",
+                    folder.display()
+                );
                 if name.ends_with(".jsonl") {
                     let bytes = std::fs::read(folder.join(&name)).unwrap();
                     assert_eq!(bytes.last(), Some(&b'\n'), "{name} ends mid-record");

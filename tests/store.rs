@@ -71,7 +71,10 @@ fn force_refuses_a_folder_that_holds_anything_sweep_did_not_write() {
         "{err}"
     );
     // Nothing touched: the user's files are there, and nothing was added.
-    assert_eq!(std::fs::read_to_string(work.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(work.join("notes.txt")).unwrap(),
+        "mine"
+    );
     let mut names: Vec<String> = std::fs::read_dir(work)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -93,7 +96,10 @@ fn force_refuses_a_folder_that_holds_anything_sweep_did_not_write() {
     let err = ok(&run_in(work, &["run", "t.toml", "--out", "r", "--force"]));
     assert!(err.contains("1 settings run"), "{err}");
     std::fs::create_dir(work.join("empty")).unwrap();
-    ok(&run_in(work, &["run", "t.toml", "--out", "empty", "--force"]));
+    ok(&run_in(
+        work,
+        &["run", "t.toml", "--out", "empty", "--force"],
+    ));
 }
 
 #[test]
@@ -123,7 +129,10 @@ fn what_leaves_samples_alone_may_change_between_a_run_and_its_resume() {
     let out = run_in(work, &["run", "t.toml"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("max_new_tokens") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("max_new_tokens") && err.contains("--force"),
+        "{err}"
+    );
     // So is another number of samples per prompt, which the setting's file records.
     write_toml(work, "[grid]\ntemperature = 0.8\n");
     let text = std::fs::read_to_string(work.join("t.toml"))
@@ -206,7 +215,10 @@ fn a_lock_left_by_a_dead_process_is_taken_over() {
     .unwrap();
     ok(&run_in(work, &["run", "t.toml", "--out", "r"]));
     // Released on exit.
-    assert_eq!(std::fs::read_to_string(work.join("r/sweep.lock")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(work.join("r/sweep.lock")).unwrap(),
+        ""
+    );
 }
 
 /// A record line as the store writes it: JSON, a tab, the JSON's checksum.
@@ -262,9 +274,18 @@ fn an_unreadable_setting_file_is_named_with_its_fix_and_the_others_still_run() {
     let middle = good.iter().position(|&b| b == b'\n').unwrap() + 30;
     flipped[middle] ^= 0x20;
     let cases: [(&str, Vec<u8>); 5] = [
-        ("sample_index 99 is out of range", with_line(&good, 1, out_of_range.to_string().as_bytes())),
-        ("line 3", with_line(&good, 2, null_logprob.to_string().as_bytes())),
-        ("prompt 7 is out of range", with_line(&good, 1, wrong_prompt.to_string().as_bytes())),
+        (
+            "sample_index 99 is out of range",
+            with_line(&good, 1, out_of_range.to_string().as_bytes()),
+        ),
+        (
+            "line 3",
+            with_line(&good, 2, null_logprob.to_string().as_bytes()),
+        ),
+        (
+            "prompt 7 is out of range",
+            with_line(&good, 1, wrong_prompt.to_string().as_bytes()),
+        ),
         ("line 2: the checksum does not match", flipped),
         ("results format 1", {
             let mut header = record_json(&good, 0);
@@ -374,9 +395,11 @@ fn the_setting_reader_rejects_mutations_without_panicking() {
         .iter()
         .map(|s| {
             let expected = fingerprint.expected(s);
-            let bytes =
-                std::fs::read(sweep::store::setting_path(&work.join("r/settings"), &expected.id))
-                    .unwrap();
+            let bytes = std::fs::read(sweep::store::setting_path(
+                &work.join("r/settings"),
+                &expected.id,
+            ))
+            .unwrap();
             let data = sweep::store::parse_setting(&bytes, &expected).unwrap();
             assert!(data.is_finished(), "{}", expected.id);
             (bytes, expected)
