@@ -235,7 +235,7 @@ impl SamplesWriter {
         let file = self
             .writer
             .into_inner()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            .map_err(|e| e.into_error())?;
         file.finish()
     }
 }

@@ -28,7 +28,7 @@ use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{path}: {error}")]
+    #[error("{path}: {error}{}", crate::store::space_hint(error))]
     Io {
         path: PathBuf,
         error: std::io::Error,

@@ -127,8 +127,26 @@ impl StoreError {
     }
 }
 
-fn space_hint(error: &std::io::Error) -> &'static str {
-    if error.kind() == std::io::ErrorKind::StorageFull {
+/// What to do about a full disk, said after the error.
+pub fn space_hint(error: &std::io::Error) -> &'static str {
+    // The CSV writer wraps the disk's error in its own.
+    let full = |e: &std::io::Error| e.kind() == std::io::ErrorKind::StorageFull;
+    let mut inner: Option<&(dyn std::error::Error + 'static)> = error
+        .get_ref()
+        .map(|e| e as &(dyn std::error::Error + 'static));
+    let mut wrapped_full = false;
+    while let Some(e) = inner {
+        let csv_io = match e.downcast_ref::<csv::Error>().map(csv::Error::kind) {
+            Some(csv::ErrorKind::Io(io)) => Some(io),
+            _ => None,
+        };
+        if e.downcast_ref::<std::io::Error>().or(csv_io).is_some_and(full) {
+            wrapped_full = true;
+            break;
+        }
+        inner = e.source();
+    }
+    if full(error) || wrapped_full {
         "; free some space and run the same command again: what was saved is kept"
     } else {
         ""
