@@ -232,10 +232,7 @@ impl SamplesWriter {
     }
 
     pub fn finish(self) -> std::io::Result<()> {
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|e| e.into_error())?;
+        let file = self.writer.into_inner().map_err(|e| e.into_error())?;
         file.finish()
     }
 }

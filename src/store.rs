@@ -140,7 +140,10 @@ pub fn space_hint(error: &std::io::Error) -> &'static str {
             Some(csv::ErrorKind::Io(io)) => Some(io),
             _ => None,
         };
-        if e.downcast_ref::<std::io::Error>().or(csv_io).is_some_and(full) {
+        if e.downcast_ref::<std::io::Error>()
+            .or(csv_io)
+            .is_some_and(full)
+        {
             wrapped_full = true;
             break;
         }
