@@ -332,3 +332,76 @@ fn a_second_run_on_a_folder_in_use_is_refused_naming_the_first() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_csvs(&whole, &shared);
 }
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` where this process may not mount one (not root, or in a container that
+    /// forbids it); the fault-injection seam above covers those.
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Self(at.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_tmpfs_is_a_clear_error_leaves_no_partial_file_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    write_experiment(work);
+    let Some(disk) = Tmpfs::mount(&work.join("disk"), "256k") else {
+        eprintln!("note: no tmpfs could be mounted here; the full-disk seam test stands in");
+        return;
+    };
+    let whole = reference(work);
+    let out = run_to_end(work, "disk/r");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains("free some space"),
+        "{err}"
+    );
+    let cut = work.join("disk/r");
+    for folder in [cut.clone(), cut.join("settings")] {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                !name.ends_with(".tmp"),
+                "{name} left in {}",
+                folder.display()
+            );
+            if name.ends_with(".jsonl") {
+                let bytes = std::fs::read(folder.join(&name)).unwrap();
+                assert_eq!(bytes.last(), Some(&b'\n'), "{name} ends mid-record");
+            }
+        }
+    }
+    let (_, rows) = saved(&cut);
+    assert!((1..ROWS_TOTAL).contains(&rows), "{rows} rows saved");
+    disk.resize("8m");
+    let err = ok(&run_to_end(work, "disk/r"));
+    assert_eq!(rows_generated(&err), ROWS_TOTAL - rows, "{err}");
+    assert_same_csvs(&whole, &cut);
+}

@@ -466,3 +466,29 @@ fn the_setting_reader_rejects_mutations_without_panicking() {
     eprintln!("{cases} mutated setting files: {accepted} read, {rejected} rejected, 0 panics");
     assert!(accepted > 0 && rejected > 0);
 }
+
+/// What a crash leaves at the end of a setting's file (a cut record, and blocks the disk
+/// allocated but never wrote) is dropped: the resume generates that record's rows again and
+/// appends after the last whole record.
+#[test]
+fn a_torn_record_at_the_end_is_dropped_and_generated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    write_toml(work, "[grid]\ntemperature = [0.8, 1.2]\n");
+    ok(&run_in(work, &["run", "t.toml", "--out", "r"]));
+    let whole = std::fs::read(work.join("r/samples.csv")).unwrap();
+    let path = work.join("r/settings/sample_t1.2_k0_p1_s0.jsonl");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 7);
+    bytes.extend([0u8; 300]);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = ok(&run_in(work, &["run", "t.toml", "--out", "r"]));
+    assert!(
+        err.contains("1 settings run, 3 rows generated (1 already done"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(work.join("r/samples.csv")).unwrap(), whole);
+    let repaired = std::fs::read(&path).unwrap();
+    assert!(!repaired.contains(&0), "the torn bytes are still there");
+    assert_eq!(repaired.iter().filter(|&&b| b == b'\n').count(), 4);
+}
