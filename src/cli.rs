@@ -329,8 +329,9 @@ struct RunArgs {
     /// Results folder [default: results/<name>]
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Discard whatever the results folder holds and start over. Without it a run resumes
-    /// the settings already finished, and refuses a folder of a different experiment.
+    /// Discard the results folder's saved results and start over; refused (nothing deleted)
+    /// unless the folder is empty or holds only what sweep writes. Without it a run resumes
+    /// what is saved, and refuses a folder whose samples would differ.
     #[arg(long)]
     force: bool,
     /// Print nothing but errors.
