@@ -192,6 +192,13 @@ pub fn run_settings(
         let p = generator.prepare(&tokenizer.encode(&prompt.text), exp.max_new_tokens)?;
         prepared.push(p);
     }
+    if settings.iter().any(|s| s.strategy == Strategy::Human) {
+        // The references are scored last: a token the model lacks must stop the run before
+        // it starts, not after the rest has run.
+        for reference in exp.prompts.iter().filter_map(|p| p.reference.as_ref()) {
+            generator.prepare(&tokenizer.encode(reference), 0)?;
+        }
+    }
     let fingerprint = Fingerprint::new(exp, settings, &opts.model_sha256, &opts.backend);
     let store = Store::open(dir, fingerprint, opts.force)?;
 
