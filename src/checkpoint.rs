@@ -795,8 +795,8 @@ pub fn save(model: &Gpt2, dir: &Path, dtype: SaveDtype) -> Result<()> {
             message: e.to_string(),
         })?;
     let config = model_config_json(&model.config);
-    write_atomic(&dir.join("model.safetensors"), &bytes).map_err(io)?;
-    write_atomic(&dir.join("config.json"), config.as_bytes()).map_err(io)?;
+    crate::store::write_atomic(&dir.join("model.safetensors"), &bytes).map_err(io)?;
+    crate::store::write_atomic(&dir.join("config.json"), config.as_bytes()).map_err(io)?;
     Ok(())
 }
 
@@ -821,17 +821,6 @@ fn model_config_json(config: &Gpt2Config) -> String {
         "tie_word_embeddings": true,
     });
     serde_json::to_string_pretty(&value).expect("json") + "\n"
-}
-
-/// Write to a temporary file beside `path`, then rename over it: readers see the old file or
-/// the new one, never a torn one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -329,8 +329,9 @@ struct RunArgs {
     /// Results folder [default: results/<name>]
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Discard whatever the results folder holds and start over. Without it a run resumes
-    /// the settings already finished, and refuses a folder of a different experiment.
+    /// Discard the results folder's saved results and start over; refused (nothing deleted)
+    /// unless the folder is empty or holds only what sweep writes. Without it a run resumes
+    /// what is saved, and refuses a folder whose samples would differ.
     #[arg(long)]
     force: bool,
     /// Print nothing but errors.
@@ -429,14 +430,24 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
             || e.is::<sweep::experiment::ExperimentError>()
             || e.downcast_ref::<sweep::compare::CompareError>()
                 .is_some_and(|e| !matches!(e, sweep::compare::CompareError::Write { .. }))
-            || matches!(
-                e.downcast_ref::<sweep::runner::RunError>(),
-                Some(sweep::runner::RunError::Changed { .. })
-            )
-            || matches!(
-                e.downcast_ref::<sweep::runner::RunError>(),
-                Some(sweep::runner::RunError::Generate(g)) if g.is_bad_input()
-            )
+            || e.downcast_ref::<sweep::runner::RunError>()
+                .is_some_and(sweep::runner::RunError::is_bad_input)
+            || e.downcast_ref::<sweep::store::StoreError>()
+                .is_some_and(sweep::store::StoreError::is_bad_input)
+    })
+}
+
+/// A run stopped by Ctrl-C, after saving the batches in flight.
+fn is_interrupted(err: &anyhow::Error) -> bool {
+    use sweep::runner::RunError;
+    err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<RunError>(),
+            Some(RunError::Interrupted { .. })
+        ) || matches!(
+            e.downcast_ref::<sweep::shard::ShardError>(),
+            Some(sweep::shard::ShardError::Run(RunError::Interrupted { .. }))
+        )
     })
 }
 
@@ -483,7 +494,10 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
-            if is_bad_input(&err) {
+            if is_interrupted(&err) {
+                // As a shell reports a command that SIGINT ended.
+                ExitCode::from(130)
+            } else if is_bad_input(&err) {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -701,7 +715,7 @@ fn run(args: RunArgs) -> Result<()> {
     };
     let (backend_name, device) = args.device.open()?;
     let (model_path, loaded) = load_model(exp.model.clone(), &device)?;
-    let model_sha256 = runner::sha256_file(&loaded.weights)
+    let model_sha256 = sweep::store::sha256_file(&loaded.weights)
         .with_context(|| format!("reading {}", loaded.weights.display()))?;
     let generator = args.device.generator(loaded.model);
     let dir = args
@@ -710,7 +724,8 @@ fn run(args: RunArgs) -> Result<()> {
     let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let flag = interrupt.clone();
-        // A second Ctrl-C stops at once; the first lets the setting in progress end cleanly.
+        // A second Ctrl-C stops at once; the first lets the batches in flight end and be
+        // saved. The folder's lock goes with the process either way.
         let _ = ctrlc::set_handler(move || {
             if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 std::process::exit(130);
@@ -738,9 +753,11 @@ fn run(args: RunArgs) -> Result<()> {
     if !args.quiet {
         let resumed = resumed_note(outcome.skipped);
         eprintln!(
-            "wrote {}/summary.csv, samples.csv, run.json and plots: {} settings run{resumed}",
+            "wrote {}/summary.csv, samples.csv, run.json and plots: {} settings run, {} rows \
+             generated{resumed}",
             outcome.dir.display(),
-            outcome.ran
+            outcome.ran,
+            outcome.rows
         );
     }
     Ok(())
@@ -771,9 +788,11 @@ fn run_shard(
     if !opts.quiet {
         let resumed = resumed_note(outcome.skipped);
         eprintln!(
-            "shard {shard}: {} settings saved in {}{resumed}; when every shard is done: sweep merge {}",
+            "shard {shard}: {} settings saved in {}, {} rows generated{resumed}; when every shard \
+             is done: sweep merge {}",
             outcome.ran + outcome.skipped,
             outcome.dir.display(),
+            outcome.rows,
             opts.dir.display()
         );
     }
@@ -938,7 +957,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     )?;
     if let Some(path) = args.svg {
         let svg = explain::render_svg(&stages, top, &title, &label);
-        checkpoint::write_atomic(&path, svg.as_bytes())
+        sweep::store::write_atomic(&path, svg.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::report::{AtomicFile, number};
+use crate::report::number;
+use crate::store::AtomicFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {

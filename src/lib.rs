@@ -27,6 +27,7 @@ pub mod sampling;
 pub mod shard;
 pub mod shortlist;
 pub mod slurm;
+pub mod store;
 pub mod summary;
 pub mod tokenizer;
 pub mod train;

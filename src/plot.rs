@@ -25,7 +25,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters_backend::{BackendColor, BackendCoord, DrawingErrorKind};
 
 use crate::grid::{Setting, Strategy};
-use crate::report::AtomicFile;
+use crate::store::AtomicFile;
 use crate::summary::Metrics;
 
 /// Pixel size of every plot (the SVG uses the same user units).
@@ -229,16 +229,13 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
         path: path.to_path_buf(),
         error,
     };
-    let result = AtomicFile::create(path).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.finish()
-    });
-    if result.is_err() {
-        // Leave no temporary file behind (AtomicFile writes `<name>.<ext>.tmp`).
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let _ = std::fs::remove_file(path.with_extension(format!("{ext}.tmp")));
-    }
-    result.map_err(io)
+    // A failed AtomicFile removes its temporary file.
+    AtomicFile::create(path)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.finish()
+        })
+        .map_err(io)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,11 +2,11 @@
 //! decimal numbers, empty cells for undefined values) and `run.json`. Every file is written
 //! under a temporary name and renamed into place, so a reader never sees half a file.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use crate::grid::{Setting, Strategy};
+use crate::store::AtomicFile;
 use crate::summary::{COMPARED, Metrics, Sample};
 
 /// A number as a CSV cell: plain decimal with up to `digits` decimals, trailing zeros trimmed;
@@ -73,43 +73,6 @@ fn csv_writer<W: Write>(w: W) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(w)
-}
-
-/// A file written to `<name>.tmp` and renamed over `path` on `finish`.
-pub struct AtomicFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    writer: BufWriter<File>,
-}
-
-impl AtomicFile {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
-        let tmp = path.with_extension(format!(
-            "{}.tmp",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("")
-        ));
-        let writer = BufWriter::new(File::create(&tmp)?);
-        Ok(Self {
-            path: path.to_path_buf(),
-            tmp,
-            writer,
-        })
-    }
-
-    pub fn finish(mut self) -> std::io::Result<()> {
-        self.writer.flush()?;
-        self.writer.get_ref().sync_all()?;
-        fs::rename(&self.tmp, &self.path)
-    }
-}
-
-impl Write for AtomicFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
-    }
 }
 
 /// One row of `summary.csv`.
@@ -269,10 +232,7 @@ impl SamplesWriter {
     }
 
     pub fn finish(self) -> std::io::Result<()> {
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let file = self.writer.into_inner().map_err(|e| e.into_error())?;
         file.finish()
     }
 }

@@ -1,47 +1,52 @@
-//! Running an experiment: grid → generate → metrics → report, one setting at a time.
+//! Running an experiment: grid → generate → metrics → report.
 //!
-//! Each finished setting is saved at once (`settings/<id>.jsonl`, written atomically), so an
-//! interrupted run loses at most the setting in progress, and running the same experiment again
-//! skips what is done. The final CSVs are always built from those saved files, so a resumed run
-//! writes exactly what an uninterrupted one would (timing columns aside). A changed experiment
-//! never mixes with old results: its fingerprint (resolved TOML, model checksum, backend) must
-//! match the folder's, or the run refuses unless forced.
+//! Rows are saved as their batches finish, into the setting's file in the results folder
+//! (see `store`), so an interrupted run loses at most the batches in flight, and running the
+//! same experiment again generates only the rows that are missing. Each row's random stream
+//! is keyed by (seed, prompt, sample), so the rows generated after a resume are those an
+//! uninterrupted run makes, and the final CSVs, always built from the saved files, are the
+//! same (timing columns aside). A changed experiment never mixes with old results: what the
+//! samples depend on must match the folder's `experiment.json`, or the run refuses unless
+//! forced.
 
-use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::beam::BeamParams;
 use crate::experiment::Experiment;
-use crate::generate::{Generator, Row};
+use crate::generate::{Generator, PreparedPrompt, Row};
 use crate::grid::{self, Setting, Strategy};
 use crate::report::{self, SamplesWriter, SummaryRow};
 use crate::sampling::{SamplingParams, sample_rng};
+use crate::store::{Fingerprint, SettingData, SettingWriter, Store, StoreError};
 use crate::summary::{Metrics, Sample};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{path}: {error}")]
+    #[error("{path}: {error}{}", crate::store::space_hint(error))]
     Io {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(
-        "{dir} holds results of a different experiment ({what} changed); results never mix: \
-         pass --force to discard them, or --out to write elsewhere"
+        "{} saved setting file{} cannot be read (the other settings were run and saved, the \
+         reports were not written): {}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; also ")
     )]
-    Changed { dir: PathBuf, what: String },
+    Unreadable { errors: Vec<StoreError> },
     #[error(transparent)]
     Generate(#[from] crate::generate::GenerateError),
-    /// Decoding failed on what the model computed; nothing of the settings in flight was
-    /// saved, so once the cause is fixed the same command resumes.
+    /// Decoding failed on what the model computed; the batches in flight were not saved, so
+    /// once the cause is fixed the same command resumes.
     #[error("{setting}, prompt {prompt}: {error}; nothing non-finite was saved")]
     Decode {
         setting: String,
@@ -49,93 +54,35 @@ pub enum RunError {
         error: crate::generate::GenerateError,
     },
     #[error(
-        "interrupted; {done} of {total} settings are saved in {dir} — run the same command again to resume"
+        "interrupted; {done} of {total} settings are finished and saved in {dir}, and the rows \
+         generated so far of the others ({rows} in this run) — run the same command again to \
+         resume"
     )]
     Interrupted {
         dir: PathBuf,
         done: usize,
         total: usize,
+        rows: usize,
     },
+}
+
+impl RunError {
+    /// Whether the user fixes this by changing what they passed in or what the results
+    /// folder holds (exit 2), as opposed to a failure of the run (1).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            RunError::Store(e) => e.is_bad_input(),
+            RunError::Unreadable { .. } => true,
+            RunError::Generate(e) => e.is_bad_input(),
+            RunError::Io { .. } | RunError::Decode { .. } | RunError::Interrupted { .. } => false,
+        }
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |error| RunError::Io {
         path: path.to_path_buf(),
         error,
-    }
-}
-
-/// Raised whenever a change to `sweep` changes what a setting produces on the same backend
-/// (a kernel that rounds differently, a fixed sampler), so that resuming never mixes settings
-/// computed by two versions. Folders written before it existed read as 1. Version 4: beam
-/// search's log-softmax sums f32 exponentials in f64, as sampling's `log_prob` does (it took
-/// f64 exponentials), which moves the last bits of some beams' log-probabilities; and on a
-/// device (GPU, or half precision) a sampled token's log-probability takes its normaliser
-/// from the device's fixed-point sum (see `shortlist`). Sampling on the CPU is as in 3.
-pub const NUMERICS: u32 = 4;
-
-fn numerics_before_recorded() -> u32 {
-    1
-}
-
-/// What makes two runs the same experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Fingerprint {
-    pub experiment: serde_json::Value,
-    pub model_sha256: String,
-    pub backend: String,
-    #[serde(default = "numerics_before_recorded")]
-    pub numerics: u32,
-}
-
-impl Fingerprint {
-    pub fn new(exp: &Experiment, model_sha256: &str, backend: &str) -> Self {
-        let mut experiment = serde_json::to_value(exp).expect("experiment serialises");
-        // Where the TOML lives does not change what it asks for.
-        if let Some(map) = experiment.as_object_mut() {
-            map.remove("source");
-        }
-        Self {
-            experiment,
-            model_sha256: model_sha256.to_string(),
-            backend: backend.to_string(),
-            numerics: NUMERICS,
-        }
-    }
-
-    /// What changed between `other` (the older) and `self`, in words; `None` when nothing.
-    pub fn difference(&self, other: &Self) -> Option<String> {
-        if self.model_sha256 != other.model_sha256 {
-            return Some("the model weights".into());
-        }
-        if self.numerics != other.numerics {
-            return Some(format!(
-                "the numerics of sweep, {} vs {}: this version computes samples differently",
-                other.numerics, self.numerics
-            ));
-        }
-        if self.backend != other.backend {
-            return Some(format!(
-                "the backend: {} vs {}",
-                other.backend, self.backend
-            ));
-        }
-        if self.experiment != other.experiment {
-            let a = self.experiment.as_object();
-            let b = other.experiment.as_object();
-            if let (Some(a), Some(b)) = (a, b) {
-                let keys: Vec<&String> = a
-                    .keys()
-                    .chain(b.keys())
-                    .filter(|k| a.get(*k) != b.get(*k))
-                    .collect();
-                if let Some(k) = keys.first() {
-                    return Some(format!("`{k}`"));
-                }
-            }
-            return Some("the experiment".into());
-        }
-        None
     }
 }
 
@@ -148,23 +95,17 @@ pub struct SettingTiming {
     pub tokens_per_s: f64,
 }
 
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
+impl SettingTiming {
+    /// Settings that shared batches share their time by tokens, so each one's throughput is
+    /// that of the batches it ran in.
+    fn of(id: &str, data: &SettingData) -> Self {
+        Self {
+            setting: id.to_string(),
+            tokens: data.tokens,
+            wall_s: data.wall_s,
+            tokens_per_s: data.tokens as f64 / data.wall_s.max(1e-9),
         }
-        hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 pub struct RunOptions {
@@ -178,9 +119,13 @@ pub struct RunOptions {
 
 pub struct RunOutcome {
     pub dir: PathBuf,
+    /// Settings that generated rows in this run.
     pub ran: usize,
+    /// Settings already finished when it started.
     pub skipped: usize,
     pub folded_greedy: usize,
+    /// Rows (continuations, beam hypotheses, scored references) generated in this run.
+    pub rows: usize,
 }
 
 /// The settings of an experiment, with the human reference last when prompts carry one.
@@ -203,8 +148,9 @@ pub fn run(
     let started = SystemTime::now();
     let wall = Instant::now();
     let (settings, folded_greedy) = settings(exp);
-    let outcome = run_settings(exp, generator, opts, &settings, folded_greedy, interrupt)?;
-    let sources = vec![opts.dir.join("settings"); settings.len()];
+    // The folder stays locked until the reports are written.
+    let (outcome, store) = run_settings(exp, generator, opts, &settings, folded_greedy, interrupt)?;
+    let sources = vec![store.settings_dir(); settings.len()];
     write_reports(&Report {
         exp,
         settings: &settings,
@@ -220,9 +166,25 @@ pub fn run(
     Ok(outcome)
 }
 
-/// Generate and save those of `settings` that `opts.dir` does not hold yet, without writing
-/// the reports: a shard runs its share of an experiment this way, and the reports are
-/// written once every share is in.
+/// What one setting still needs, per prompt: the sample indices to generate (sampling), or
+/// whether the prompt is to run at all (beam, human: their rows come from one call).
+struct Todo {
+    index: usize,
+    missing: Vec<Vec<usize>>,
+    writer: SettingWriter,
+    saved: SettingData,
+}
+
+impl Todo {
+    fn rows_left(&self) -> usize {
+        self.missing.iter().map(Vec::len).sum()
+    }
+}
+
+/// Generate and save what `opts.dir` does not hold yet of `settings`, without writing the
+/// reports: a shard runs its share of an experiment this way, and the reports are written
+/// once every share is in. Returns the opened store, whose lock the caller holds while it
+/// writes the rest.
 pub fn run_settings(
     exp: &Experiment,
     generator: &Generator,
@@ -230,9 +192,8 @@ pub fn run_settings(
     settings: &[Setting],
     folded_greedy: usize,
     interrupt: &AtomicBool,
-) -> Result<RunOutcome, RunError> {
+) -> Result<(RunOutcome, Store), RunError> {
     let dir = &opts.dir;
-    let settings_dir = dir.join("settings");
     // Everything that can be wrong with the input is checked before anything is written.
     let tokenizer = Tokenizer::gpt2();
     let mut prepared = Vec::with_capacity(exp.prompts.len());
@@ -240,27 +201,56 @@ pub fn run_settings(
         let p = generator.prepare(&tokenizer.encode(&prompt.text), exp.max_new_tokens)?;
         prepared.push(p);
     }
-    let fingerprint = Fingerprint::new(exp, &opts.model_sha256, &opts.backend);
-    let fingerprint_path = dir.join("experiment.json");
-    if opts.force && dir.exists() {
-        fs::remove_dir_all(dir).map_err(io_at(dir))?;
-    } else if let Ok(text) = fs::read_to_string(&fingerprint_path) {
-        let old: Option<Fingerprint> = serde_json::from_str(&text).ok();
-        let changed = match &old {
-            Some(old) => fingerprint.difference(old),
-            None => Some("an unreadable experiment.json".into()),
-        };
-        if let Some(what) = changed {
-            return Err(RunError::Changed {
-                dir: dir.clone(),
-                what,
-            });
+    if settings.iter().any(|s| s.strategy == Strategy::Human) {
+        // The references are scored last: a token the model lacks must stop the run before
+        // it starts, not after the rest has run.
+        for reference in exp.prompts.iter().filter_map(|p| p.reference.as_ref()) {
+            generator.prepare(&tokenizer.encode(reference), 0)?;
         }
     }
-    fs::create_dir_all(&settings_dir).map_err(io_at(&settings_dir))?;
-    let json = serde_json::to_string_pretty(&fingerprint).expect("json");
-    crate::checkpoint::write_atomic(&fingerprint_path, json.as_bytes())
-        .map_err(io_at(&fingerprint_path))?;
+    let fingerprint = Fingerprint::new(exp, settings, &opts.model_sha256, &opts.backend);
+    let store = Store::open(dir, fingerprint, opts.force)?;
+
+    // What is saved already. A file that cannot be read is left as it is, reported at the
+    // end, and does not stop the other settings.
+    let mut unreadable = Vec::new();
+    let mut todos: Vec<Todo> = Vec::new();
+    let mut skipped = 0;
+    for (index, setting) in settings.iter().enumerate() {
+        let saved = match store.read_setting(setting) {
+            Ok(saved) => saved,
+            Err(e @ StoreError::Setting { .. }) => {
+                unreadable.push(e);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if saved.as_ref().is_some_and(SettingData::is_finished) {
+            skipped += 1;
+            continue;
+        }
+        let missing: Vec<Vec<usize>> = (0..exp.prompts.len())
+            .map(|p| match &saved {
+                Some(data) if data.prompt_done(p) => Vec::new(),
+                Some(data) if setting.strategy.samples_rows_apart() => (0..setting.samples)
+                    .filter(|i| !data.prompts[p].rows.contains_key(i))
+                    .collect(),
+                _ if setting.strategy.samples_rows_apart() => (0..setting.samples).collect(),
+                _ => vec![0],
+            })
+            .collect();
+        todos.push(Todo {
+            index,
+            missing,
+            writer: store.writer(setting, saved.as_ref())?,
+            saved: saved.unwrap_or_else(|| SettingData {
+                prompts: vec![Default::default(); exp.prompts.len()],
+                tokens: 0,
+                wall_s: 0.0,
+                valid_len: 0,
+            }),
+        });
+    }
 
     let multi = MultiProgress::new();
     let sweep_bar = if opts.quiet {
@@ -268,6 +258,7 @@ pub fn run_settings(
     } else {
         multi.add(crate::progress::bar(settings.len() as u64, "sweep"))
     };
+    sweep_bar.inc(skipped as u64);
     if folded_greedy > 0 && settings.iter().any(|s| s.strategy == Strategy::Greedy) {
         crate::progress::println(
             &sweep_bar,
@@ -291,12 +282,10 @@ pub fn run_settings(
         }
     }
 
-    let mut ran = 0;
-    let mut skipped = 0;
     // Batches are filled across settings: consecutive sampling settings whose rows per prompt
     // fit in one batch run together (each row keeps its own settings and random stream, so
     // the samples are those of running them apart), and so do consecutive beam settings whose
-    // beams fit. An interruption loses that group only.
+    // beams fit. Every batch's rows are saved as it ends, whatever the grouping.
     let kind = |s: &Setting| match s.strategy {
         Strategy::Sample | Strategy::Greedy => Some(Strategy::Sample),
         Strategy::Beam => Some(Strategy::Beam),
@@ -306,38 +295,38 @@ pub fn run_settings(
         Strategy::Beam => s.num_beams,
         _ => s.samples,
     };
-    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut groups: Vec<Vec<Todo>> = Vec::new();
     let mut group_rows = 0;
-    for (i, setting) in settings.iter().enumerate() {
-        if settings_dir
-            .join(format!("{}.jsonl", setting.id()))
-            .is_file()
-        {
-            skipped += 1;
-            sweep_bar.inc(1);
-            continue;
-        }
+    for todo in todos {
+        let setting = &settings[todo.index];
         let open = groups.last().is_some_and(|g| {
             kind(setting).is_some()
-                && kind(&settings[g[0]]) == kind(setting)
+                && kind(&settings[g[0].index]) == kind(setting)
                 && group_rows + rows(setting) <= exp.batch_size
         });
         if open {
-            groups.last_mut().expect("open group").push(i);
             group_rows += rows(setting);
+            groups.last_mut().expect("open group").push(todo);
         } else {
-            groups.push(vec![i]);
             group_rows = rows(setting);
+            groups.push(vec![todo]);
         }
     }
-    let mut done = skipped;
-    for group in groups {
-        let members: Vec<&Setting> = group.iter().map(|&i| &settings[i]).collect();
-        let planned: usize = members
+
+    let mut progress = Progress {
+        settings,
+        done: skipped,
+        ran: 0,
+        rows: 0,
+        quiet: opts.quiet,
+        bar: sweep_bar,
+    };
+    for mut group in groups {
+        let planned: usize = group
             .iter()
-            .map(|s| match s.strategy {
-                Strategy::Human => exp.prompts.len(),
-                _ => s.samples * exp.prompts.len() * exp.max_new_tokens,
+            .map(|t| match settings[t.index].strategy {
+                Strategy::Human => t.rows_left(),
+                _ => t.rows_left() * exp.max_new_tokens,
             })
             .sum();
         let setting_bar = if opts.quiet {
@@ -345,231 +334,335 @@ pub fn run_settings(
         } else {
             multi.add(crate::progress::bar(planned as u64, "setting"))
         };
-        let ids: Vec<String> = members.iter().map(|s| s.id()).collect();
+        let ids: Vec<String> = group.iter().map(|t| settings[t.index].id()).collect();
         setting_bar.set_message(ids.join(", "));
-        let t0 = Instant::now();
-        let run_group = match members[0].strategy {
-            Strategy::Sample | Strategy::Greedy => run_sampling_group,
-            Strategy::Beam => run_beam_group,
-            Strategy::Human => run_human,
-        };
-        let outcome = run_group(
+        progress.ran += group.len();
+        let job = Job {
             exp,
             generator,
-            &tokenizer,
-            &prepared,
-            &members,
-            &setting_bar,
+            tokenizer: &tokenizer,
+            prepared: &prepared,
+            settings,
+            bar: &setting_bar,
             interrupt,
-        );
-        let Some(results) = outcome? else {
-            setting_bar.finish_and_clear();
-            sweep_bar.finish_and_clear();
+        };
+        let finished = match settings[group[0].index].strategy {
+            Strategy::Sample | Strategy::Greedy => job.sampling(&mut group, &mut progress),
+            Strategy::Beam => job.beams(&mut group, &mut progress),
+            Strategy::Human => job.human(&mut group, &mut progress),
+        };
+        setting_bar.finish_and_clear();
+        if !finished? {
+            progress.bar.finish_and_clear();
             return Err(RunError::Interrupted {
                 dir: dir.clone(),
-                done,
+                done: progress.done,
                 total: settings.len(),
+                rows: progress.rows,
             });
-        };
-        // Settings that shared batches share their throughput.
-        let wall_s = t0.elapsed().as_secs_f64();
-        let group_tokens: usize = results.iter().flatten().map(|s| s.token_ids.len()).sum();
-        for (id, samples) in ids.iter().zip(&results) {
-            let tokens: usize = samples.iter().map(|s| s.token_ids.len()).sum();
-            let timing = SettingTiming {
-                setting: id.clone(),
-                tokens,
-                wall_s: wall_s * tokens as f64 / group_tokens.max(1) as f64,
-                tokens_per_s: group_tokens as f64 / wall_s.max(1e-9),
-            };
-            save_setting(&settings_dir, id, samples, &timing)?;
-            ran += 1;
-            done += 1;
-            sweep_bar.inc(1);
+        }
+    }
+    progress.bar.finish_and_clear();
+    if !unreadable.is_empty() {
+        return Err(RunError::Unreadable { errors: unreadable });
+    }
+    let outcome = RunOutcome {
+        dir: dir.clone(),
+        ran: progress.ran,
+        skipped,
+        folded_greedy,
+        rows: progress.rows,
+    };
+    Ok((outcome, store))
+}
+
+impl Strategy {
+    /// Whether a prompt's rows are generated one by one (each with its own random stream),
+    /// so that a resume can generate some of them; beam hypotheses and the human row come
+    /// from one call per prompt.
+    fn samples_rows_apart(self) -> bool {
+        matches!(self, Strategy::Sample | Strategy::Greedy)
+    }
+}
+
+/// The run's counts and its settings bar.
+struct Progress<'a> {
+    settings: &'a [Setting],
+    done: usize,
+    ran: usize,
+    rows: usize,
+    quiet: bool,
+    bar: ProgressBar,
+}
+
+impl Progress<'_> {
+    /// Save the rows a batch made for one setting and prompt; say so when that finishes the
+    /// setting.
+    fn save(
+        &mut self,
+        todo: &mut Todo,
+        prompt: usize,
+        of: usize,
+        wall_s: f64,
+        samples: Vec<Sample>,
+    ) -> Result<(), RunError> {
+        self.rows += samples.len();
+        let saved = &mut todo.saved;
+        saved.wall_s += wall_s;
+        saved.prompts[prompt].of = Some(of);
+        for s in &samples {
+            saved.tokens += s.token_ids.len();
+            todo.missing[prompt].retain(|&i| i != s.sample_index);
+            saved.prompts[prompt].rows.insert(s.sample_index, s.clone());
+        }
+        if !todo.missing[prompt].is_empty() && saved.prompts[prompt].rows.len() == of {
+            todo.missing[prompt].clear();
+        }
+        todo.writer.append(prompt, of, wall_s, samples)?;
+        if saved.is_finished() {
+            self.done += 1;
+            self.bar.inc(1);
+            let id = self.settings[todo.index].id();
+            let timing = SettingTiming::of(&id, saved);
+            let texts: usize = saved.prompts.iter().map(|p| p.rows.len()).sum();
             crate::progress::println(
-                &sweep_bar,
-                opts.quiet || !sweep_bar.is_hidden(),
+                &self.bar,
+                self.quiet || !self.bar.is_hidden(),
                 format!(
-                    "[{done}/{}] {id}: {} texts, {tokens} tokens, {:.0} tokens/s",
-                    settings.len(),
-                    samples.len(),
+                    "[{}/{}] {id}: {texts} texts, {} tokens, {:.0} tokens/s",
+                    self.done,
+                    self.settings.len(),
+                    timing.tokens,
                     timing.tokens_per_s
                 ),
             );
         }
-        setting_bar.finish_and_clear();
+        Ok(())
     }
-    sweep_bar.finish_and_clear();
-    Ok(RunOutcome {
-        dir: dir.clone(),
-        ran,
-        skipped,
-        folded_greedy,
-    })
 }
 
-/// Generate the texts of several beam settings for every prompt, their beams sharing
-/// batches; `None` when interrupted.
-fn run_beam_group(
-    exp: &Experiment,
-    generator: &Generator,
-    tokenizer: &Tokenizer,
-    prepared: &[crate::generate::PreparedPrompt],
-    group: &[&Setting],
-    bar: &ProgressBar,
-    interrupt: &AtomicBool,
-) -> Result<Option<Vec<Vec<Sample>>>, RunError> {
-    let eos = generator.eos();
-    let params: Vec<BeamParams> = group
-        .iter()
-        .map(|s| BeamParams {
-            num_beams: s.num_beams,
-            length_penalty: s.length_penalty.unwrap_or(1.0),
-            early_stopping: s.early_stopping.unwrap_or_default(),
-            num_return_sequences: s.samples,
-        })
-        .collect();
-    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
-    for (p, prompt) in prepared.iter().enumerate() {
-        if interrupt.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let found = generator
-            .beam_searches(prompt, &params, exp.max_new_tokens)
-            .map_err(|error| decode_error(group, |search| search, p, error))?;
-        for ((setting, hyps), samples) in group.iter().zip(found).zip(&mut results) {
-            bar.inc((exp.max_new_tokens * setting.samples) as u64);
-            for (i, h) in hyps.into_iter().enumerate() {
-                samples.push(Sample {
-                    prompt_index: p,
-                    sample_index: i,
-                    text: continuation_text(tokenizer, &h.tokens, eos),
-                    token_ids: h.tokens,
-                    logprobs: h.logprobs,
-                    ended_with_eos: h.ended_with_eos,
-                });
-            }
+/// What every group's generation needs.
+struct Job<'a> {
+    exp: &'a Experiment,
+    generator: &'a Generator,
+    tokenizer: &'a Tokenizer,
+    prepared: &'a [PreparedPrompt],
+    settings: &'a [Setting],
+    bar: &'a ProgressBar,
+    interrupt: &'a AtomicBool,
+}
+
+impl Job<'_> {
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::SeqCst)
+    }
+
+    /// A decoding error of prompt `p` as the error of the setting it belongs to:
+    /// `setting_of` maps the row (or search) that the error names to that setting's index.
+    fn decode_error(
+        &self,
+        setting_of: impl Fn(usize) -> usize,
+        p: usize,
+        error: crate::generate::GenerateError,
+    ) -> RunError {
+        match error {
+            crate::generate::GenerateError::NonFinite { row, .. } => RunError::Decode {
+                setting: self.settings[setting_of(row)].id(),
+                prompt: p,
+                error,
+            },
+            other => RunError::Generate(other),
         }
     }
-    Ok(Some(results))
-}
 
-/// A decoding error of `prompt` as the error of the setting it belongs to: `setting_of`
-/// maps the row (or search) the error names to that setting.
-fn decode_error(
-    group: &[&Setting],
-    setting_of: impl Fn(usize) -> usize,
-    prompt: usize,
-    error: crate::generate::GenerateError,
-) -> RunError {
-    let row = match &error {
-        crate::generate::GenerateError::NonFinite { row, .. } => *row,
-        _ => 0,
-    };
-    let setting = group.get(setting_of(row)).unwrap_or(&group[0]);
-    RunError::Decode {
-        setting: setting.id(),
-        prompt,
-        error,
-    }
-}
-
-/// The human reference texts, scored by the model, as the group of the one human setting
-/// (it is never grouped with others); `None` when interrupted.
-fn run_human(
-    exp: &Experiment,
-    generator: &Generator,
-    tokenizer: &Tokenizer,
-    prepared: &[crate::generate::PreparedPrompt],
-    group: &[&Setting],
-    bar: &ProgressBar,
-    interrupt: &AtomicBool,
-) -> Result<Option<Vec<Vec<Sample>>>, RunError> {
-    debug_assert_eq!(group.len(), 1, "the human setting runs alone");
-    let mut samples = Vec::new();
-    for (p, prompt) in prepared.iter().enumerate() {
-        if interrupt.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let Some(reference) = &exp.prompts[p].reference else {
-            continue;
-        };
-        // The human text is cut to the generated length, so that length-sensitive metrics
-        // (distinct-n, Self-BLEU, Zipf) compare like with like.
-        let mut tokens = tokenizer.encode(reference);
-        tokens.truncate(exp.max_new_tokens);
-        let logprobs = generator
-            .score(&prompt.tokens, &tokens)
-            .map_err(|error| decode_error(group, |_| 0, p, error))?;
-        bar.inc(1);
-        samples.push(Sample {
-            prompt_index: p,
-            sample_index: 0,
-            text: tokenizer.decode(&tokens),
-            token_ids: tokens,
-            logprobs,
-            ended_with_eos: false,
-        });
-    }
-    Ok(Some(vec![samples]))
-}
-
-/// Generate the texts of several sampling settings for every prompt, their rows sharing
-/// batches; `None` when interrupted.
-fn run_sampling_group(
-    exp: &Experiment,
-    generator: &Generator,
-    tokenizer: &Tokenizer,
-    prepared: &[crate::generate::PreparedPrompt],
-    group: &[&Setting],
-    bar: &ProgressBar,
-    interrupt: &AtomicBool,
-) -> Result<Option<Vec<Vec<Sample>>>, RunError> {
-    let eos = generator.eos();
-    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
-    for (p, prompt) in prepared.iter().enumerate() {
-        // (setting in the group, sample index), in the order samples are stored.
-        let rows: Vec<(usize, usize)> = group
-            .iter()
-            .enumerate()
-            .flat_map(|(g, s)| (0..s.samples).map(move |i| (g, i)))
-            .collect();
-        for chunk in rows.chunks(exp.batch_size.max(1)) {
-            if interrupt.load(Ordering::SeqCst) {
-                return Ok(None);
-            }
-            let batch = chunk
+    /// The missing rows of several sampling settings, for every prompt, sharing batches;
+    /// `false` when interrupted (after saving the batch in flight).
+    fn sampling(&self, group: &mut [Todo], progress: &mut Progress) -> Result<bool, RunError> {
+        let eos = self.generator.eos();
+        for (p, prompt) in self.prepared.iter().enumerate() {
+            // (member of the group, sample index), in the order samples are stored.
+            let rows: Vec<(usize, usize)> = group
                 .iter()
-                .map(|&(g, i)| {
-                    let s = group[g];
-                    Row {
-                        params: SamplingParams {
-                            temperature: s.temperature,
-                            top_k: s.top_k,
-                            top_p: s.top_p,
-                        },
-                        rng: sample_rng(s.seed.unwrap_or(0), p as u32, i as u32),
+                .enumerate()
+                .flat_map(|(g, t)| t.missing[p].iter().map(move |&i| (g, i)))
+                .collect();
+            for chunk in rows.chunks(self.exp.batch_size.max(1)) {
+                if self.interrupted() {
+                    return Ok(false);
+                }
+                let batch = chunk
+                    .iter()
+                    .map(|&(g, i)| {
+                        let s = &self.settings[group[g].index];
+                        Row {
+                            params: SamplingParams {
+                                temperature: s.temperature,
+                                top_k: s.top_k,
+                                top_p: s.top_p,
+                            },
+                            rng: sample_rng(s.seed.unwrap_or(0), p as u32, i as u32),
+                        }
+                    })
+                    .collect();
+                let t0 = Instant::now();
+                let out = self
+                    .generator
+                    .sample(prompt, batch, self.exp.max_new_tokens, |_, _| {
+                        self.bar.inc(1)
+                    })
+                    .map_err(|error| {
+                        // The error names a row of the batch: the setting is that row's.
+                        let setting_of =
+                            |row: usize| group[chunk.get(row).map_or(0, |&(g, _)| g)].index;
+                        self.decode_error(setting_of, p, error)
+                    })?;
+                let wall_s = t0.elapsed().as_secs_f64();
+                let mut made: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
+                for (&(g, i), c) in chunk.iter().zip(out) {
+                    made[g].push(Sample {
+                        prompt_index: p,
+                        sample_index: i,
+                        text: continuation_text(self.tokenizer, &c.tokens, eos),
+                        token_ids: c.tokens,
+                        logprobs: c.logprobs,
+                        ended_with_eos: c.ended_with_eos,
+                    });
+                }
+                let mut members: Vec<usize> = chunk.iter().map(|&(g, _)| g).collect();
+                members.dedup();
+                let of: Vec<usize> = group
+                    .iter()
+                    .map(|t| self.settings[t.index].samples)
+                    .collect();
+                save_shares(group, &members, made, &of, wall_s, p, progress)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// The beam settings' hypotheses for every prompt some of them miss, their beams sharing
+    /// batches; `false` when interrupted.
+    fn beams(&self, group: &mut [Todo], progress: &mut Progress) -> Result<bool, RunError> {
+        let eos = self.generator.eos();
+        for (p, prompt) in self.prepared.iter().enumerate() {
+            let members: Vec<usize> = (0..group.len())
+                .filter(|&g| !group[g].missing[p].is_empty())
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            if self.interrupted() {
+                return Ok(false);
+            }
+            let params: Vec<BeamParams> = members
+                .iter()
+                .map(|&g| {
+                    let s = &self.settings[group[g].index];
+                    BeamParams {
+                        num_beams: s.num_beams,
+                        length_penalty: s.length_penalty.unwrap_or(1.0),
+                        early_stopping: s.early_stopping.unwrap_or_default(),
+                        num_return_sequences: s.samples,
                     }
                 })
                 .collect();
-            let out = generator
-                .sample(prompt, batch, exp.max_new_tokens, |_, _| bar.inc(1))
+            let t0 = Instant::now();
+            let found = self
+                .generator
+                .beam_searches(prompt, &params, self.exp.max_new_tokens)
                 .map_err(|error| {
-                    decode_error(group, |row| chunk.get(row).map_or(0, |&(g, _)| g), p, error)
+                    // The error names a search of `params`: the setting is that member's.
+                    let setting_of =
+                        |search: usize| group[members.get(search).map_or(0, |&g| g)].index;
+                    self.decode_error(setting_of, p, error)
                 })?;
-            for (&(g, i), c) in chunk.iter().zip(out) {
-                results[g].push(Sample {
-                    prompt_index: p,
-                    sample_index: i,
-                    text: continuation_text(tokenizer, &c.tokens, eos),
-                    token_ids: c.tokens,
-                    logprobs: c.logprobs,
-                    ended_with_eos: c.ended_with_eos,
-                });
+            let wall_s = t0.elapsed().as_secs_f64();
+            let mut made: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
+            for (&g, hyps) in members.iter().zip(found) {
+                let s = &self.settings[group[g].index];
+                self.bar.inc((self.exp.max_new_tokens * s.samples) as u64);
+                for (i, h) in hyps.into_iter().enumerate() {
+                    made[g].push(Sample {
+                        prompt_index: p,
+                        sample_index: i,
+                        text: continuation_text(self.tokenizer, &h.tokens, eos),
+                        token_ids: h.tokens,
+                        logprobs: h.logprobs,
+                        ended_with_eos: h.ended_with_eos,
+                    });
+                }
             }
+            let of: Vec<usize> = made.iter().map(Vec::len).collect();
+            save_shares(group, &members, made, &of, wall_s, p, progress)?;
         }
+        Ok(true)
     }
-    Ok(Some(results))
+
+    /// The human reference texts, scored by the model, one prompt at a time; `false` when
+    /// interrupted.
+    fn human(&self, group: &mut [Todo], progress: &mut Progress) -> Result<bool, RunError> {
+        debug_assert_eq!(group.len(), 1, "the human setting runs alone");
+        let todo = &mut group[0];
+        let index = todo.index;
+        for (p, prompt) in self.prepared.iter().enumerate() {
+            if todo.missing[p].is_empty() {
+                continue;
+            }
+            if self.interrupted() {
+                return Ok(false);
+            }
+            let Some(reference) = &self.exp.prompts[p].reference else {
+                progress.save(todo, p, 0, 0.0, Vec::new())?;
+                continue;
+            };
+            // The human text is cut to the generated length, so that length-sensitive
+            // metrics (distinct-n, Self-BLEU, Zipf) compare like with like.
+            let t0 = Instant::now();
+            let mut tokens = self.tokenizer.encode(reference);
+            tokens.truncate(self.exp.max_new_tokens);
+            let logprobs = self
+                .generator
+                .score(&prompt.tokens, &tokens)
+                .map_err(|error| self.decode_error(|_| index, p, error))?;
+            self.bar.inc(1);
+            let sample = Sample {
+                prompt_index: p,
+                sample_index: 0,
+                text: self.tokenizer.decode(&tokens),
+                token_ids: tokens,
+                logprobs,
+                ended_with_eos: false,
+            };
+            progress.save(todo, p, 1, t0.elapsed().as_secs_f64(), vec![sample])?;
+        }
+        Ok(true)
+    }
+}
+
+/// Save what one batch made for prompt `p`: `made[g]` for each member `g` of the group that
+/// took part, `of[g]` rows in all for the prompt, each with its share of the batch's time by
+/// tokens.
+fn save_shares(
+    group: &mut [Todo],
+    members: &[usize],
+    mut made: Vec<Vec<Sample>>,
+    of: &[usize],
+    wall_s: f64,
+    p: usize,
+    progress: &mut Progress,
+) -> Result<(), RunError> {
+    let tokens = |s: &[Sample]| s.iter().map(|s| s.token_ids.len()).sum::<usize>();
+    let total: usize = members.iter().map(|&g| tokens(&made[g])).sum();
+    for &g in members {
+        let samples = std::mem::take(&mut made[g]);
+        let share = if total == 0 {
+            wall_s / members.len() as f64
+        } else {
+            wall_s * tokens(&samples) as f64 / total as f64
+        };
+        progress.save(&mut group[g], p, of[g], share, samples)?;
+    }
+    Ok(())
 }
 
 /// The text of a continuation, without the end-of-text token that ended it.
@@ -578,43 +671,6 @@ fn continuation_text(tokenizer: &Tokenizer, tokens: &[u32], eos: u32) -> String 
         Some(&t) if t == eos => tokenizer.decode(&tokens[..tokens.len() - 1]),
         _ => tokenizer.decode(tokens),
     }
-}
-
-fn save_setting(
-    dir: &Path,
-    id: &str,
-    samples: &[Sample],
-    timing: &SettingTiming,
-) -> Result<(), RunError> {
-    let timing_path = dir.join(format!("{id}.timing.json"));
-    let json = serde_json::to_string_pretty(timing).expect("json");
-    crate::checkpoint::write_atomic(&timing_path, json.as_bytes()).map_err(io_at(&timing_path))?;
-    // The samples file is what marks a setting done, so it is renamed into place last.
-    let path = dir.join(format!("{id}.jsonl"));
-    let mut file = report::AtomicFile::create(&path).map_err(io_at(&path))?;
-    for s in samples {
-        let line = serde_json::to_string(s).expect("json");
-        writeln!(file, "{line}").map_err(io_at(&path))?;
-    }
-    file.finish().map_err(io_at(&path))
-}
-
-fn load_setting(dir: &Path, id: &str) -> Result<(Vec<Sample>, Option<SettingTiming>), RunError> {
-    let path = dir.join(format!("{id}.jsonl"));
-    let file = fs::File::open(&path).map_err(io_at(&path))?;
-    let mut samples = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(io_at(&path))?;
-        let sample: Sample = serde_json::from_str(&line).map_err(|e| RunError::Io {
-            path: path.clone(),
-            error: std::io::Error::other(e.to_string()),
-        })?;
-        samples.push(sample);
-    }
-    let timing = fs::read_to_string(dir.join(format!("{id}.timing.json")))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    Ok((samples, timing))
 }
 
 /// What the reports of a run are built from.
@@ -646,13 +702,23 @@ pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
         ..
     } = *report;
     let prompts: Vec<String> = exp.prompts.iter().map(|p| p.text.clone()).collect();
+    let fingerprint = Fingerprint::new(exp, settings, report.model_sha256, report.backend);
     let samples_path = dir.join("samples.csv");
     let mut samples_csv = SamplesWriter::create(&samples_path).map_err(io_at(&samples_path))?;
     let mut metrics = Vec::with_capacity(settings.len());
     let mut timings = Vec::with_capacity(settings.len());
     let mut beam_scores = Vec::with_capacity(settings.len());
     for (setting, source) in settings.iter().zip(sources) {
-        let (samples, timing) = load_setting(source, &setting.id())?;
+        let expected = fingerprint.expected(setting);
+        let data = crate::store::read_setting(source, &expected)?
+            .filter(SettingData::is_finished)
+            .ok_or_else(|| StoreError::Setting {
+                path: crate::store::setting_path(source, &expected.id),
+                id: expected.id.clone(),
+                reason: "the setting is not finished".into(),
+            })?;
+        let samples = data.samples();
+        let timing = Some(SettingTiming::of(&expected.id, &data));
         samples_csv
             .write(setting, &prompts, &samples)
             .map_err(io_at(&samples_path))?;
@@ -726,5 +792,5 @@ pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
     });
     let run_path = dir.join("run.json");
     let text = serde_json::to_string_pretty(&record).expect("json") + "\n";
-    crate::checkpoint::write_atomic(&run_path, text.as_bytes()).map_err(io_at(&run_path))
+    crate::store::write_atomic(&run_path, text.as_bytes()).map_err(io_at(&run_path))
 }

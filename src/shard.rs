@@ -24,12 +24,13 @@ use crate::beam::EarlyStopping;
 use crate::experiment::{BeamSpec, Experiment, GridSpec, Prompt};
 use crate::generate::Generator;
 use crate::grid::{self, Setting};
-use crate::runner::{self, Fingerprint, Report, RunError, RunOptions, RunOutcome};
+use crate::runner::{self, Report, RunError, RunOptions, RunOutcome};
+use crate::store::{self, Fingerprint};
 
 /// The file a finished shard writes last.
-pub const RECORD: &str = "shard.json";
+pub const RECORD: &str = store::SHARD_RECORD;
 /// The folder under a results folder that holds the shards.
-pub const SHARDS_DIR: &str = "shards";
+pub const SHARDS_DIR: &str = store::SHARDS_DIR;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -124,7 +125,7 @@ impl ShardError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ShardError::Io { .. } => false,
-            ShardError::Run(e) => matches!(e, RunError::Changed { .. } | RunError::Generate(_)),
+            ShardError::Run(e) => e.is_bad_input(),
             _ => true,
         }
     }
@@ -316,7 +317,7 @@ pub struct ShardRecord {
 
 /// The folder shard `shard` of the results folder `results` works in.
 pub fn shard_dir(results: &Path, shard: Shard) -> PathBuf {
-    results.join(SHARDS_DIR).join(shard.dir_name())
+    store::shard_dir(results, shard.index, shard.count)
 }
 
 /// Run `shard`'s share of `exp`, resuming in its folder under `opts.dir`.
@@ -339,7 +340,8 @@ pub fn run_shard(
         model_path: opts.model_path.clone(),
         model_sha256: opts.model_sha256.clone(),
     };
-    let outcome =
+    // The shard's folder stays locked until its record is written.
+    let (outcome, store) =
         runner::run_settings(exp, generator, &shard_opts, &mine, folded_greedy, interrupt)?;
     let finished = SystemTime::now();
     let record = ShardRecord {
@@ -356,9 +358,10 @@ pub fn run_shard(
             .unwrap_or_default()
             .as_secs_f64(),
     };
-    let path = dir.join(RECORD);
     let json = serde_json::to_string_pretty(&record).expect("json") + "\n";
-    crate::checkpoint::write_atomic(&path, json.as_bytes()).map_err(io_at(&path))?;
+    store
+        .write_file(RECORD, json.as_bytes())
+        .map_err(RunError::from)?;
     Ok(outcome)
 }
 
@@ -396,7 +399,8 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         path: first.dir.join(RECORD),
         reason: "the experiment in it is not one this version of sweep writes".into(),
     })?;
-    let fingerprint = Fingerprint::new(&exp, &record.model_sha256, &record.backend);
+    let (settings, _) = runner::settings(&exp);
+    let fingerprint = Fingerprint::new(&exp, &settings, &record.model_sha256, &record.backend);
     let mut by_index: BTreeMap<usize, &Found> = BTreeMap::new();
     for f in &found {
         if f.shard.count != first.shard.count {
@@ -408,12 +412,11 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
             });
         }
         let theirs = match &f.record {
-            Some(r) => experiment_from_json(&r.experiment)
-                .map(|e| Fingerprint::new(&e, &r.model_sha256, &r.backend)),
+            Some(r) => experiment_from_json(&r.experiment).map(|e| {
+                Fingerprint::new(&e, &runner::settings(&e).0, &r.model_sha256, &r.backend)
+            }),
             // An unfinished shard has its fingerprint but not yet its record.
-            None => fs::read_to_string(f.dir.join("experiment.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok()),
+            None => store::read_fingerprint(&f.dir).map_err(RunError::from)?,
         };
         if let Some(what) = theirs.and_then(|t| fingerprint.difference(&t)) {
             return Err(ShardError::Mismatch {
@@ -450,7 +453,6 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         });
     }
 
-    let (settings, _) = runner::settings(&exp);
     let items: Vec<(String, u64)> = settings
         .iter()
         .map(|s| (s.id(), grid::planned_tokens(&exp, std::slice::from_ref(s))))
@@ -464,11 +466,15 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
             .filter(|(_, s)| *s == index)
             .map(|((id, _), _)| id)
             .collect();
-        let unsaved: Vec<String> = mine
-            .iter()
-            .filter(|id| !f.dir.join("settings").join(format!("{id}.jsonl")).is_file())
-            .map(|id| id.to_string())
-            .collect();
+        let mut unsaved: Vec<String> = Vec::new();
+        for (setting, _) in settings.iter().zip(&deal).filter(|(_, s)| **s == *index) {
+            let expected = fingerprint.expected(setting);
+            let saved = store::read_setting(&f.dir.join(store::SETTINGS_DIR), &expected)
+                .map_err(RunError::from)?;
+            if !saved.is_some_and(|d| d.is_finished()) {
+                unsaved.push(expected.id);
+            }
+        }
         // A shard stopped between saving its last setting and writing its record is whole:
         // its fingerprint was checked above, and the record adds only its times.
         if !unsaved.is_empty() {
@@ -481,7 +487,7 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         }
     }
     for shard in &deal {
-        sources.push(by_index[shard].dir.join("settings"));
+        sources.push(by_index[shard].dir.join(store::SETTINGS_DIR));
     }
 
     let records: Vec<&ShardRecord> = by_index
@@ -505,6 +511,8 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         .unwrap_or(Duration::ZERO)
         .as_secs_f64();
     fs::create_dir_all(&out).map_err(io_at(&out))?;
+    // Nothing else writes the reports while the merge does.
+    let _lock = store::Lock::acquire(&out).map_err(RunError::from)?;
     runner::write_reports(&Report {
         exp: &exp,
         settings: &settings,

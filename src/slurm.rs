@@ -252,7 +252,7 @@ impl Job {
             (&scripts.merge, self.merge_script()),
             (&scripts.submit, self.submit_script()),
         ] {
-            crate::checkpoint::write_atomic(path, text.as_bytes()).map_err(io_at(path))?;
+            crate::store::write_atomic(path, text.as_bytes()).map_err(io_at(path))?;
             fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(io_at(path))?;
         }
         Ok(scripts)

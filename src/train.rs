@@ -376,7 +376,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
                 error: std::io::Error::other(e.to_string()),
             })?;
             let json = serde_json::to_string_pretty(&state).expect("json");
-            checkpoint::write_atomic(&state_path, json.as_bytes()).map_err(io(&state_path))?;
+            crate::store::write_atomic(&state_path, json.as_bytes()).map_err(io(&state_path))?;
         }
     }
     bar.finish_and_clear();

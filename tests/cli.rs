@@ -301,10 +301,12 @@ fn a_changed_experiment_is_refused_unless_forced() {
             .status
             .success()
     );
+    // The length of the continuations changes every sample.
     write(
         dir.path(),
         "t.toml",
-        &experiment(&tiny_model(), "[grid]\ntemperature = 0.9\n"),
+        &experiment(&tiny_model(), "[grid]\ntemperature = 0.9\n")
+            .replace("max_new_tokens = 24", "max_new_tokens = 20"),
     );
     let out = run_in(dir.path(), &[toml.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
