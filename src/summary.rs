@@ -190,9 +190,14 @@ impl Metrics {
 }
 
 /// A share's interval cut to `[0, 1]`: the jackknife's normal interval can reach past the
-/// ends, which no share can.
+/// ends, which no share can. An undefined interval stays undefined (`f64::max` would turn
+/// NaN into the bound).
 fn clip01((lo, hi): (f64, f64)) -> (f64, f64) {
-    (lo.max(0.0), hi.min(1.0))
+    if lo.is_nan() || hi.is_nan() {
+        (f64::NAN, f64::NAN)
+    } else {
+        (lo.max(0.0), hi.min(1.0))
+    }
 }
 
 /// The interval widened, if need be, to hold its estimate; NaN unless all three are finite.
@@ -204,5 +209,20 @@ fn holding(estimate: f64, (lo, hi): (f64, f64)) -> (f64, f64) {
         (lo.min(estimate), hi.max(estimate))
     } else {
         (f64::NAN, f64::NAN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_keeps_undefined_intervals_undefined() {
+        let (lo, hi) = clip01((f64::NAN, f64::NAN));
+        assert!(lo.is_nan() && hi.is_nan());
+        assert_eq!(clip01((-0.1, 1.2)), (0.0, 1.0));
+        assert_eq!(holding(0.5, (0.6, 0.7)), (0.5, 0.7));
+        let (lo, hi) = holding(f64::NAN, (0.1, 0.2));
+        assert!(lo.is_nan() && hi.is_nan());
     }
 }

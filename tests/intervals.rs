@@ -394,7 +394,7 @@ fn run_tiny(dir: &Path, prompts: &[&str]) -> PathBuf {
 #[test]
 fn fresh_summaries_hold_their_estimates_and_one_prompt_has_none() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = run_tiny(dir.path(), &["a", "b c", "d", "e f", "g", "h i"]);
+    let summary = run_tiny(dir.path(), &["a", "b c", "d", "e", "f", "g"]);
     let (bad, checked) = intervals_missing_estimates(&summary);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     // Six sampling-or-greedy settings and a beam, four intervals each; a few may be
