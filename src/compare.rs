@@ -510,13 +510,15 @@ fn load_samples(dir: &Path) -> std::result::Result<HashMap<String, Vec<Text>>, S
             "" => f64::NAN,
             x => x.parse().map_err(|_| bad("perplexity"))?,
         };
-        out.entry(cell(setting).to_string()).or_default().push(Text {
-            prompt_index: cell(prompt).parse().map_err(|_| bad("prompt_index"))?,
-            text: cell(text).to_string(),
-            token_ids,
-            perplexity: ppl,
-            ended_with_eos: cell(eos).parse().map_err(|_| bad("ended_with_eos"))?,
-        });
+        out.entry(cell(setting).to_string())
+            .or_default()
+            .push(Text {
+                prompt_index: cell(prompt).parse().map_err(|_| bad("prompt_index"))?,
+                text: cell(text).to_string(),
+                token_ids,
+                perplexity: ppl,
+                ended_with_eos: cell(eos).parse().map_err(|_| bad("ended_with_eos"))?,
+            });
     }
     Ok(out)
 }
@@ -574,7 +576,10 @@ fn metric_of(
         keep.iter().map(|&i| f(&texts[i])).sum::<f64>() / keep.len() as f64
     };
     let kept_words: Vec<&Vec<&str>> = keep.iter().map(|&i| &words[i]).collect();
-    let kept_tokens: Vec<&[u32]> = keep.iter().map(|&i| texts[i].token_ids.as_slice()).collect();
+    let kept_tokens: Vec<&[u32]> = keep
+        .iter()
+        .map(|&i| texts[i].token_ids.as_slice())
+        .collect();
     match metric {
         "mean_perplexity" => mean_of(&|t| t.perplexity),
         // samples.csv has per-text perplexities, not log-probabilities: the token-weighted
@@ -630,11 +635,7 @@ pub fn paired_tests(a: &[Text], b: &[Text]) -> Option<Vec<PairedTest>> {
     // One index space over both runs (a's texts, then b's), and one cluster per prompt
     // holding that prompt's texts of BOTH runs: resampling or leaving out a cluster does so
     // in both runs at once, which is what pairs them.
-    let joined: Vec<usize> = a
-        .iter()
-        .chain(b)
-        .map(|t| t.prompt_index)
-        .collect();
+    let joined: Vec<usize> = a.iter().chain(b).map(|t| t.prompt_index).collect();
     let clusters = metrics::prompt_clusters(&joined);
     let words_a: Vec<Vec<&str>> = a.iter().map(|t| metrics::words(&t.text)).collect();
     let words_b: Vec<Vec<&str>> = b.iter().map(|t| metrics::words(&t.text)).collect();
@@ -752,9 +753,9 @@ fn test_line(pairing: &Pairing) -> String {
              prompt bootstrap for perplexities and lengths, leave-one-prompt-out jackknife for \
              the other metrics)"
         ),
-        Pairing::Unpaired { reason } => format!(
-            "test: unpaired, whether the runs' 95 % intervals overlap ({reason})"
-        ),
+        Pairing::Unpaired { reason } => {
+            format!("test: unpaired, whether the runs' 95 % intervals overlap ({reason})")
+        }
     }
 }
 
@@ -1044,7 +1045,10 @@ mod tests {
         let get = |m: &str| tests.iter().find(|t| t.metric == m).unwrap().clone();
         let ppl = get("mean_perplexity");
         assert_eq!(ppl.test, Test::PairedBootstrap);
-        assert!((ppl.lo - 0.5).abs() < 1e-9 && (ppl.hi - 0.5).abs() < 1e-9, "{ppl:?}");
+        assert!(
+            (ppl.lo - 0.5).abs() < 1e-9 && (ppl.hi - 0.5).abs() < 1e-9,
+            "{ppl:?}"
+        );
         // Same texts: every set-level difference is 0 with a zero-width interval, which does
         // not exclude 0.
         let d2 = get("distinct_2");
@@ -1070,7 +1074,10 @@ mod tests {
         .changes;
         let by_setting = |t: Vec<Text>| HashMap::from([("s".to_string(), t)]);
         pair_changes(&mut changes, &by_setting(a.clone()), &by_setting(b));
-        let c = changes.iter().find(|c| c.metric == "mean_perplexity").unwrap();
+        let c = changes
+            .iter()
+            .find(|c| c.metric == "mean_perplexity")
+            .unwrap();
         assert_eq!(c.significant, Some(true));
         assert_eq!(c.test, Some(Test::PairedBootstrap));
         let c = changes.iter().find(|c| c.metric == "distinct_2").unwrap();

@@ -1182,7 +1182,10 @@ mod tests {
         let values = [1.0, 1.0, 1.0, 10.0, 10.0, 10.0];
         let clusters = prompt_clusters(&[0, 0, 0, 1, 1, 1]);
         let mean_of = |i: &[usize]| i.iter().map(|&i| values[i]).sum::<f64>() / i.len() as f64;
-        assert_eq!(cluster_bootstrap_ci(&clusters, mean_of, 400, 1), (1.0, 10.0));
+        assert_eq!(
+            cluster_bootstrap_ci(&clusters, mean_of, 400, 1),
+            (1.0, 10.0)
+        );
         let (lo, hi) = cluster_bootstrap_ci(&clusters[..1], mean_of, 400, 1);
         assert!(lo.is_nan() && hi.is_nan());
     }

@@ -125,7 +125,9 @@ impl Metrics {
         let repetition_rate = metrics::repetition_rate(&tokens);
         let (rep_lo, rep_hi) = holding(
             repetition_rate,
-            clip01(metrics::jackknife_ci(&clusters, |keep| mean_of(&loops, keep))),
+            clip01(metrics::jackknife_ci(&clusters, |keep| {
+                mean_of(&loops, keep)
+            })),
         );
         let distinct_2 = metrics::distinct_n(&words, 2);
         let (d2_lo, d2_hi) = holding(

@@ -65,7 +65,9 @@ impl Generator {
             topic[below(rng, topic.len())]
         } else {
             let u = uniform(rng);
-            self.zipf_cdf.partition_point(|&c| c < u).min(VOCABULARY - 1) as u32
+            self.zipf_cdf
+                .partition_point(|&c| c < u)
+                .min(VOCABULARY - 1) as u32
         }
     }
 
@@ -306,7 +308,11 @@ fn intervals_missing_estimates(path: &Path) -> (Vec<String>, usize) {
     let mut reader = csv::Reader::from_path(path).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let triples = triples(&header);
-    assert!(!triples.is_empty(), "{}: no interval columns", path.display());
+    assert!(
+        !triples.is_empty(),
+        "{}: no interval columns",
+        path.display()
+    );
     let (mut bad, mut checked) = (Vec::new(), 0);
     for record in reader.records() {
         let record = record.unwrap();
@@ -346,7 +352,12 @@ fn shipped_summaries_hold_their_estimates() {
         assert!(checked > 0, "{}: no interval to check", file.display());
         bad.extend(b);
     }
-    assert!(bad.is_empty(), "{} intervals:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} intervals:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 fn tiny_experiment(prompts: &[&str]) -> String {
@@ -439,8 +450,14 @@ fn timing_32_prompts_of_16_texts() {
     for _ in 0..4 {
         for mut s in generator.corpus(&mut rng) {
             s.sample_index += 4 * (samples.len() / (PROMPTS * TEXTS_PER_PROMPT));
-            let ids: Vec<u32> = (0..96).map(|_| generator.word(&mut rng, &[1, 2, 3])).collect();
-            s.text = ids.iter().map(|w| format!("w{w}")).collect::<Vec<_>>().join(" ");
+            let ids: Vec<u32> = (0..96)
+                .map(|_| generator.word(&mut rng, &[1, 2, 3]))
+                .collect();
+            s.text = ids
+                .iter()
+                .map(|w| format!("w{w}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             s.logprobs = vec![-2.0; ids.len()];
             s.token_ids = ids;
             samples.push(s);
