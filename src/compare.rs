@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::metrics;
 use crate::report::{AtomicFile, number};
-use crate::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
+use crate::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT, group_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -655,6 +655,27 @@ pub fn paired_tests(a: &[Text], b: &[Text]) -> Option<Vec<PairedTest>> {
                 };
                 let test = paired_test_of(metric);
                 let (lo, hi) = match test {
+                    // Self-BLEU without each prompt in one pass per run; see
+                    // `metrics::self_bleu_4_leave_group_out`.
+                    Test::PairedJackknife if metric == "self_bleu_4" => {
+                        let groups = metrics::jackknife_groups(&clusters);
+                        let of = group_of(&groups, joined.len());
+                        let (x, out_a) = metrics::self_bleu_4_leave_group_out(
+                            &words_a,
+                            &of[..n],
+                            groups.len(),
+                            &hyp_a,
+                        );
+                        let (y, out_b) = metrics::self_bleu_4_leave_group_out(
+                            &words_b,
+                            &of[n..],
+                            groups.len(),
+                            &hyp_b,
+                        );
+                        let leave_out: Vec<f64> =
+                            out_a.iter().zip(&out_b).map(|(x, y)| y - x).collect();
+                        metrics::jackknife_interval(y - x, &leave_out)
+                    }
                     Test::PairedJackknife => metrics::jackknife_ci(&clusters, difference),
                     _ => metrics::cluster_bootstrap_ci(
                         &clusters,

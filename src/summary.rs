@@ -140,12 +140,16 @@ impl Metrics {
         // The hypotheses are drawn once, on the whole set, so that leaving a prompt out changes
         // the references and drops that prompt's hypotheses but redraws nothing.
         let hypotheses = metrics::hypothesis_subset(n, SELF_BLEU_MAX_EXACT, METRICS_SEED);
-        let self_bleu_4 = metrics::self_bleu_4(&words, SELF_BLEU_MAX_EXACT, METRICS_SEED);
+        let groups = metrics::jackknife_groups(&clusters);
+        let (self_bleu_4, leave_out) = metrics::self_bleu_4_leave_group_out(
+            &words,
+            &group_of(&groups, n),
+            groups.len(),
+            &hypotheses,
+        );
         let (b_lo, b_hi) = holding(
             self_bleu_4,
-            clip01(metrics::jackknife_ci(&clusters, |keep| {
-                metrics::self_bleu_4_among(&words, keep, &hypotheses)
-            })),
+            clip01(metrics::jackknife_interval(self_bleu_4, &leave_out)),
         );
         let total_tokens: usize = tokens.iter().map(|t| t.len()).sum();
         Self {
@@ -189,6 +193,17 @@ impl Metrics {
             _ => f64::NAN,
         }
     }
+}
+
+/// Each sample's group, from the groups' members.
+pub fn group_of(groups: &[Vec<usize>], samples: usize) -> Vec<usize> {
+    let mut of = vec![0; samples];
+    for (g, members) in groups.iter().enumerate() {
+        for &i in members {
+            of[i] = g;
+        }
+    }
+    of
 }
 
 /// A share's interval cut to `[0, 1]`: the jackknife's normal interval can reach past the

@@ -438,35 +438,42 @@ fn fresh_summaries_hold_their_estimates_and_one_prompt_has_none() {
     }
 }
 
-/// Cost of the intervals at the size the README promises is fast: 32 prompts × 16 texts of
-/// 96 words (the Self-BLEU jackknife recomputes it once per prompt).
+/// Cost of a summary row with its intervals: 32 prompts × 16 texts of 96 words, and 64 × 16
+/// of 200 words (Self-BLEU's jackknife computes every leave-one-prompt-out value in one pass).
 /// By hand: `cargo test --release --test intervals -- --ignored --nocapture timing`.
 #[test]
 #[ignore = "timing, run by hand"]
-fn timing_32_prompts_of_16_texts() {
+fn timing_of_summary_rows() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let generator = Generator::new(0.2);
-    let mut samples = Vec::new();
-    for _ in 0..4 {
-        for mut s in generator.corpus(&mut rng) {
-            s.sample_index += 4 * (samples.len() / (PROMPTS * TEXTS_PER_PROMPT));
-            let ids: Vec<u32> = (0..96)
-                .map(|_| generator.word(&mut rng, &[1, 2, 3]))
-                .collect();
-            s.text = ids
-                .iter()
-                .map(|w| format!("w{w}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            s.logprobs = vec![-2.0; ids.len()];
-            s.token_ids = ids;
-            samples.push(s);
-        }
+    for (prompts, words) in [(32, 96), (64, 200)] {
+        let samples: Vec<Sample> = (0..prompts * 16)
+            .map(|i| {
+                let ids: Vec<u32> = (0..words)
+                    .map(|_| generator.word(&mut rng, &[1, 2, 3]))
+                    .collect();
+                Sample {
+                    prompt_index: i / 16,
+                    sample_index: i % 16,
+                    text: ids
+                        .iter()
+                        .map(|w| format!("w{w}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    logprobs: vec![-2.0; ids.len()],
+                    token_ids: ids,
+                    ended_with_eos: false,
+                }
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let m = Metrics::compute(&samples);
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "Metrics::compute, {prompts} prompts x 16 texts of {words} words: {seconds:.2} s \
+             (self_bleu_4 {:.4} in [{:.4}, {:.4}])",
+            m.self_bleu_4, m.self_bleu_4_lo, m.self_bleu_4_hi
+        );
+        assert!(seconds < 5.0);
     }
-    assert_eq!(samples.len(), 512);
-    let start = std::time::Instant::now();
-    let m = Metrics::compute(&samples);
-    let seconds = start.elapsed().as_secs_f64();
-    println!("Metrics::compute, 32 prompts x 16 texts of 96 words: {seconds:.2} s, {m:?}");
-    assert!(seconds < 5.0);
 }
