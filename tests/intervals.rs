@@ -73,22 +73,42 @@ impl Generator {
 
     /// One corpus of `PROMPTS × TEXTS_PER_PROMPT` samples.
     fn corpus(&self, rng: &mut ChaCha8Rng) -> Vec<Sample> {
-        let (between, within) = (self.rho.sqrt(), (1.0 - self.rho).sqrt());
         let mut samples = Vec::with_capacity(PROMPTS * TEXTS_PER_PROMPT);
         for prompt in 0..PROMPTS {
-            let topic: Vec<u32> = (0..TOPIC_WORDS)
-                .map(|_| below(rng, VOCABULARY) as u32)
-                .collect();
-            let level = between * normal(rng);
-            let looping = between * normal(rng);
-            for sample in 0..TEXTS_PER_PROMPT {
+            let latent = self.prompt(rng);
+            samples.extend(self.texts(rng, &latent, prompt));
+        }
+        samples
+    }
+
+    /// What a prompt fixes for all its texts: topic words, perplexity level, loop propensity.
+    fn prompt(&self, rng: &mut ChaCha8Rng) -> (Vec<u32>, f64, f64) {
+        let between = self.rho.sqrt();
+        let topic: Vec<u32> = (0..TOPIC_WORDS)
+            .map(|_| below(rng, VOCABULARY) as u32)
+            .collect();
+        let level = between * normal(rng);
+        let looping = between * normal(rng);
+        (topic, level, looping)
+    }
+
+    /// `TEXTS_PER_PROMPT` texts of one prompt.
+    fn texts(
+        &self,
+        rng: &mut ChaCha8Rng,
+        (topic, level, looping): &(Vec<u32>, f64, f64),
+        prompt: usize,
+    ) -> Vec<Sample> {
+        let within = (1.0 - self.rho).sqrt();
+        (0..TEXTS_PER_PROMPT)
+            .map(|sample| {
                 let len = 10 + below(rng, 11);
-                let mut ids: Vec<u32> = (0..len).map(|_| self.word(rng, &topic)).collect();
+                let mut ids: Vec<u32> = (0..len).map(|_| self.word(rng, topic)).collect();
                 // A loop: a two- or three-word phrase three times at the end (about a
-                // quarter of texts when rho = 0: P(N(0, 1) > 0.674) = 0.25).
+                // quarter of texts: P(N(0, 1) > 0.674) = 0.25).
                 if looping + within * normal(rng) > 0.674 {
                     let phrase: Vec<u32> = (0..2 + below(rng, 2))
-                        .map(|_| self.word(rng, &topic))
+                        .map(|_| self.word(rng, topic))
                         .collect();
                     for _ in 0..3 {
                         ids.extend(&phrase);
@@ -97,7 +117,7 @@ impl Generator {
                 // Per-text perplexity exp(2.5 + 0.4 N(0, 1)), the normal split into prompt and
                 // text parts.
                 let nll = 2.5 + 0.4 * (level + within * normal(rng));
-                samples.push(Sample {
+                Sample {
                     prompt_index: prompt,
                     sample_index: sample,
                     text: ids
@@ -108,10 +128,9 @@ impl Generator {
                     logprobs: vec![-nll as f32; ids.len()],
                     token_ids: ids,
                     ended_with_eos: false,
-                });
-            }
-        }
-        samples
+                }
+            })
+            .collect()
     }
 }
 
@@ -475,5 +494,53 @@ fn timing_of_summary_rows() {
             m.self_bleu_4, m.self_bleu_4_lo, m.self_bleu_4_hi
         );
         assert!(seconds < 5.0);
+    }
+}
+
+/// The paired test of `sweep compare` on two runs of the same generator over the same prompts
+/// (each prompt's topic, level and loop propensity shared, the texts drawn anew): no
+/// difference is real, so `*` should come about 5 % of the time per metric.
+/// By hand: `cargo test --release --test intervals -- --ignored --nocapture paired`.
+#[test]
+#[ignore = "slow, run by hand"]
+fn paired_test_false_alarms() {
+    use sweep::compare::{Text, paired_tests};
+    let as_texts = |samples: Vec<Sample>| -> Vec<Text> {
+        samples
+            .into_iter()
+            .map(|s| Text {
+                prompt_index: s.prompt_index,
+                perplexity: s.perplexity(),
+                text: s.text,
+                token_ids: s.token_ids,
+                ended_with_eos: s.ended_with_eos,
+            })
+            .collect()
+    };
+    for rho in [0.2, 0.6] {
+        let generator = Generator::new(rho);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut alarms: Vec<(&str, usize)> = Vec::new();
+        for _ in 0..REPETITIONS {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for prompt in 0..PROMPTS {
+                let latent = generator.prompt(&mut rng);
+                a.extend(generator.texts(&mut rng, &latent, prompt));
+                b.extend(generator.texts(&mut rng, &latent, prompt));
+            }
+            let tests = paired_tests(&as_texts(a), &as_texts(b)).unwrap();
+            for (i, t) in tests.iter().enumerate() {
+                if alarms.len() <= i {
+                    alarms.push((t.metric, 0));
+                }
+                alarms[i].1 += usize::from(t.lo > 0.0 || t.hi < 0.0);
+            }
+        }
+        for (metric, n) in alarms {
+            println!(
+                "rho {rho} {metric}: * in {:.1} %",
+                100.0 * n as f64 / REPETITIONS as f64
+            );
+        }
     }
 }
