@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::metrics;
 use crate::report::{AtomicFile, number};
-use crate::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT, group_of};
+use crate::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -659,7 +659,7 @@ pub fn paired_tests(a: &[Text], b: &[Text]) -> Option<Vec<PairedTest>> {
                     // `metrics::self_bleu_4_leave_group_out`.
                     Test::PairedJackknife if metric == "self_bleu_4" => {
                         let groups = metrics::jackknife_groups(&clusters);
-                        let of = group_of(&groups, joined.len());
+                        let of = metrics::group_of(&groups, joined.len());
                         let (x, out_a) = metrics::self_bleu_4_leave_group_out(
                             &words_a,
                             &of[..n],

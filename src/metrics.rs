@@ -886,6 +886,17 @@ pub fn jackknife_groups(clusters: &[Vec<usize>]) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// Each sample's group index, from the groups' members (e.g. [`jackknife_groups`]).
+pub fn group_of(groups: &[Vec<usize>], samples: usize) -> Vec<usize> {
+    let mut of = vec![0; samples];
+    for (g, members) in groups.iter().enumerate() {
+        for &i in members {
+            of[i] = g;
+        }
+    }
+    of
+}
+
 /// Student's t quantile at 0.975 with `df` degrees of freedom: exact to 7 digits from a
 /// table up to 30, then the Cornish–Fisher expansion in `1/df` (Abramowitz & Stegun
 /// 26.7.5), within 1e-5 from 30 on. `df == 0` gives NaN.

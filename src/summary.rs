@@ -143,7 +143,7 @@ impl Metrics {
         let groups = metrics::jackknife_groups(&clusters);
         let (self_bleu_4, leave_out) = metrics::self_bleu_4_leave_group_out(
             &words,
-            &group_of(&groups, n),
+            &metrics::group_of(&groups, n),
             groups.len(),
             &hypotheses,
         );
@@ -193,17 +193,6 @@ impl Metrics {
             _ => f64::NAN,
         }
     }
-}
-
-/// Each sample's group, from the groups' members.
-pub fn group_of(groups: &[Vec<usize>], samples: usize) -> Vec<usize> {
-    let mut of = vec![0; samples];
-    for (g, members) in groups.iter().enumerate() {
-        for &i in members {
-            of[i] = g;
-        }
-    }
-    of
 }
 
 /// A share's interval cut to `[0, 1]`: the jackknife's normal interval can reach past the
