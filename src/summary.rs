@@ -34,7 +34,8 @@ impl Sample {
 /// leave-one-prompt-out jackknife: the two set-level statistics because a bootstrap's copies
 /// of a text would count as repetitions of it (the interval then misses the estimate), and
 /// the share of looping texts because it covered closer to 95 % than the bootstrap in the
-/// simulation of `tests/intervals.rs`, which checks all four. With a single prompt there is
+/// simulation of `tests/intervals.rs`, which checks all four (a share of exactly 0 or 1
+/// gets an exact bound instead, see `share_at_a_bound`). With a single prompt there is
 /// no prompt-to-prompt spread to estimate, and the intervals are NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -125,9 +126,11 @@ impl Metrics {
         let repetition_rate = metrics::repetition_rate(&tokens);
         let (rep_lo, rep_hi) = holding(
             repetition_rate,
-            clip01(metrics::jackknife_ci(&clusters, |keep| {
-                mean_of(&loops, keep)
-            })),
+            share_at_a_bound(repetition_rate, clusters.len()).unwrap_or_else(|| {
+                clip01(metrics::jackknife_ci(&clusters, |keep| {
+                    mean_of(&loops, keep)
+                }))
+            }),
         );
         let distinct_2 = metrics::distinct_n(&words, 2);
         let (d2_lo, d2_hi) = holding(
@@ -195,6 +198,26 @@ impl Metrics {
     }
 }
 
+/// The interval of a share that is exactly 0 or 1 over `prompts` prompts (at least 2): no
+/// prompt varies, so the jackknife's would be the point itself, claiming a certainty that
+/// a few dozen prompts cannot give. Instead, the exact (Clopper–Pearson) 97.5 % bound for
+/// "0 of `prompts` prompts had any looping text": `1 − 0.025^(1/prompts)` (0.109 for 32
+/// prompts). It bounds the share of texts too, which cannot exceed the share of prompts
+/// with any such text; symmetrically for a share of 1.
+fn share_at_a_bound(share: f64, prompts: usize) -> Option<(f64, f64)> {
+    if prompts < 2 {
+        return None;
+    }
+    let bound = 0.025_f64.powf(1.0 / prompts as f64);
+    if share == 0.0 {
+        Some((0.0, 1.0 - bound))
+    } else if share == 1.0 {
+        Some((bound, 1.0))
+    } else {
+        None
+    }
+}
+
 /// A share's interval cut to `[0, 1]`: the jackknife's normal interval can reach past the
 /// ends, which no share can. An undefined interval stays undefined (`f64::max` would turn
 /// NaN into the bound).
@@ -221,6 +244,42 @@ fn holding(estimate: f64, (lo, hi): (f64, f64)) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(prompt_index: usize, tokens: Vec<u32>) -> Sample {
+        Sample {
+            prompt_index,
+            sample_index: 0,
+            text: tokens
+                .iter()
+                .map(|t| format!("w{t}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            logprobs: vec![-1.0; tokens.len()],
+            token_ids: tokens,
+            ended_with_eos: false,
+        }
+    }
+
+    #[test]
+    fn a_share_of_zero_or_one_gets_the_prompt_level_exact_bound() {
+        let none: Vec<Sample> = (0..32)
+            .map(|p| sample(p, vec![p as u32, 1, 2, 3]))
+            .collect();
+        let m = Metrics::compute(&none);
+        assert_eq!(m.repetition_rate, 0.0);
+        assert_eq!(m.repetition_rate_lo, 0.0);
+        assert!((m.repetition_rate_hi - 0.1088).abs() < 1e-4, "{m:?}");
+        let all: Vec<Sample> = (0..8)
+            .map(|p| sample(p, vec![p as u32, 7, 1, 7, 1, 7, 1]))
+            .collect();
+        let m = Metrics::compute(&all);
+        assert_eq!(m.repetition_rate, 1.0);
+        assert!((m.repetition_rate_lo - 0.025_f64.powf(1.0 / 8.0)).abs() < 1e-12);
+        assert_eq!(m.repetition_rate_hi, 1.0);
+        // One prompt: nothing to say.
+        let m = Metrics::compute(&none[..1]);
+        assert!(m.repetition_rate_lo.is_nan() && m.repetition_rate_hi.is_nan());
+    }
 
     #[test]
     fn clipping_keeps_undefined_intervals_undefined() {
