@@ -3,9 +3,18 @@
 //! Two runs are only comparable when one knows what else differed between them, so the
 //! comparison starts from `run.json` (model weights, backend, `sweep` build, experiment) and
 //! then lines up the `summary.csv` rows of the same setting. A change of a metric between two
-//! runs of the same setting is noise unless the runs' bootstrap intervals say otherwise, so
-//! where both rows have a 95 % interval the change is marked significant when the intervals do
-//! not overlap.
+//! runs of the same setting is noise unless a test says otherwise.
+//!
+//! When both runs answered the same prompts (same texts, same order) and kept their
+//! `samples.csv`, the test is paired: a prompt that is hard for one run is hard for the other,
+//! so the per-prompt differences vary far less than either run, and a paired test sees
+//! changes that two separate intervals hide. The 95 % interval of the difference comes from
+//! resampling prompts (cluster bootstrap, for perplexities and lengths) or leaving one prompt
+//! out (jackknife, for set-level statistics such as distinct-n and for shares of texts), the
+//! same choice as the summary's own intervals; the change is significant when that interval
+//! excludes 0.
+//! Otherwise the runs cannot be paired, and a change is significant when the two runs' 95 %
+//! intervals do not overlap (a conservative rule: it rejects at well under 5 %).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -13,8 +22,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::metrics;
 use crate::report::number;
 use crate::store::AtomicFile;
+use crate::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -44,7 +55,17 @@ type Result<T> = std::result::Result<T, CompareError>;
 pub use crate::summary::METRICS;
 
 /// The columns of `compare.csv`, in order.
-pub const COLUMNS: [&str; 6] = ["setting", "metric", "a", "b", "change", "significant"];
+pub const COLUMNS: [&str; 9] = [
+    "setting",
+    "metric",
+    "a",
+    "b",
+    "change",
+    "change_lo",
+    "change_hi",
+    "significant",
+    "test",
+];
 
 /// What `run.json` says about a run, as far as comparing is concerned.
 #[derive(Debug, Clone, PartialEq)]
@@ -274,8 +295,39 @@ pub struct MetricChange {
     pub b: Option<f64>,
     /// `b − a`, where both are defined.
     pub change: Option<f64>,
-    /// Whether the two 95 % intervals are disjoint; `None` where either run has no interval.
+    /// The 95 % interval of `b − a` from the paired test; `None` for the unpaired rule or
+    /// where the interval is undefined.
+    pub change_lo: Option<f64>,
+    pub change_hi: Option<f64>,
+    /// Whether the change is significant by `test`; `None` where it could not be decided
+    /// (no interval in either run, or an undefined statistic).
     pub significant: Option<bool>,
+    /// The test that decided `significant`.
+    pub test: Option<Test>,
+}
+
+/// How a change was judged significant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    /// Same prompts: the 95 % cluster-bootstrap interval of the paired difference (prompts
+    /// resampled once for both runs) excludes 0.
+    PairedBootstrap,
+    /// Same prompts: the 95 % leave-one-prompt-out jackknife interval of the paired
+    /// difference excludes 0.
+    PairedJackknife,
+    /// Different prompts: the two runs' 95 % intervals from `summary.csv` do not overlap.
+    IntervalOverlap,
+}
+
+impl Test {
+    /// The name written in `compare.csv`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Test::PairedBootstrap => "paired_bootstrap",
+            Test::PairedJackknife => "paired_jackknife",
+            Test::IntervalOverlap => "interval_overlap",
+        }
+    }
 }
 
 /// Whether two intervals are disjoint. Touching intervals overlap.
@@ -311,16 +363,20 @@ pub fn match_rows(a: &[SummaryRow], b: &[SummaryRow]) -> Matched {
         };
         for metric in METRICS {
             let (x, y) = (ra.get(metric), rb.get(metric));
+            let significant = ra
+                .interval(metric)
+                .zip(rb.interval(metric))
+                .map(|(ia, ib)| disjoint(ia, ib));
             changes.push(MetricChange {
                 setting: ra.setting.clone(),
                 metric,
                 a: x,
                 b: y,
                 change: x.zip(y).map(|(x, y)| y - x),
-                significant: ra
-                    .interval(metric)
-                    .zip(rb.interval(metric))
-                    .map(|(ia, ib)| disjoint(ia, ib)),
+                change_lo: None,
+                change_hi: None,
+                significant,
+                test: significant.map(|_| Test::IntervalOverlap),
             });
         }
     }
@@ -344,6 +400,17 @@ pub struct Comparison {
     pub b: RunInfo,
     pub differences: Vec<Difference>,
     pub matched: Matched,
+    pub pairing: Pairing,
+}
+
+/// Whether the two runs' texts could be paired prompt by prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pairing {
+    /// Both runs answered these many prompts, the same texts in the same order, and both
+    /// kept their samples: changes are judged by paired tests.
+    Paired { prompts: usize },
+    /// Why not; changes are judged by whether the runs' intervals overlap.
+    Unpaired { reason: String },
 }
 
 /// Read two results folders and compare them.
@@ -352,12 +419,281 @@ pub fn compare(a: &Path, b: &Path) -> Result<Comparison> {
     let rows_b = load_summary(b)?;
     let run_a = RunInfo::load(a)?;
     let run_b = RunInfo::load(b)?;
+    let mut matched = match_rows(&rows_a, &rows_b);
+    let pairing = match shared_prompts(&run_a, &run_b) {
+        Err(reason) => Pairing::Unpaired { reason },
+        Ok(prompts) => match (load_samples(a), load_samples(b)) {
+            (Ok(texts_a), Ok(texts_b)) => {
+                pair_changes(&mut matched.changes, &texts_a, &texts_b);
+                Pairing::Paired { prompts }
+            }
+            (Err(reason), _) | (_, Err(reason)) => Pairing::Unpaired { reason },
+        },
+    };
     Ok(Comparison {
         differences: run_differences(&run_a, &run_b),
-        matched: match_rows(&rows_a, &rows_b),
+        matched,
         a: run_a,
         b: run_b,
+        pairing,
     })
+}
+
+/// The number of prompts when both runs record the same prompt texts in the same order, or
+/// why they cannot be paired.
+fn shared_prompts(a: &RunInfo, b: &RunInfo) -> std::result::Result<usize, String> {
+    let texts = |run: &RunInfo| -> Option<Vec<String>> {
+        run.experiment["prompts"]
+            .as_array()?
+            .iter()
+            .map(|p| p["text"].as_str().or(p.as_str()).map(str::to_string))
+            .collect()
+    };
+    match (texts(a), texts(b)) {
+        (Some(x), Some(y)) if !x.is_empty() && x == y => Ok(x.len()),
+        (Some(_), Some(_)) => Err("the runs' prompts differ".to_string()),
+        _ => Err("a run.json does not record its prompts".to_string()),
+    }
+}
+
+/// One text of `samples.csv`, with what the metrics need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text {
+    pub prompt_index: usize,
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    /// NaN for an empty text.
+    pub perplexity: f64,
+    pub ended_with_eos: bool,
+}
+
+/// Every setting's texts from `dir/samples.csv`, in file order; an error message (naming the
+/// file) when it is missing or unreadable, which makes the comparison unpaired.
+fn load_samples(dir: &Path) -> std::result::Result<HashMap<String, Vec<Text>>, String> {
+    let path = dir.join("samples.csv");
+    if !path.is_file() {
+        return Err(format!(
+            "{} is missing (`sweep run` writes it; it is not kept in the repository)",
+            path.display()
+        ));
+    }
+    let fail = |message: String| format!("{}: {message}", path.display());
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| fail(e.to_string()))?;
+    let header = reader.headers().map_err(|e| fail(e.to_string()))?.clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| fail(format!("no `{name}` column")))
+    };
+    let [setting, prompt, text, tokens, perplexity, eos] = [
+        "setting",
+        "prompt_index",
+        "text",
+        "token_ids",
+        "perplexity",
+        "ended_with_eos",
+    ]
+    .map(column);
+    let (setting, prompt, text, tokens, perplexity, eos) =
+        (setting?, prompt?, text?, tokens?, perplexity?, eos?);
+    let mut out: HashMap<String, Vec<Text>> = HashMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| fail(e.to_string()))?;
+        let bad = |column: &str| fail(format!("line {}: bad `{column}`", i + 2));
+        let cell = |c: usize| record.get(c).unwrap_or_default();
+        let token_ids = cell(tokens)
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<std::result::Result<Vec<u32>, _>>()
+            .map_err(|_| bad("token_ids"))?;
+        let ppl = match cell(perplexity) {
+            "" => f64::NAN,
+            x => x.parse().map_err(|_| bad("perplexity"))?,
+        };
+        out.entry(cell(setting).to_string())
+            .or_default()
+            .push(Text {
+                prompt_index: cell(prompt).parse().map_err(|_| bad("prompt_index"))?,
+                text: cell(text).to_string(),
+                token_ids,
+                perplexity: ppl,
+                ended_with_eos: cell(eos).parse().map_err(|_| bad("ended_with_eos"))?,
+            });
+    }
+    Ok(out)
+}
+
+/// Replace the verdict of every change whose setting both runs have texts for by the paired
+/// test's. A setting whose runs answered different prompt indices keeps the unpaired verdict.
+fn pair_changes(
+    changes: &mut [MetricChange],
+    a: &HashMap<String, Vec<Text>>,
+    b: &HashMap<String, Vec<Text>>,
+) {
+    let mut tests: HashMap<String, Option<Vec<PairedTest>>> = HashMap::new();
+    for change in changes.iter_mut() {
+        let Some(paired) = tests
+            .entry(change.setting.clone())
+            .or_insert_with(|| {
+                let (x, y) = (a.get(&change.setting)?, b.get(&change.setting)?);
+                paired_tests(x, y)
+            })
+            .as_ref()
+        else {
+            continue;
+        };
+        let Some(t) = paired.iter().find(|t| t.metric == change.metric) else {
+            continue;
+        };
+        let defined = t.lo.is_finite() && t.hi.is_finite();
+        change.change_lo = defined.then_some(t.lo);
+        change.change_hi = defined.then_some(t.hi);
+        change.significant = defined.then_some(t.lo > 0.0 || t.hi < 0.0);
+        change.test = defined.then_some(t.test);
+    }
+}
+
+/// The paired test of one metric of one setting: the 95 % interval of `b − a`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedTest {
+    pub metric: &'static str,
+    pub lo: f64,
+    pub hi: f64,
+    pub test: Test,
+}
+
+/// A metric of a set of texts, from what `samples.csv` holds. Self-BLEU scores the fixed
+/// `hypotheses` (indices into `texts`) that `keep` holds, so that leaving a prompt out does
+/// not also redraw the subsample of hypotheses.
+fn metric_of(
+    metric: &str,
+    texts: &[Text],
+    words: &[Vec<&str>],
+    hypotheses: &[usize],
+    keep: &[usize],
+) -> f64 {
+    let mean_of = |f: &dyn Fn(&Text) -> f64| {
+        keep.iter().map(|&i| f(&texts[i])).sum::<f64>() / keep.len() as f64
+    };
+    let kept_words: Vec<&Vec<&str>> = keep.iter().map(|&i| &words[i]).collect();
+    let kept_tokens: Vec<&[u32]> = keep
+        .iter()
+        .map(|&i| texts[i].token_ids.as_slice())
+        .collect();
+    match metric {
+        "mean_perplexity" => mean_of(&|t| t.perplexity),
+        // samples.csv has per-text perplexities, not log-probabilities: the token-weighted
+        // mean NLL is recovered as Σ n·ln(ppl) / Σ n.
+        "corpus_perplexity" => {
+            let (mut nll, mut n) = (0.0, 0.0);
+            for &i in keep {
+                let t = &texts[i];
+                if !t.token_ids.is_empty() {
+                    nll += t.token_ids.len() as f64 * t.perplexity.ln();
+                    n += t.token_ids.len() as f64;
+                }
+            }
+            (nll / n).exp()
+        }
+        "distinct_1" => metrics::distinct_n(&kept_words, 1),
+        "distinct_2" => metrics::distinct_n(&kept_words, 2),
+        "distinct_3" => metrics::distinct_n(&kept_words, 3),
+        "self_bleu_4" => metrics::self_bleu_4_among(words, keep, hypotheses),
+        "zipf_coefficient" => metrics::zipf_coefficient(&kept_words),
+        "repetition_rate" => metrics::repetition_rate(&kept_tokens),
+        "rep_4" => metrics::mean_rep_4(&kept_tokens),
+        "mean_tokens" => mean_of(&|t| t.token_ids.len() as f64),
+        "eos_rate" => mean_of(&|t| f64::from(u8::from(t.ended_with_eos))),
+        _ => f64::NAN,
+    }
+}
+
+/// Which paired test a metric gets, the same choice as the summary's intervals: the cluster
+/// bootstrap for means of continuous per-text values (perplexities, lengths), whose skew
+/// its percentiles follow; the jackknife for set-level statistics, which a drawn copy of a
+/// text would distort (it counts as its own repetition), and for shares of texts, which
+/// it covered better in simulation.
+pub fn paired_test_of(metric: &str) -> Test {
+    match metric {
+        "mean_perplexity" | "corpus_perplexity" | "mean_tokens" => Test::PairedBootstrap,
+        _ => Test::PairedJackknife,
+    }
+}
+
+/// Paired tests of every metric between the texts `a` and `b` of one setting, or `None` when
+/// the two answered different prompt indices (nothing to pair).
+pub fn paired_tests(a: &[Text], b: &[Text]) -> Option<Vec<PairedTest>> {
+    let prompts = |texts: &[Text]| {
+        let mut p: Vec<usize> = texts.iter().map(|t| t.prompt_index).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    if a.is_empty() || prompts(a) != prompts(b) {
+        return None;
+    }
+    // One index space over both runs (a's texts, then b's), and one cluster per prompt
+    // holding that prompt's texts of BOTH runs: resampling or leaving out a cluster does so
+    // in both runs at once, which is what pairs them.
+    let joined: Vec<usize> = a.iter().chain(b).map(|t| t.prompt_index).collect();
+    let clusters = metrics::prompt_clusters(&joined);
+    let words_a: Vec<Vec<&str>> = a.iter().map(|t| metrics::words(&t.text)).collect();
+    let words_b: Vec<Vec<&str>> = b.iter().map(|t| metrics::words(&t.text)).collect();
+    let hyp_a = metrics::hypothesis_subset(a.len(), SELF_BLEU_MAX_EXACT, METRICS_SEED);
+    let hyp_b = metrics::hypothesis_subset(b.len(), SELF_BLEU_MAX_EXACT, METRICS_SEED);
+    let n = a.len();
+    Some(
+        METRICS
+            .iter()
+            .map(|&metric| {
+                let difference = |keep: &[usize]| {
+                    let keep_a: Vec<usize> = keep.iter().copied().filter(|&i| i < n).collect();
+                    let keep_b: Vec<usize> =
+                        keep.iter().filter(|&&i| i >= n).map(|&i| i - n).collect();
+                    metric_of(metric, b, &words_b, &hyp_b, &keep_b)
+                        - metric_of(metric, a, &words_a, &hyp_a, &keep_a)
+                };
+                let test = paired_test_of(metric);
+                let (lo, hi) = match test {
+                    // Self-BLEU without each prompt in one pass per run; see
+                    // `metrics::self_bleu_4_leave_group_out`.
+                    Test::PairedJackknife if metric == "self_bleu_4" => {
+                        let groups = metrics::jackknife_groups(&clusters);
+                        let of = metrics::group_of(&groups, joined.len());
+                        let (x, out_a) = metrics::self_bleu_4_leave_group_out(
+                            &words_a,
+                            &of[..n],
+                            groups.len(),
+                            &hyp_a,
+                        );
+                        let (y, out_b) = metrics::self_bleu_4_leave_group_out(
+                            &words_b,
+                            &of[n..],
+                            groups.len(),
+                            &hyp_b,
+                        );
+                        let leave_out: Vec<f64> =
+                            out_a.iter().zip(&out_b).map(|(x, y)| y - x).collect();
+                        metrics::jackknife_interval(y - x, &leave_out)
+                    }
+                    Test::PairedJackknife => metrics::jackknife_ci(&clusters, difference),
+                    _ => metrics::cluster_bootstrap_ci(
+                        &clusters,
+                        difference,
+                        metrics::BOOTSTRAP_RESAMPLES,
+                        METRICS_SEED,
+                    ),
+                };
+                PairedTest {
+                    metric,
+                    lo,
+                    hi,
+                    test,
+                }
+            })
+            .collect(),
+    )
 }
 
 fn cell(x: Option<f64>) -> String {
@@ -384,7 +720,10 @@ pub fn write_csv(path: &Path, changes: &[MetricChange]) -> Result<()> {
                 cell(c.a),
                 cell(c.b),
                 cell(c.change),
+                cell(c.change_lo),
+                cell(c.change_hi),
                 c.significant.map(|s| s.to_string()).unwrap_or_default(),
+                c.test.map(|t| t.as_str().to_string()).unwrap_or_default(),
             ])
             .map_err(|e| err(e.into()))?;
         }
@@ -428,6 +767,20 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
     out
 }
 
+/// The line that says which test judges the changes, and why.
+fn test_line(pairing: &Pairing) -> String {
+    match pairing {
+        Pairing::Paired { prompts } => format!(
+            "test: paired, over the {prompts} prompts both runs share (per-prompt differences: \
+             prompt bootstrap for perplexities and lengths, leave-one-prompt-out jackknife for \
+             the other metrics)"
+        ),
+        Pairing::Unpaired { reason } => {
+            format!("test: unpaired, whether the runs' 95 % intervals overlap ({reason})")
+        }
+    }
+}
+
 /// A value for the terminal: 4 decimals, `-` where undefined.
 fn show(x: Option<f64>) -> String {
     match x.map(|x| number(x, 4)) {
@@ -451,9 +804,9 @@ fn show_change(c: &MetricChange) -> String {
     s
 }
 
-/// The terminal report: how the runs differ, then a table of every matched setting's metrics
-/// (`a`, `b`, change, `*` where the 95 % intervals do not overlap), then the settings only one
-/// run has.
+/// The terminal report: how the runs differ, which test judges the changes, then a table of
+/// every matched setting's metrics (`a`, `b`, change, `*` where significant), then the
+/// settings only one run has.
 pub fn render(cmp: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "A: {}", cmp.a.dir.display());
@@ -493,6 +846,7 @@ pub fn render(cmp: &Comparison) -> String {
             .collect();
         out.push_str(&table(&rows, 4));
     }
+    let _ = writeln!(out, "{}", test_line(&cmp.pairing));
     out.push('\n');
 
     let changes = &cmp.matched.changes;
@@ -532,11 +886,17 @@ pub fn render(cmp: &Comparison) -> String {
             .iter()
             .filter(|c| c.significant == Some(true))
             .count();
+        let rule = match cmp.pairing {
+            Pairing::Paired { .. } => "the 95 % interval of the paired difference excludes 0",
+            Pairing::Unpaired { .. } => {
+                "the runs' 95 % intervals do not overlap (only mean_perplexity, distinct_2, \
+                 self_bleu_4 and repetition_rate have intervals)"
+            }
+        };
         let _ = writeln!(
             out,
-            "{settings} settings in both runs; change = b − a; * = the 95 % intervals do not \
-             overlap ({significant} such changes; only mean_perplexity, distinct_2 and \
-             self_bleu_4 have intervals)"
+            "{settings} settings in both runs; change = b − a; * = {rule}; {significant} \
+             significant changes"
         );
     }
     for (run, only) in [("A", &cmp.matched.only_a), ("B", &cmp.matched.only_b)] {
@@ -668,9 +1028,102 @@ mod tests {
             b,
             differences: d,
             matched: match_rows(&[], &[]),
+            pairing: Pairing::Unpaired {
+                reason: "the runs' prompts differ".into(),
+            },
         });
         assert!(text.contains("model sha256   same: aa"), "{text}");
         assert!(text.contains("experiment.grid.top_k"), "{text}");
+        assert!(
+            text.contains("test: unpaired, whether the runs' 95 % intervals overlap"),
+            "{text}"
+        );
+    }
+
+    fn texts(prompts: usize, per_prompt: usize, ppl: impl Fn(usize) -> f64) -> Vec<Text> {
+        let mut out = Vec::new();
+        for p in 0..prompts {
+            for s in 0..per_prompt {
+                let words: Vec<String> = (0..8).map(|w| format!("p{p}s{s}w{w}")).collect();
+                out.push(Text {
+                    prompt_index: p,
+                    text: words.join(" "),
+                    token_ids: (0..8).map(|w| (p * 100 + s * 10 + w) as u32).collect(),
+                    perplexity: ppl(p * per_prompt + s),
+                    ended_with_eos: false,
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn paired_tests_see_a_small_shift_that_prompt_spread_hides() {
+        // Perplexity varies a lot between prompts (10 + 5p) but B is A plus 0.5 on every text:
+        // the paired difference is exactly 0.5, while each run's own spread is far wider.
+        let a = texts(12, 3, |i| 10.0 + 5.0 * (i / 3) as f64);
+        let b = texts(12, 3, |i| 10.5 + 5.0 * (i / 3) as f64);
+        let tests = paired_tests(&a, &b).unwrap();
+        let get = |m: &str| tests.iter().find(|t| t.metric == m).unwrap().clone();
+        let ppl = get("mean_perplexity");
+        assert_eq!(ppl.test, Test::PairedBootstrap);
+        assert!(
+            (ppl.lo - 0.5).abs() < 1e-9 && (ppl.hi - 0.5).abs() < 1e-9,
+            "{ppl:?}"
+        );
+        // Same texts: every set-level difference is 0 with a zero-width interval, which does
+        // not exclude 0.
+        let d2 = get("distinct_2");
+        assert_eq!(d2.test, Test::PairedJackknife);
+        assert_eq!((d2.lo, d2.hi), (0.0, 0.0));
+        // Unpaired, the same shift is far inside both runs' prompt-bootstrap intervals.
+        let mean_ci = |t: &[Text]| {
+            let values: Vec<f64> = t.iter().map(|t| t.perplexity).collect();
+            let prompts: Vec<usize> = t.iter().map(|t| t.prompt_index).collect();
+            metrics::cluster_bootstrap_ci(
+                &metrics::prompt_clusters(&prompts),
+                |i| i.iter().map(|&i| values[i]).sum::<f64>() / i.len() as f64,
+                1000,
+                1,
+            )
+        };
+        assert!(!disjoint(mean_ci(&a), mean_ci(&b)));
+
+        let mut changes = match_rows(
+            &[row("s", &[("mean_perplexity", Some(37.5))])],
+            &[row("s", &[("mean_perplexity", Some(38.0))])],
+        )
+        .changes;
+        let by_setting = |t: Vec<Text>| HashMap::from([("s".to_string(), t)]);
+        pair_changes(&mut changes, &by_setting(a.clone()), &by_setting(b));
+        let c = changes
+            .iter()
+            .find(|c| c.metric == "mean_perplexity")
+            .unwrap();
+        assert_eq!(c.significant, Some(true));
+        assert_eq!(c.test, Some(Test::PairedBootstrap));
+        let c = changes.iter().find(|c| c.metric == "distinct_2").unwrap();
+        assert_eq!(
+            (c.significant, c.test),
+            (Some(false), Some(Test::PairedJackknife))
+        );
+
+        // Different prompt indices: nothing to pair.
+        assert!(paired_tests(&a, &texts(11, 3, |_| 1.0)).is_none());
+    }
+
+    #[test]
+    fn paired_tests_are_repeatable_and_thread_count_independent() {
+        let a = texts(10, 2, |i| 5.0 + (i * i % 7) as f64);
+        let b = texts(10, 2, |i| 5.0 + (i * 3 % 11) as f64);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| paired_tests(&a, &b))
+        };
+        assert_eq!(run(1), run(3));
     }
 
     #[test]
@@ -697,7 +1150,10 @@ mod tests {
             a: Some(0.1),
             b: Some(0.3),
             change: Some(0.3 - 0.1),
+            change_lo: None,
+            change_hi: None,
             significant: Some(true),
+            test: Some(Test::IntervalOverlap),
         };
         assert_eq!(show_change(&c), "+0.2*");
         c.change = Some(-0.5);
@@ -736,12 +1192,15 @@ mod tests {
         write_csv(&out, &m.changes).unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
         let mut lines = text.split("\r\n");
-        assert_eq!(lines.next(), Some("setting,metric,a,b,change,significant"));
         assert_eq!(
             lines.next(),
-            Some("greedy,mean_perplexity,10.5,10.5,0,false")
+            Some("setting,metric,a,b,change,change_lo,change_hi,significant,test")
         );
-        assert_eq!(lines.next(), Some("greedy,corpus_perplexity,,,,"));
+        assert_eq!(
+            lines.next(),
+            Some("greedy,mean_perplexity,10.5,10.5,0,,,false,interval_overlap")
+        );
+        assert_eq!(lines.next(), Some("greedy,corpus_perplexity,,,,,,,"));
         std::fs::write(
             dir.path().join("summary.csv"),
             "setting,distinct_2\r\ngreedy,lots\r\n",

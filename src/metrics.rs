@@ -1,6 +1,7 @@
 //! Scores for a set of sampled continuations: diversity (distinct-n, Self-BLEU, Zipf),
-//! degeneration (repetition loops, seq-rep-n), fluency (perplexity), and bootstrap
-//! confidence intervals for any of them.
+//! degeneration (repetition loops, seq-rep-n), fluency (perplexity), and confidence
+//! intervals for any of them that treat the prompt as the unit ([`cluster_bootstrap_ci`],
+//! [`jackknife_ci`]).
 //!
 //! Pure math over sequences: token ids (`u32`) or words (`&str`, see [`words`]). Functions
 //! that take a set of samples accept any `&[S]` with `S: AsRef<[T]>`, so `&[Vec<u32>]`,
@@ -224,16 +225,44 @@ pub fn self_bleu_4_scores<S: AsRef<[T]>, T: Eq + Hash>(
         return Vec::new();
     }
     let ids = intern(samples);
+    let hypotheses = hypothesis_subset(samples.len(), max_exact, seed);
+    bleu_scores(&ids, &hypotheses)
+}
+
+/// Self-BLEU-4 of the samples `keep` (sorted indices into `samples`): the mean BLEU-4 of each
+/// of `hypotheses` (sorted indices) that `keep` holds, against the other samples of `keep`.
+/// This is what a leave-some-out resampling needs: fixing the hypotheses once (e.g. the
+/// [`hypothesis_subset`] of the whole set) keeps the subsampling out of the spread between
+/// subsets. NaN when `keep` has fewer than 2 samples or holds none of `hypotheses`.
+pub fn self_bleu_4_among<S: AsRef<[T]>, T: Eq + Hash>(
+    samples: &[S],
+    keep: &[usize],
+    hypotheses: &[usize],
+) -> f64 {
+    if keep.len() < 2 {
+        return f64::NAN;
+    }
+    let kept: Vec<&[T]> = keep.iter().map(|&i| samples[i].as_ref()).collect();
+    let local: Vec<usize> = keep
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| hypotheses.binary_search(i).is_ok())
+        .map(|(position, _)| position)
+        .collect();
+    mean(&bleu_scores(&intern(&kept), &local))
+}
+
+/// BLEU-4 of each of `hypotheses` (indices into `ids`) against all the other samples.
+fn bleu_scores(ids: &[Vec<u32>], hypotheses: &[usize]) -> Vec<f64> {
     // One order at a time, each index dropped before the next is built: an index holds every
     // distinct n-gram of the setting, and keeping four would make peak memory grow with the
     // number of samples.
-    let hypotheses = hypothesis_subset(samples.len(), max_exact, seed);
     let mut matches = vec![[0_u64; BLEU_ORDERS]; hypotheses.len()];
     for k in 0..BLEU_ORDERS {
-        let order = OrderIndex::build(&ids, k + 1);
+        let order = OrderIndex::build(ids, k + 1);
         matches
             .par_iter_mut()
-            .zip(&hypotheses)
+            .zip(hypotheses)
             .for_each(|(m, &h)| m[k] = order.clipped_matches(h));
     }
     let mut lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
@@ -251,6 +280,225 @@ pub fn self_bleu_4_scores<S: AsRef<[T]>, T: Eq + Hash>(
             sentence_bleu_4(matches, &totals, hyp_len, ref_len)
         })
         .collect()
+}
+
+/// [`self_bleu_4_among`] of the whole set and of the set without each group in turn, in one
+/// pass (`group_of[i] < groups` is sample `i`'s group; `hypotheses` sorted). Equal, score
+/// for score, to calling it `groups + 1` times, at the cost of about one call: each
+/// hypothesis' clipped counts against "every other sample but group c" follow, for all c
+/// at once, from each n-gram's largest count in each group, since leaving a group out only
+/// lowers an n-gram's reference maximum when that group held it. This is what keeps a
+/// leave-one-prompt-out jackknife of Self-BLEU (quadratic when done naively) cheap.
+pub fn self_bleu_4_leave_group_out<S: AsRef<[T]>, T: Eq + Hash>(
+    samples: &[S],
+    group_of: &[usize],
+    groups: usize,
+    hypotheses: &[usize],
+) -> (f64, Vec<f64>) {
+    let ids = intern(samples);
+    let n = ids.len();
+    let mut sizes = vec![0_usize; groups];
+    for &g in group_of {
+        sizes[g] += 1;
+    }
+    // Per hypothesis and order: clipped matches against all other samples, and how many of
+    // them are lost when each group is left out.
+    let mut matches = vec![[0_u64; BLEU_ORDERS]; hypotheses.len()];
+    let mut lost = vec![vec![[0_u64; BLEU_ORDERS]; groups]; hypotheses.len()];
+    for k in 0..BLEU_ORDERS {
+        let order = GroupedOrderIndex::build(&ids, group_of, k + 1);
+        matches
+            .par_iter_mut()
+            .zip(lost.par_iter_mut())
+            .zip(hypotheses)
+            .for_each(|((m, l), &h)| {
+                m[k] = order.clipped_matches(h, group_of[h], |g, d| l[g][k] += d)
+            });
+    }
+    let lengths = LengthCounts::new(&ids, group_of, groups);
+    let mut sorted_lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+    sorted_lengths.sort_unstable();
+    let totals_of = |h: usize| {
+        let mut totals = [0_u64; BLEU_ORDERS];
+        for (k, total) in totals.iter_mut().enumerate() {
+            *total = (ids[h].len() + 1).saturating_sub(k + 1) as u64;
+        }
+        totals
+    };
+    let whole: Vec<f64> = hypotheses
+        .iter()
+        .zip(&matches)
+        .map(|(&h, m)| {
+            let ref_len = closest_other_length(&sorted_lengths, ids[h].len());
+            sentence_bleu_4(m, &totals_of(h), ids[h].len(), ref_len)
+        })
+        .collect();
+    let estimate = if n < 2 { f64::NAN } else { mean(&whole) };
+    let leave_out = (0..groups)
+        .into_par_iter()
+        .map(|c| {
+            if n - sizes[c] < 2 {
+                return f64::NAN;
+            }
+            let scores: Vec<f64> = hypotheses
+                .iter()
+                .enumerate()
+                .filter(|&(_, &h)| group_of[h] != c)
+                .map(|(i, &h)| {
+                    let mut m = matches[i];
+                    for (mk, lk) in m.iter_mut().zip(&lost[i][c]) {
+                        *mk -= lk;
+                    }
+                    let ref_len = lengths.closest_without(ids[h].len(), c);
+                    sentence_bleu_4(&m, &totals_of(h), ids[h].len(), ref_len)
+                })
+                .collect();
+            mean(&scores)
+        })
+        .collect();
+    (estimate, leave_out)
+}
+
+/// Counts of every n-gram of one order per sample, and per n-gram the two largest counts
+/// within each group that holds it.
+struct GroupedOrderIndex {
+    /// Per sample: `(n-gram id, count)`, sorted by id.
+    counts: Vec<Vec<(u32, u32)>>,
+    /// Per n-gram id: `(group, top two counts in that group)`, groups in first-seen order.
+    tops: Vec<Vec<(u32, TopTwo)>>,
+}
+
+impl GroupedOrderIndex {
+    fn build(ids: &[Vec<u32>], group_of: &[usize], n: usize) -> Self {
+        let mut gram_ids: HashMap<u128, u32> = HashMap::new();
+        let mut counts = Vec::with_capacity(ids.len());
+        let mut tops: Vec<Vec<(u32, TopTwo)>> = Vec::new();
+        let mut grams = Vec::new();
+        for (sample, words) in ids.iter().enumerate() {
+            grams.clear();
+            for gram in words.windows(n) {
+                let key = gram.iter().fold(0_u128, |k, &w| (k << 32) | u128::from(w));
+                let next = gram_ids.len() as u32;
+                grams.push(*gram_ids.entry(key).or_insert(next));
+            }
+            grams.sort_unstable();
+            let runs = run_lengths(&grams);
+            tops.resize_with(gram_ids.len(), Vec::new);
+            let group = group_of[sample] as u32;
+            for &(gram, count) in &runs {
+                let entries = &mut tops[gram as usize];
+                match entries.iter_mut().find(|(g, _)| *g == group) {
+                    Some((_, top)) => top.add(sample as u32, count),
+                    None => {
+                        let mut top = TopTwo::default();
+                        top.add(sample as u32, count);
+                        entries.push((group, top));
+                    }
+                }
+            }
+            counts.push(runs);
+        }
+        Self { counts, tops }
+    }
+
+    /// Σ over the hypothesis' n-grams of min(its count, max count in any other sample), and,
+    /// through `lose(group, matches)`, what that sum loses when `group` is left out too.
+    /// Per n-gram the reference maximum is the larger of the best other group's maximum and
+    /// the hypothesis' own group's maximum without it; leaving out a group other than the
+    /// hypothesis' only matters when it is that best group, and then the runner-up group
+    /// takes its place.
+    fn clipped_matches(
+        &self,
+        hypothesis: usize,
+        own_group: usize,
+        mut lose: impl FnMut(usize, u64),
+    ) -> u64 {
+        let (h, own) = (hypothesis as u32, own_group as u32);
+        let mut total = 0;
+        for &(gram, count) in &self.counts[hypothesis] {
+            let (mut own_max, mut best, mut best_group, mut runner_up) = (0, 0, u32::MAX, 0);
+            for &(group, top) in &self.tops[gram as usize] {
+                if group == own {
+                    own_max = top.max_excluding(h);
+                } else if top.first > best {
+                    runner_up = best;
+                    best = top.first;
+                    best_group = group;
+                } else if top.first > runner_up {
+                    runner_up = top.first;
+                }
+            }
+            let with_all = count.min(best.max(own_max));
+            let without_best = count.min(runner_up.max(own_max));
+            total += u64::from(with_all);
+            if with_all > without_best {
+                lose(best_group as usize, u64::from(with_all - without_best));
+            }
+        }
+        total
+    }
+}
+
+/// Sample lengths, overall and per group, to find NLTK's closest reference length when a
+/// group is left out.
+struct LengthCounts {
+    /// Distinct lengths, ascending, with their counts.
+    all: Vec<(usize, usize)>,
+    /// Per group: `(length, count)`, ascending.
+    per_group: Vec<Vec<(usize, usize)>>,
+}
+
+impl LengthCounts {
+    fn new(ids: &[Vec<u32>], group_of: &[usize], groups: usize) -> Self {
+        let count = |lengths: &mut Vec<usize>| -> Vec<(usize, usize)> {
+            lengths.sort_unstable();
+            lengths
+                .chunk_by(|a, b| a == b)
+                .map(|run| (run[0], run.len()))
+                .collect()
+        };
+        let mut per_group: Vec<Vec<usize>> = vec![Vec::new(); groups];
+        for (words, &g) in ids.iter().zip(group_of) {
+            per_group[g].push(words.len());
+        }
+        let mut all: Vec<usize> = ids.iter().map(Vec::len).collect();
+        Self {
+            all: count(&mut all),
+            per_group: per_group.iter_mut().map(count).collect(),
+        }
+    }
+
+    /// [`closest_other_length`] over the samples outside group `left_out` (the hypothesis,
+    /// of length `hyp_len`, is in another group and is not a reference).
+    fn closest_without(&self, hyp_len: usize, left_out: usize) -> usize {
+        let group = &self.per_group[left_out];
+        let available = |i: usize| {
+            let (len, count) = self.all[i];
+            let gone = group
+                .binary_search_by_key(&len, |&(l, _)| l)
+                .map_or(0, |j| group[j].1);
+            count - gone - usize::from(len == hyp_len) > 0
+        };
+        let at = self.all.partition_point(|&(l, _)| l < hyp_len);
+        if at < self.all.len() && self.all[at].0 == hyp_len && available(at) {
+            return hyp_len;
+        }
+        let shorter = (0..at).rev().find(|&i| available(i)).map(|i| self.all[i].0);
+        let first_longer = if at < self.all.len() && self.all[at].0 == hyp_len {
+            at + 1
+        } else {
+            at
+        };
+        let longer = (first_longer..self.all.len())
+            .find(|&i| available(i))
+            .map(|i| self.all[i].0);
+        match (shorter, longer) {
+            (Some(s), Some(l)) if hyp_len - s <= l - hyp_len => s,
+            (_, Some(l)) => l,
+            (Some(s), None) => s,
+            (None, None) => hyp_len,
+        }
+    }
 }
 
 /// Replaces each distinct word by a dense `u32` id (first-appearance order), so n-grams
@@ -408,7 +656,7 @@ fn sentence_bleu_4(
 
 /// Indices of the hypotheses to score: all of them, or a uniform `max_exact`-subset
 /// (partial Fisher–Yates), sorted so the mean sums in sample order.
-fn hypothesis_subset(n: usize, max_exact: usize, seed: u64) -> Vec<usize> {
+pub fn hypothesis_subset(n: usize, max_exact: usize, seed: u64) -> Vec<usize> {
     let mut indices: Vec<usize> = (0..n).collect();
     if n <= max_exact {
         return indices;
@@ -440,13 +688,13 @@ fn uniform_below(rng: &mut impl RngCore, bound: usize) -> usize {
 /// Resample count recommended for cheap statistics (means of per-sample values,
 /// distinct-n, repetition rate, Zipf): the usual 1,000 for a 95 % percentile interval
 /// (Efron & Tibshirani 1993 suggest ≥ 1,000 for percentile intervals; fewer makes the
-/// 2.5 % / 97.5 % tails noisy). For Self-BLEU, prefer [`bootstrap_ci`] over the
-/// per-hypothesis scores from [`self_bleu_4_scores`] (cheap, so 1,000 as well); if you
-/// recompute `self_bleu_4` per resample with [`bootstrap_ci_by`], use about 200
-/// resamples and a smaller `max_exact` (e.g. 200).
+/// 2.5 % / 97.5 % tails noisy). Set-level statistics (distinct-n, Self-BLEU) are better
+/// served by [`jackknife_ci`], which needs no resamples.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 
-/// 95 % percentile bootstrap CI (Efron 1979) of `statistic` over `values`: resample
+/// 95 % percentile bootstrap CI (Efron 1979) of `statistic` over `values`, each value on its
+/// own: right for independent values only; texts of one prompt are not, see
+/// [`cluster_bootstrap_ci`]. Resample
 /// `values` with replacement `resamples` times, take the 2.5th and 97.5th percentiles of
 /// the statistic (linear interpolation, numpy's default). Resample `r` draws from ChaCha8
 /// seeded with `seed` on stream `r`, so the interval is repeatable and independent of
@@ -475,9 +723,8 @@ pub fn bootstrap_ci(
 /// Caveat: a resample with replacement holds each item about 1.6 times on average (only
 /// ~63 % distinct), and set-level diversity scores see those copies as real repeats:
 /// distinct-n drops and Self-BLEU rises (a duplicated hypothesis finds itself among its
-/// references, BLEU 1). The interval is then shifted away from the point estimate. It
-/// still compares settings fairly (every setting is biased the same way), but for
-/// Self-BLEU prefer [`bootstrap_ci`] over [`self_bleu_4_scores`].
+/// references, BLEU 1). The interval is then shifted away from the point estimate, often
+/// entirely: use [`jackknife_ci`] for such statistics.
 pub fn bootstrap_ci_by<T: Sync>(
     items: &[T],
     statistic: impl Fn(&[&T]) -> f64 + Sync,
@@ -527,6 +774,180 @@ fn percentile_interval(mut statistics: Vec<f64>) -> (f64, f64) {
         quantile_sorted(&statistics, 0.025),
         quantile_sorted(&statistics, 0.975),
     )
+}
+
+/// Sample indices grouped by the prompt they answer (`prompt_of[i]` is sample `i`'s prompt),
+/// one cluster per distinct prompt in ascending prompt order, each cluster in sample order.
+/// Samples of one prompt share its topic and difficulty, so they are correlated; the
+/// intervals below resample or leave out whole clusters, never single samples.
+pub fn prompt_clusters(prompt_of: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..prompt_of.len()).collect();
+    order.sort_by_key(|&i| (prompt_of[i], i));
+    order
+        .chunk_by(|&a, &b| prompt_of[a] == prompt_of[b])
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+/// 95 % percentile cluster bootstrap (Davison & Hinkley 1997, §3.8, "resampling
+/// clusters"): each resample draws as many clusters as there are, with replacement, and
+/// `statistic` sees the sample indices of the drawn clusters (a cluster drawn twice, twice).
+/// Seeded like [`bootstrap_ci`], so repeatable and independent of the thread count.
+///
+/// Meant for means of per-sample values, which a repeated sample does not distort. For
+/// set-level statistics (distinct-n, Self-BLEU) a drawn copy of a text counts as a
+/// repetition of itself and the interval slides away from the estimate; use
+/// [`jackknife_ci`] for those. Fewer than 2 clusters gives `(NaN, NaN)`: with one prompt
+/// the prompt-to-prompt spread cannot be estimated at all.
+pub fn cluster_bootstrap_ci(
+    clusters: &[Vec<usize>],
+    statistic: impl Fn(&[usize]) -> f64 + Sync,
+    resamples: usize,
+    seed: u64,
+) -> (f64, f64) {
+    if clusters.len() < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    percentile_interval(bootstrap_distribution(
+        clusters.len(),
+        resamples,
+        seed,
+        |picks| {
+            let indices: Vec<usize> = picks
+                .iter()
+                .flat_map(|&c| clusters[c].iter().copied())
+                .collect();
+            statistic(&indices)
+        },
+    ))
+}
+
+/// At most this many leave-out groups in [`jackknife_ci`]: beyond it, consecutive clusters
+/// are left out together, which bounds the cost at this many recomputations of the
+/// statistic (Self-BLEU is recomputed once per group) while keeping enough degrees of
+/// freedom that the t quantile is within 2 % of the normal one.
+pub const JACKKNIFE_MAX_GROUPS: usize = 64;
+
+/// 95 % delete-a-cluster jackknife interval (Efron & Stein 1981; Shao & Tu 1995, §2.1):
+/// `θ̂ ± t_{0.975, G−1} · √((G−1)/G · Σ_g (θ̂_(g) − θ̄)²)`, where `θ̂_(g)` is `statistic`
+/// on every sample outside group `g`, and the groups are the clusters (consecutive
+/// clusters merged into [`JACKKNIFE_MAX_GROUPS`] groups when there are more). Centred on
+/// the estimate itself, so it always holds it, and no text is ever duplicated, so
+/// set-level statistics are not distorted. `statistic` receives sorted indices.
+/// Fewer than 2 groups, or a statistic undefined on the whole set or on any leave-out
+/// subset, gives `(NaN, NaN)`. Deterministic: the leave-out values are summed in group
+/// order whatever the thread count.
+pub fn jackknife_ci(
+    clusters: &[Vec<usize>],
+    statistic: impl Fn(&[usize]) -> f64 + Sync,
+) -> (f64, f64) {
+    let groups = jackknife_groups(clusters);
+    if groups.len() < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let gather = |skip: Option<usize>| {
+        let mut indices: Vec<usize> = groups
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| Some(j) != skip)
+            .flat_map(|(_, group)| group.iter().copied())
+            .collect();
+        indices.sort_unstable();
+        indices
+    };
+    let estimate = statistic(&gather(None));
+    let leave_out: Vec<f64> = (0..groups.len())
+        .into_par_iter()
+        .map(|j| statistic(&gather(Some(j))))
+        .collect();
+    jackknife_interval(estimate, &leave_out)
+}
+
+/// The interval of [`jackknife_ci`] from the estimate and the statistic without each group
+/// in turn, for statistics that compute all the leave-out values at once.
+pub fn jackknife_interval(estimate: f64, leave_out: &[f64]) -> (f64, f64) {
+    let g = leave_out.len();
+    if g < 2 || !estimate.is_finite() || leave_out.iter().any(|x| !x.is_finite()) {
+        return (f64::NAN, f64::NAN);
+    }
+    let centre = mean(leave_out);
+    let squares: f64 = leave_out.iter().map(|x| (x - centre) * (x - centre)).sum();
+    let half = t_quantile_975(g - 1) * ((g - 1) as f64 / g as f64 * squares).sqrt();
+    (estimate - half, estimate + half)
+}
+
+/// The leave-out groups of [`jackknife_ci`]: one per cluster, or [`JACKKNIFE_MAX_GROUPS`]
+/// runs of consecutive clusters whose sizes differ by at most one cluster.
+pub fn jackknife_groups(clusters: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let p = clusters.len();
+    let g = p.min(JACKKNIFE_MAX_GROUPS);
+    (0..g)
+        .map(|j| clusters[j * p / g..(j + 1) * p / g].concat())
+        .collect()
+}
+
+/// Each sample's group index, from the groups' members (e.g. [`jackknife_groups`]).
+pub fn group_of(groups: &[Vec<usize>], samples: usize) -> Vec<usize> {
+    let mut of = vec![0; samples];
+    for (g, members) in groups.iter().enumerate() {
+        for &i in members {
+            of[i] = g;
+        }
+    }
+    of
+}
+
+/// Student's t quantile at 0.975 with `df` degrees of freedom: exact to 7 digits from a
+/// table up to 30, then the Cornish–Fisher expansion in `1/df` (Abramowitz & Stegun
+/// 26.7.5), within 1e-5 from 30 on. `df == 0` gives NaN.
+pub fn t_quantile_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706_204_7,
+        4.302_652_7,
+        3.182_446_3,
+        2.776_445_1,
+        2.570_581_8,
+        2.446_911_9,
+        2.364_624_3,
+        2.306_004_1,
+        2.262_157_2,
+        2.228_138_9,
+        2.200_985_2,
+        2.178_812_8,
+        2.160_368_7,
+        2.144_786_7,
+        2.131_449_5,
+        2.119_905_3,
+        2.109_815_5,
+        2.100_922_0,
+        2.093_024_1,
+        2.085_963_4,
+        2.079_613_8,
+        2.073_873_1,
+        2.068_657_6,
+        2.063_898_6,
+        2.059_538_6,
+        2.055_529_4,
+        2.051_830_5,
+        2.048_407_1,
+        2.045_229_6,
+        2.042_272_5,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => {
+            let z = 1.959_963_984_540_054_f64;
+            let v = df as f64;
+            let (z2, z3) = (z * z, z * z * z);
+            let (z5, z7, z9) = (z3 * z2, z3 * z2 * z2, z3 * z3 * z3);
+            z + (z3 + z) / (4.0 * v)
+                + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * v * v)
+                + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * v.powi(3))
+                + (79.0 * z9 + 776.0 * z7 + 1482.0 * z5 - 1920.0 * z3 - 945.0 * z)
+                    / (92_160.0 * v.powi(4))
+        }
+    }
 }
 
 /// Quantile `q` of sorted data by linear interpolation between order statistics
@@ -911,6 +1332,170 @@ mod tests {
         assert!(lo.is_nan() && hi.is_nan());
         let (lo, hi) = bootstrap_ci(&[1.0, 2.0], |_| f64::NAN, 10, 0);
         assert!(lo.is_nan() && hi.is_nan());
+    }
+
+    #[test]
+    fn prompt_clusters_group_by_prompt_in_prompt_order() {
+        assert_eq!(
+            prompt_clusters(&[2, 0, 2, 1, 0]),
+            vec![vec![1, 4], vec![3], vec![0, 2]]
+        );
+        assert!(prompt_clusters(&[]).is_empty());
+    }
+
+    #[test]
+    fn t_quantiles_match_tables() {
+        // R: qt(0.975, c(1, 10, 30, 31, 40, 63, 120, 1000)).
+        for (df, want) in [
+            (1, 12.706_204_74),
+            (10, 2.228_138_85),
+            (30, 2.042_272_46),
+            (31, 2.039_513_45),
+            (40, 2.021_075_39),
+            (63, 1.998_340_54),
+            (120, 1.979_930_41),
+            (1000, 1.962_339_11),
+        ] {
+            let got = t_quantile_975(df);
+            assert!((got - want).abs() < 2e-5, "df {df}: {got} vs {want}");
+        }
+        assert!(t_quantile_975(0).is_nan());
+    }
+
+    #[test]
+    fn jackknife_of_a_mean_is_the_t_interval_of_cluster_means() {
+        // Equal clusters: the delete-one jackknife SE of the mean is s/√P of the cluster
+        // means, so the interval is the classic t interval on P − 1 df.
+        let values = [1.0, 3.0, 2.0, 6.0, 5.0, 5.0, 9.0, 7.0];
+        let clusters = prompt_clusters(&[0, 0, 1, 1, 2, 2, 3, 3]);
+        let mean_of = |i: &[usize]| i.iter().map(|&i| values[i]).sum::<f64>() / i.len() as f64;
+        let (lo, hi) = jackknife_ci(&clusters, mean_of);
+        let means = [2.0, 4.0, 5.0, 8.0];
+        let m = mean(&means);
+        let s2 = means.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / 3.0;
+        let half = t_quantile_975(3) * (s2 / 4.0).sqrt();
+        assert!(close(lo, m - half) && close(hi, m + half), "{lo} {hi}");
+        // One cluster, or an undefined statistic: no interval.
+        let (lo, hi) = jackknife_ci(&[vec![0, 1]], mean_of);
+        assert!(lo.is_nan() && hi.is_nan());
+        let (lo, hi) = jackknife_ci(&clusters, |i| if i.len() < 8 { f64::NAN } else { 1.0 });
+        assert!(lo.is_nan() && hi.is_nan());
+    }
+
+    #[test]
+    fn jackknife_merges_clusters_beyond_the_cap_and_sees_sorted_indices() {
+        let clusters: Vec<Vec<usize>> = (0..100).map(|p| vec![2 * p, 2 * p + 1]).collect();
+        let groups = jackknife_groups(&clusters);
+        assert_eq!(groups.len(), JACKKNIFE_MAX_GROUPS);
+        assert_eq!(groups.concat(), (0..200).collect::<Vec<_>>());
+        assert!(groups.iter().all(|g| g.len() == 2 || g.len() == 4));
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let (lo, hi) = jackknife_ci(&clusters, |i| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert!(i.windows(2).all(|w| w[0] < w[1]));
+            i.len() as f64
+        });
+        assert_eq!(calls.into_inner(), JACKKNIFE_MAX_GROUPS + 1);
+        assert!(lo < 200.0 && hi > 200.0, "{lo} {hi}");
+    }
+
+    #[test]
+    fn cluster_bootstrap_resamples_whole_prompts() {
+        // Two prompts whose texts agree within but differ between: resampling texts one by
+        // one would give a narrow interval around 5.5, resampling prompts spans 1 to 10.
+        let values = [1.0, 1.0, 1.0, 10.0, 10.0, 10.0];
+        let clusters = prompt_clusters(&[0, 0, 0, 1, 1, 1]);
+        let mean_of = |i: &[usize]| i.iter().map(|&i| values[i]).sum::<f64>() / i.len() as f64;
+        assert_eq!(
+            cluster_bootstrap_ci(&clusters, mean_of, 400, 1),
+            (1.0, 10.0)
+        );
+        let (lo, hi) = cluster_bootstrap_ci(&clusters[..1], mean_of, 400, 1);
+        assert!(lo.is_nan() && hi.is_nan());
+    }
+
+    #[test]
+    fn cluster_intervals_are_repeatable_and_thread_count_independent() {
+        let samples = random_samples(40, 12, 6, 4);
+        let clusters = prompt_clusters(&(0..40).map(|i| i % 9).collect::<Vec<_>>());
+        let all: Vec<usize> = (0..40).collect();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    (
+                        cluster_bootstrap_ci(&clusters, |i| i.len() as f64 * 0.5, 300, 9),
+                        jackknife_ci(&clusters, |i| {
+                            let kept: Vec<&Vec<u32>> = i.iter().map(|&i| &samples[i]).collect();
+                            distinct_n(&kept, 2)
+                        }),
+                        jackknife_ci(&clusters, |i| self_bleu_4_among(&samples, i, &all)),
+                    )
+                })
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn leave_group_out_self_bleu_equals_recomputing_it_without_each_group() {
+        for seed in 0..6 {
+            let samples = random_samples(45, 14, 6, seed);
+            let groups = 7;
+            // Uneven, interleaved groups; one group of a single sample.
+            let group_of: Vec<usize> = (0..45)
+                .map(|i| {
+                    if i == 44 {
+                        6
+                    } else {
+                        (i * 5 + seed as usize) % 6
+                    }
+                })
+                .collect();
+            let hypotheses = if seed % 2 == 0 {
+                (0..45).collect()
+            } else {
+                hypothesis_subset(45, 20, seed)
+            };
+            let all: Vec<usize> = (0..45).collect();
+            let (whole, leave_out) =
+                self_bleu_4_leave_group_out(&samples, &group_of, groups, &hypotheses);
+            assert_eq!(whole, self_bleu_4_among(&samples, &all, &hypotheses));
+            for (c, got) in leave_out.iter().enumerate() {
+                let keep: Vec<usize> = all.iter().copied().filter(|&i| group_of[i] != c).collect();
+                let want = self_bleu_4_among(&samples, &keep, &hypotheses);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "seed {seed} group {c}: {got} vs {want}"
+                );
+            }
+        }
+        // Leaving out all but one sample: undefined.
+        let two = vec![vec![1_u32, 2], vec![1, 2]];
+        let (whole, leave_out) = self_bleu_4_leave_group_out(&two, &[0, 1], 2, &[0, 1]);
+        assert_eq!(whole, self_bleu_4(&two, 10, 0));
+        assert!(leave_out.iter().all(|x| x.is_nan()));
+    }
+
+    #[test]
+    fn self_bleu_among_all_is_self_bleu_and_among_fewer_drops_references() {
+        let samples = random_samples(30, 12, 5, 8);
+        let all: Vec<usize> = (0..30).collect();
+        let hypotheses = hypothesis_subset(30, 10, 3);
+        assert_eq!(
+            self_bleu_4_among(&samples, &all, &hypotheses),
+            self_bleu_4(&samples, 10, 3)
+        );
+        let keep: Vec<usize> = (0..30).filter(|i| i % 3 != 0).collect();
+        let kept: Vec<&Vec<u32>> = keep.iter().map(|&i| &samples[i]).collect();
+        assert!(close(
+            self_bleu_4_among(&samples, &keep, &all),
+            self_bleu_4(&kept, usize::MAX, 0)
+        ));
+        assert!(self_bleu_4_among(&samples, &[4], &all).is_nan());
+        assert!(self_bleu_4_among(&samples, &[0, 3], &[1]).is_nan());
     }
 
     /// Timing check for the brief's target: `cargo test --release -- --ignored --nocapture`.

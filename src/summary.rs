@@ -26,6 +26,17 @@ impl Sample {
 
 /// A setting's metrics. Undefined values (e.g. Self-BLEU of a single text) are NaN and are
 /// written as empty cells.
+///
+/// Each `_lo`/`_hi` pair is a 95 % interval that treats the prompt as the unit: the texts of
+/// one prompt are correlated, so counting them as independent gives intervals far too
+/// narrow. `mean_perplexity` gets a prompt-level (cluster) percentile bootstrap, which
+/// follows the skew of perplexities; `distinct_2`, `self_bleu_4` and `repetition_rate` get a
+/// leave-one-prompt-out jackknife: the two set-level statistics because a bootstrap's copies
+/// of a text would count as repetitions of it (the interval then misses the estimate), and
+/// the share of looping texts because it covered closer to 95 % than the bootstrap in the
+/// simulation of `tests/intervals.rs`, which checks all four (a share of exactly 0 or 1
+/// gets an exact bound instead, see `share_at_a_bound`). With a single prompt there is
+/// no prompt-to-prompt spread to estimate, and the intervals are NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub samples: usize,
@@ -43,6 +54,8 @@ pub struct Metrics {
     pub self_bleu_4_hi: f64,
     pub zipf_coefficient: f64,
     pub repetition_rate: f64,
+    pub repetition_rate_lo: f64,
+    pub repetition_rate_hi: f64,
     pub rep_4: f64,
     pub mean_tokens: f64,
     pub eos_rate: f64,
@@ -89,38 +102,67 @@ impl Metrics {
         let tokens: Vec<&[u32]> = samples.iter().map(|s| s.token_ids.as_slice()).collect();
         let perplexities: Vec<f64> = samples.iter().map(Sample::perplexity).collect();
         let logprobs: Vec<&[f32]> = samples.iter().map(|s| s.logprobs.as_slice()).collect();
+        let loops: Vec<f64> = tokens
+            .iter()
+            .map(|t| f64::from(u8::from(metrics::ends_in_repetition(t))))
+            .collect();
         let n = samples.len();
-        let (ppl_lo, ppl_hi) = metrics::bootstrap_ci(
-            &perplexities,
-            metrics::mean,
-            metrics::BOOTSTRAP_RESAMPLES,
-            METRICS_SEED,
+        let prompts: Vec<usize> = samples.iter().map(|s| s.prompt_index).collect();
+        let clusters = metrics::prompt_clusters(&prompts);
+        let mean_of = |values: &[f64], keep: &[usize]| {
+            keep.iter().map(|&i| values[i]).sum::<f64>() / keep.len() as f64
+        };
+
+        let mean_perplexity = metrics::mean_perplexity(&perplexities);
+        let (ppl_lo, ppl_hi) = holding(
+            mean_perplexity,
+            metrics::cluster_bootstrap_ci(
+                &clusters,
+                |keep| mean_of(&perplexities, keep),
+                metrics::BOOTSTRAP_RESAMPLES,
+                METRICS_SEED,
+            ),
         );
-        let (d2_lo, d2_hi) = metrics::bootstrap_ci_by(
+        let repetition_rate = metrics::repetition_rate(&tokens);
+        let (rep_lo, rep_hi) = holding(
+            repetition_rate,
+            share_at_a_bound(repetition_rate, clusters.len()).unwrap_or_else(|| {
+                clip01(metrics::jackknife_ci(&clusters, |keep| {
+                    mean_of(&loops, keep)
+                }))
+            }),
+        );
+        let distinct_2 = metrics::distinct_n(&words, 2);
+        let (d2_lo, d2_hi) = holding(
+            distinct_2,
+            clip01(metrics::jackknife_ci(&clusters, |keep| {
+                let kept: Vec<&Vec<&str>> = keep.iter().map(|&i| &words[i]).collect();
+                metrics::distinct_n(&kept, 2)
+            })),
+        );
+        // The hypotheses are drawn once, on the whole set, so that leaving a prompt out changes
+        // the references and drops that prompt's hypotheses but redraws nothing.
+        let hypotheses = metrics::hypothesis_subset(n, SELF_BLEU_MAX_EXACT, METRICS_SEED);
+        let groups = metrics::jackknife_groups(&clusters);
+        let (self_bleu_4, leave_out) = metrics::self_bleu_4_leave_group_out(
             &words,
-            |s| metrics::distinct_n(s, 2),
-            metrics::BOOTSTRAP_RESAMPLES,
-            METRICS_SEED,
+            &metrics::group_of(&groups, n),
+            groups.len(),
+            &hypotheses,
         );
-        // Self-BLEU's interval resamples the per-hypothesis scores, holding references fixed:
-        // resampling whole sample sets would let a duplicated text find itself as a reference.
-        let bleu_scores = metrics::self_bleu_4_scores(&words, SELF_BLEU_MAX_EXACT, METRICS_SEED);
-        let self_bleu_4 = metrics::mean(&bleu_scores);
-        let (b_lo, b_hi) = metrics::bootstrap_ci(
-            &bleu_scores,
-            metrics::mean,
-            metrics::BOOTSTRAP_RESAMPLES,
-            METRICS_SEED,
+        let (b_lo, b_hi) = holding(
+            self_bleu_4,
+            clip01(metrics::jackknife_interval(self_bleu_4, &leave_out)),
         );
         let total_tokens: usize = tokens.iter().map(|t| t.len()).sum();
         Self {
             samples: n,
-            mean_perplexity: metrics::mean_perplexity(&perplexities),
+            mean_perplexity,
             mean_perplexity_lo: ppl_lo,
             mean_perplexity_hi: ppl_hi,
             corpus_perplexity: metrics::corpus_perplexity(&logprobs),
             distinct_1: metrics::distinct_n(&words, 1),
-            distinct_2: metrics::distinct_n(&words, 2),
+            distinct_2,
             distinct_2_lo: d2_lo,
             distinct_2_hi: d2_hi,
             distinct_3: metrics::distinct_n(&words, 3),
@@ -128,7 +170,9 @@ impl Metrics {
             self_bleu_4_lo: b_lo,
             self_bleu_4_hi: b_hi,
             zipf_coefficient: metrics::zipf_coefficient(&words),
-            repetition_rate: metrics::repetition_rate(&tokens),
+            repetition_rate,
+            repetition_rate_lo: rep_lo,
+            repetition_rate_hi: rep_hi,
             rep_4: metrics::mean_rep_4(&tokens),
             mean_tokens: total_tokens as f64 / n.max(1) as f64,
             eos_rate: samples.iter().filter(|s| s.ended_with_eos).count() as f64 / n.max(1) as f64,
@@ -151,5 +195,99 @@ impl Metrics {
             "eos_rate" => self.eos_rate,
             _ => f64::NAN,
         }
+    }
+}
+
+/// The interval of a share that is exactly 0 or 1 over `prompts` prompts (at least 2): no
+/// prompt varies, so the jackknife's would be the point itself, claiming a certainty that
+/// a few dozen prompts cannot give. Instead, the exact (Clopper–Pearson) 97.5 % bound for
+/// "0 of `prompts` prompts had any looping text": `1 − 0.025^(1/prompts)` (0.109 for 32
+/// prompts). It bounds the share of texts too, which cannot exceed the share of prompts
+/// with any such text; symmetrically for a share of 1.
+fn share_at_a_bound(share: f64, prompts: usize) -> Option<(f64, f64)> {
+    if prompts < 2 {
+        return None;
+    }
+    let bound = 0.025_f64.powf(1.0 / prompts as f64);
+    if share == 0.0 {
+        Some((0.0, 1.0 - bound))
+    } else if share == 1.0 {
+        Some((bound, 1.0))
+    } else {
+        None
+    }
+}
+
+/// A share's interval cut to `[0, 1]`: the jackknife's normal interval can reach past the
+/// ends, which no share can. An undefined interval stays undefined (`f64::max` would turn
+/// NaN into the bound).
+fn clip01((lo, hi): (f64, f64)) -> (f64, f64) {
+    if lo.is_nan() || hi.is_nan() {
+        (f64::NAN, f64::NAN)
+    } else {
+        (lo.max(0.0), hi.min(1.0))
+    }
+}
+
+/// The interval widened, if need be, to hold its estimate; NaN unless all three are finite.
+/// The jackknife's interval is centred on the estimate and a prompt bootstrap's percentile
+/// interval of a mean all but always holds it; this makes "always" exact, whatever the last
+/// bits of a sum in another order or a heavily skewed handful of prompts do.
+fn holding(estimate: f64, (lo, hi): (f64, f64)) -> (f64, f64) {
+    if estimate.is_finite() && lo.is_finite() && hi.is_finite() {
+        (lo.min(estimate), hi.max(estimate))
+    } else {
+        (f64::NAN, f64::NAN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(prompt_index: usize, tokens: Vec<u32>) -> Sample {
+        Sample {
+            prompt_index,
+            sample_index: 0,
+            text: tokens
+                .iter()
+                .map(|t| format!("w{t}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            logprobs: vec![-1.0; tokens.len()],
+            token_ids: tokens,
+            ended_with_eos: false,
+        }
+    }
+
+    #[test]
+    fn a_share_of_zero_or_one_gets_the_prompt_level_exact_bound() {
+        let none: Vec<Sample> = (0..32)
+            .map(|p| sample(p, vec![p as u32, 1, 2, 3]))
+            .collect();
+        let m = Metrics::compute(&none);
+        assert_eq!(m.repetition_rate, 0.0);
+        assert_eq!(m.repetition_rate_lo, 0.0);
+        assert!((m.repetition_rate_hi - 0.1088).abs() < 1e-4, "{m:?}");
+        let all: Vec<Sample> = (0..8)
+            .map(|p| sample(p, vec![p as u32, 7, 1, 7, 1, 7, 1]))
+            .collect();
+        let m = Metrics::compute(&all);
+        assert_eq!(m.repetition_rate, 1.0);
+        assert!((m.repetition_rate_lo - 0.025_f64.powf(1.0 / 8.0)).abs() < 1e-12);
+        assert_eq!(m.repetition_rate_hi, 1.0);
+        // One prompt: nothing to say.
+        let m = Metrics::compute(&none[..1]);
+        assert!(m.repetition_rate_lo.is_nan() && m.repetition_rate_hi.is_nan());
+    }
+
+    #[test]
+    fn clipping_keeps_undefined_intervals_undefined() {
+        let (lo, hi) = clip01((f64::NAN, f64::NAN));
+        assert!(lo.is_nan() && hi.is_nan());
+        assert_eq!(clip01((-0.1, 1.2)), (0.0, 1.0));
+        assert_eq!(holding(0.5, (0.6, 0.7)), (0.5, 0.7));
+        let (lo, hi) = holding(f64::NAN, (0.1, 0.2));
+        assert!(lo.is_nan() && hi.is_nan());
     }
 }

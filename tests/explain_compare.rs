@@ -173,11 +173,15 @@ fn explain_rejects_bad_settings_with_exit_2() {
 }
 
 fn experiment(name: &str, top_k: &str) -> String {
+    experiment_with(name, top_k, &["a", "b c"], 10)
+}
+
+fn experiment_with(name: &str, top_k: &str, prompts: &[&str], max_new_tokens: usize) -> String {
     format!(
         r#"name = "{name}"
 model = "{}"
-prompts = ["a", "b c"]
-max_new_tokens = 10
+prompts = {prompts:?}
+max_new_tokens = {max_new_tokens}
 samples = 6
 batch_size = 8
 
@@ -205,9 +209,17 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 
 /// Two runs of the tiny model that differ in one grid value (top_k 20 vs 30).
 fn two_runs(dir: &Path) {
-    for (name, top_k) in [("a", "[0, 20]"), ("b", "[0, 30]")] {
+    two_runs_of(
+        dir,
+        [experiment("a", "[0, 20]"), experiment("b", "[0, 30]")],
+    );
+}
+
+/// Runs of two experiments into `runs/a` and `runs/b`.
+fn two_runs_of(dir: &Path, experiments: [String; 2]) {
+    for (name, text) in ["a", "b"].into_iter().zip(experiments) {
         let toml = dir.join(format!("{name}.toml"));
-        std::fs::write(&toml, experiment(name, top_k)).unwrap();
+        std::fs::write(&toml, text).unwrap();
         ok(&run_in(
             dir,
             &[
@@ -272,7 +284,17 @@ fn compare_shows_what_differs_and_writes_matched_rows() {
     let (header, rows) = read_csv(&csv_path);
     assert_eq!(
         header,
-        ["setting", "metric", "a", "b", "change", "significant"]
+        [
+            "setting",
+            "metric",
+            "a",
+            "b",
+            "change",
+            "change_lo",
+            "change_hi",
+            "significant",
+            "test"
+        ]
     );
     let shared = ["greedy", "sample_t0.9_k0_p1_s1", "beam_n2_lp1"];
     assert_eq!(rows.len(), shared.len() * METRICS.len());
@@ -280,10 +302,16 @@ fn compare_shows_what_differs_and_writes_matched_rows() {
         assert_eq!(row[0], shared[i / METRICS.len()]);
         assert_eq!(row[1], METRICS[i % METRICS.len()]);
     }
-    // Same model, prompts and seeds: the shared settings are identical, so every change is 0
-    // and no interval comparison finds a difference; metrics without intervals get no verdict.
+    // Same model, prompts and seeds: the shared settings are identical, so every change is 0,
+    // and the runs share their prompts, so a paired test judges it: the difference is 0 on
+    // every prompt, its interval is [0, 0], which does not exclude 0.
+    assert!(
+        stdout.contains("test: paired, over the 2 prompts both runs share"),
+        "{stdout}"
+    );
     let (sh, summary) = read_csv(&dir.path().join("runs/a/summary.csv"));
     let col = |name: &str| sh.iter().position(|h| h == name).unwrap();
+    let mut paired = 0;
     for row in &rows {
         let source = summary.iter().find(|r| r[0] == row[0]).unwrap();
         assert_eq!(row[2], source[col(&row[1])], "{row:?}");
@@ -291,16 +319,19 @@ fn compare_shows_what_differs_and_writes_matched_rows() {
         if !row[2].is_empty() {
             assert_eq!(row[4], "0", "{row:?}");
         }
-        let has_interval = matches!(
-            row[1].as_str(),
-            "mean_perplexity" | "distinct_2" | "self_bleu_4"
-        );
-        if has_interval {
-            assert_eq!(row[5], "false", "{row:?}");
-        } else {
-            assert_eq!(row[5], "", "{row:?}");
+        match row[7].as_str() {
+            "false" => {
+                paired += 1;
+                assert!(row[8].starts_with("paired_"), "{row:?}");
+                assert_eq!((row[5].as_str(), row[6].as_str()), ("0", "0"), "{row:?}");
+            }
+            // Undefined on one prompt's texts (e.g. Self-BLEU of greedy's single text):
+            // no verdict.
+            "" => assert_eq!(row[8], "", "{row:?}"),
+            other => panic!("significant = {other} for identical runs: {row:?}"),
         }
     }
+    assert!(paired >= 2 * METRICS.len(), "{paired} paired verdicts");
     assert!(
         !stdout.lines().any(|l| l.trim_end().ends_with('*')),
         "{stdout}"
@@ -319,10 +350,18 @@ fn compare_shows_what_differs_and_writes_matched_rows() {
     );
 }
 
+/// Runs whose prompts differ cannot be paired: a change is significant when the runs'
+/// intervals do not overlap, and the output says that this is the test used.
 #[test]
 fn compare_marks_disjoint_intervals_significant() {
     let dir = tempfile::tempdir().unwrap();
-    two_runs(dir.path());
+    two_runs_of(
+        dir.path(),
+        [
+            experiment_with("a", "[0, 20]", &["a", "b c"], 10),
+            experiment_with("b", "[0, 30]", &["a", "b d"], 10),
+        ],
+    );
     // Move B's greedy perplexity interval far above A's: a significant change.
     let path = dir.path().join("runs/b/summary.csv");
     let (header, mut rows) = read_csv(&path);
@@ -340,6 +379,12 @@ fn compare_marks_disjoint_intervals_significant() {
     drop(w);
 
     let stdout = ok(&run_in(dir.path(), &["compare", "runs/a", "runs/b"]));
+    assert!(
+        stdout.contains(
+            "test: unpaired, whether the runs' 95 % intervals overlap (the runs' prompts differ)"
+        ),
+        "{stdout}"
+    );
     let line = stdout
         .lines()
         .find(|l| l.starts_with("greedy") && l.contains("mean_perplexity"))
@@ -351,10 +396,81 @@ fn compare_marks_disjoint_intervals_significant() {
         .find(|r| r[0] == "greedy" && r[1] == "mean_perplexity")
         .unwrap();
     assert_eq!(row[3], "1000");
-    assert_eq!(row[5], "true");
+    assert_eq!(row[7], "true");
+    assert_eq!(row[8], "interval_overlap");
+    assert_eq!((row[5].as_str(), row[6].as_str()), ("", ""));
+    // Only the metrics with intervals in summary.csv get a verdict.
+    for row in &out {
+        let has_interval = matches!(
+            row[1].as_str(),
+            "mean_perplexity" | "distinct_2" | "self_bleu_4" | "repetition_rate"
+        );
+        if !has_interval {
+            assert_eq!((row[7].as_str(), row[8].as_str()), ("", ""), "{row:?}");
+        }
+    }
     let a: f64 = row[2].parse().unwrap();
     let change: f64 = row[4].parse().unwrap();
     assert!((change - (1000.0 - a)).abs() < 1e-6, "{row:?}");
+}
+
+/// Runs on the same eight prompts that differ in length: the paired test finds the change in
+/// `mean_tokens` on every shared setting, with an interval of the difference that excludes 0,
+/// where the unpaired rule has no interval to decide with. Without one run's samples.csv the
+/// comparison falls back to the unpaired rule and says why.
+#[test]
+fn compare_pairs_runs_on_the_same_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = ["a", "b", "c", "d", "e", "f", "g", "b c"];
+    two_runs_of(
+        dir.path(),
+        [
+            experiment_with("a", "[0]", &prompts, 4),
+            experiment_with("b", "[0]", &prompts, 24),
+        ],
+    );
+    let stdout = ok(&run_in(dir.path(), &["compare", "runs/a", "runs/b"]));
+    assert!(
+        stdout.contains("test: paired, over the 8 prompts both runs share"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("experiment.max_new_tokens"), "{stdout}");
+    let (header, rows) = read_csv(&dir.path().join("compare.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let tokens: Vec<&Vec<String>> = rows.iter().filter(|r| r[1] == "mean_tokens").collect();
+    assert_eq!(tokens.len(), 3, "{rows:?}");
+    for row in tokens {
+        let lo: f64 = row[col("change_lo")].parse().unwrap();
+        let change: f64 = row[col("change")].parse().unwrap();
+        assert!(lo > 0.0 && lo <= change, "{row:?}");
+        assert_eq!(row[col("significant")], "true", "{row:?}");
+        assert_eq!(row[col("test")], "paired_bootstrap", "{row:?}");
+    }
+    let line = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("greedy"))
+        .find(|l| l.contains("mean_tokens"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.trim_end().ends_with('*'), "{line}");
+    let d2 = rows
+        .iter()
+        .find(|r| r[0] == "sample_t0.9_k0_p1_s1" && r[1] == "distinct_2")
+        .unwrap();
+    assert_eq!(d2[col("test")], "paired_jackknife", "{d2:?}");
+
+    std::fs::remove_file(dir.path().join("runs/b/samples.csv")).unwrap();
+    let stdout = ok(&run_in(dir.path(), &["compare", "runs/a", "runs/b"]));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("test: unpaired"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("samples.csv is missing"), "{line}");
+    let (_, rows) = read_csv(&dir.path().join("compare.csv"));
+    assert!(
+        rows.iter()
+            .all(|r| r[8].is_empty() || r[8] == "interval_overlap")
+    );
+    assert!(rows.iter().any(|r| r[8] == "interval_overlap"));
 }
 
 #[test]
