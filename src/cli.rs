@@ -90,8 +90,10 @@ enum Command {
     /// Compare two results folders of `sweep run`: what differs between the runs, then every
     /// metric of the settings both have, written to compare.csv.
     ///
-    /// A change is marked significant (*) when the two runs' 95 % bootstrap intervals do not
-    /// overlap (mean_perplexity, distinct_2 and self_bleu_4 have intervals).
+    /// A change is marked significant (*) when, for runs on the same prompts, the 95 % interval
+    /// of the paired difference (prompts resampled or left out in both runs at once) excludes
+    /// 0; for runs on different prompts, when the two runs' 95 % intervals do not overlap
+    /// (mean_perplexity, distinct_2, self_bleu_4 and repetition_rate have intervals).
     ///
     /// Example: sweep compare results/temps results/temps-gpt2 --out temps-vs-gpt2.csv
     Compare(CompareArgs),
