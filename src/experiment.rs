@@ -240,7 +240,8 @@ impl Experiment {
 // The file as written. Every field is optional and spanned so that missing keys and bad
 // values get our own messages, pointing at the value.
 
-const TOP_KEYS: &[&str] = &[
+/// The keys of an experiment's top level, `[grid]` and `[beam]`, as the reader accepts them.
+pub const TOP_KEYS: &[&str] = &[
     "name",
     "model",
     "prompts",
@@ -252,8 +253,8 @@ const TOP_KEYS: &[&str] = &[
     "grid",
     "beam",
 ];
-const GRID_KEYS: &[&str] = &["temperature", "top_k", "top_p", "seed"];
-const BEAM_KEYS: &[&str] = &[
+pub const GRID_KEYS: &[&str] = &["temperature", "top_k", "top_p", "seed"];
+pub const BEAM_KEYS: &[&str] = &[
     "num_beams",
     "length_penalty",
     "early_stopping",

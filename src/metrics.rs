@@ -375,14 +375,7 @@ impl GroupedOrderIndex {
         let mut tops: Vec<Vec<(u32, TopTwo)>> = Vec::new();
         let mut grams = Vec::new();
         for (sample, words) in ids.iter().enumerate() {
-            grams.clear();
-            for gram in words.windows(n) {
-                let key = gram.iter().fold(0_u128, |k, &w| (k << 32) | u128::from(w));
-                let next = gram_ids.len() as u32;
-                grams.push(*gram_ids.entry(key).or_insert(next));
-            }
-            grams.sort_unstable();
-            let runs = run_lengths(&grams);
+            let runs = gram_counts(words, n, &mut gram_ids, &mut grams);
             tops.resize_with(gram_ids.len(), Vec::new);
             let group = group_of[sample] as u32;
             for &(gram, count) in &runs {
@@ -566,14 +559,7 @@ impl OrderIndex {
         let mut top: Vec<TopTwo> = Vec::new();
         let mut grams = Vec::new();
         for (sample, words) in ids.iter().enumerate() {
-            grams.clear();
-            for gram in words.windows(n) {
-                let key = gram.iter().fold(0_u128, |k, &w| (k << 32) | u128::from(w));
-                let next = gram_ids.len() as u32;
-                grams.push(*gram_ids.entry(key).or_insert(next));
-            }
-            grams.sort_unstable();
-            let runs = run_lengths(&grams);
+            let runs = gram_counts(words, n, &mut gram_ids, &mut grams);
             top.resize(gram_ids.len(), TopTwo::default());
             for &(gram, count) in &runs {
                 top[gram as usize].add(sample as u32, count);
@@ -591,6 +577,24 @@ impl OrderIndex {
             .map(|&(gram, count)| u64::from(count.min(self.top[gram as usize].max_excluding(h))))
             .sum()
     }
+}
+
+/// `(n-gram id, count)` of every n-gram of `words`, sorted by id; ids are given out in
+/// first-seen order through `gram_ids`, shared by all samples. `grams` is scratch space.
+fn gram_counts(
+    words: &[u32],
+    n: usize,
+    gram_ids: &mut HashMap<u128, u32>,
+    grams: &mut Vec<u32>,
+) -> Vec<(u32, u32)> {
+    grams.clear();
+    for gram in words.windows(n) {
+        let key = gram.iter().fold(0_u128, |k, &w| (k << 32) | u128::from(w));
+        let next = gram_ids.len() as u32;
+        grams.push(*gram_ids.entry(key).or_insert(next));
+    }
+    grams.sort_unstable();
+    run_lengths(grams)
 }
 
 /// `(value, multiplicity)` of each run in a sorted slice.

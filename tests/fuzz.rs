@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, LazyLock, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 use sweep::checkpoint;
-use sweep::experiment::Experiment;
+use sweep::experiment::{BEAM_KEYS, Experiment, GRID_KEYS, TOP_KEYS};
 use sweep::model::Gpt2Config;
 
 /// Cases per reader when `SWEEP_FUZZ_CASES` is not set.
@@ -1089,7 +1089,7 @@ fn edge_toml(m: &mut Mutator) -> toml::Value {
         6 => T::Array(vec![scalar(m), scalar(m), T::Array(vec![scalar(m)])]),
         _ => {
             let mut table = toml::Table::new();
-            table.insert(m.pick(GRID_AND_BEAM_KEYS).into(), scalar(m));
+            table.insert(m.pick(&GRID_AND_BEAM_KEYS).into(), scalar(m));
             if m.chance(50) {
                 T::Array(vec![T::Table(table.clone()), T::Table(table)])
             } else {
@@ -1099,29 +1099,10 @@ fn edge_toml(m: &mut Mutator) -> toml::Value {
     }
 }
 
-const TOP_KEYS: &[&str] = &[
-    "name",
-    "model",
-    "prompts",
-    "prompts_file",
-    "max_new_tokens",
-    "samples",
-    "batch_size",
-    "baseline",
-    "grid",
-    "beam",
-];
-
-const GRID_AND_BEAM_KEYS: &[&str] = &[
-    "temperature",
-    "top_k",
-    "top_p",
-    "seed",
-    "num_beams",
-    "length_penalty",
-    "early_stopping",
-    "num_return_sequences",
-];
+/// Every key of `[grid]` and `[beam]`: either table gets either kind, so some cases are
+/// unknown keys.
+static GRID_AND_BEAM_KEYS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| GRID_KEYS.iter().chain(BEAM_KEYS).copied().collect());
 
 /// An experiment with one key, at the top or inside a `[grid]` or `[beam]` table, set to an
 /// edge value or removed, written back as TOML; `None` when the seed does not parse.
@@ -1133,10 +1114,10 @@ fn mutate_toml_keys(m: &mut Mutator, seed: &[u8]) -> Option<String> {
         Some(toml::Value::Table(_) | toml::Value::Array(_))
     );
     let (target, keys) = match table.get_mut(sub) {
-        Some(toml::Value::Table(t)) => (t, GRID_AND_BEAM_KEYS),
+        Some(toml::Value::Table(t)) => (t, &GRID_AND_BEAM_KEYS[..]),
         Some(toml::Value::Array(a)) if !a.is_empty() => {
             let i = m.below(a.len());
-            (a[i].as_table_mut()?, GRID_AND_BEAM_KEYS)
+            (a[i].as_table_mut()?, &GRID_AND_BEAM_KEYS[..])
         }
         _ => (&mut table, TOP_KEYS),
     };
