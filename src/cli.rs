@@ -403,10 +403,40 @@ fn load_model(
     model: Option<PathBuf>,
     device: &burn::tensor::Device,
 ) -> Result<(PathBuf, checkpoint::Loaded)> {
-    let path = model.unwrap_or_else(sweep::default_model);
+    let path = model_or_default(model)?;
     let loaded = checkpoint::load(&path, device)
         .with_context(|| format!("loading model {}", path.display()))?;
     Ok((path, loaded))
+}
+
+/// `model`, or the shipped model (written to the user's cache folder on first use).
+fn model_or_default(model: Option<PathBuf>) -> Result<PathBuf> {
+    match model {
+        Some(path) => Ok(path),
+        None => Ok(sweep::default_model()?),
+    }
+}
+
+/// A text file an option names, checked before any model is loaded, so that a missing one
+/// is named with its option and the fix. `default` is the option's default, which is
+/// relative to the root of sweep's source tree, where the corpus is shipped.
+fn check_text_file(path: &std::path::Path, flag: &str, default: Option<&str>) -> Result<()> {
+    let problem = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return Ok(()),
+        Ok(_) => "is a folder, not a text file".to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let fix = if default.is_some_and(|d| std::path::Path::new(d) == path) {
+        format!(
+            "the default {flag} is relative to the root of sweep's source tree, where the \
+             Shakespeare corpus is shipped: run from there, or pass {flag} FILE with a UTF-8 \
+             text file"
+        )
+    } else {
+        format!("pass {flag} with the path of a UTF-8 text file")
+    };
+    Err(BadInput(format!("{flag} {}: {problem}; {fix}", path.display())).into())
 }
 
 /// Errors the user can fix by changing what they passed in: exit code 2 instead of 1.
@@ -582,6 +612,8 @@ fn train(args: TrainArgs) -> Result<()> {
     if args.device.dtype != sweep::model::Precision::F32 {
         return Err(BadInput("--dtype: training runs in f32 only".into()).into());
     }
+    check_text_file(&args.train, "--train", Some("data/shakespeare/train.txt"))?;
+    check_text_file(&args.valid, "--valid", Some("data/shakespeare/valid.txt"))?;
     let (_, device) = args.device.open()?;
     let run = TrainRun {
         config: TrainConfig {
@@ -631,7 +663,7 @@ fn check_against_model(
     exp: &Experiment,
     settings: &[sweep::grid::Setting],
 ) -> Result<(PathBuf, checkpoint::Inspected, sweep::limits::Footprint)> {
-    let model = exp.model.clone().unwrap_or_else(sweep::default_model);
+    let model = model_or_default(exp.model.clone())?;
     let inspected = checkpoint::inspect(&model)
         .with_context(|| format!("{}: model {}", exp.source.display(), model.display()))?;
     let memory = sweep::limits::Memory::of_this_machine();
@@ -650,6 +682,9 @@ fn validate(path: &std::path::Path) -> Result<()> {
     let exp = load_experiment(path)?;
     let (settings, folded) = runner::settings(&exp);
     let (model, inspected, footprint) = check_against_model(&exp, &settings)?;
+    let results = PathBuf::from("results").join(&exp.name);
+    validate_results_folder(&exp, &settings, &inspected, &results)?;
+    let cropped = cropped_prompts(&exp, &inspected.config);
     let planned = sweep::grid::planned_tokens(&exp, &settings);
     let count = |s: Strategy| settings.iter().filter(|x| x.strategy == s).count();
     println!("{}: ok", path.display());
@@ -698,8 +733,59 @@ fn validate(path: &std::path::Path) -> Result<()> {
         sweep::limits::size(peak.weights),
         footprint.memory
     );
-    println!("  results:   results/{}/", exp.name);
+    println!("  results:   {}/", results.display());
+    for (i, cropped) in cropped {
+        eprintln!(
+            "warning: prompt {i} cropped by {cropped} tokens from the left to fit the context"
+        );
+    }
     Ok(())
+}
+
+/// How many tokens `run` will crop from the left of each prompt that does not fit the
+/// context beside `max_new_tokens`, as it prepares them: (prompt index, tokens cropped).
+fn cropped_prompts(exp: &Experiment, config: &sweep::model::Gpt2Config) -> Vec<(usize, usize)> {
+    let tokenizer = Tokenizer::gpt2();
+    let room = config.n_positions.saturating_sub(exp.max_new_tokens);
+    exp.prompts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            // An empty prompt is one end-of-text token.
+            let len = tokenizer.encode(&p.text).len().max(1);
+            let cropped = len.saturating_sub(room);
+            (cropped > 0).then_some((i, cropped))
+        })
+        .collect()
+}
+
+/// What `run` would say of the default results folder, before any generation: a path that
+/// is a file, or a folder holding another experiment's rows (or another format's), is an
+/// error, as `run` stops on it with the same defaults; a folder locked by another process is a
+/// warning, as that ends with the process.
+fn validate_results_folder(
+    exp: &Experiment,
+    settings: &[sweep::grid::Setting],
+    inspected: &checkpoint::Inspected,
+    results: &std::path::Path,
+) -> Result<()> {
+    use sweep::store::{Fingerprint, StoreError};
+    let checked = sweep::store::preflight(results, |old| {
+        // The backend is chosen when running, so it is taken as the folder's own.
+        let sha = sweep::store::sha256_file(&inspected.weights).ok()?;
+        Some(Fingerprint::new(exp, settings, &sha, &old.shared.backend))
+    });
+    match checked {
+        Err(e @ StoreError::Locked { .. }) => {
+            eprintln!("warning: {e}");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "{}: `sweep run` would refuse its results folder",
+            exp.source.display()
+        ))),
+        Ok(()) => Ok(()),
+    }
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -711,6 +797,10 @@ fn run(args: RunArgs) -> Result<()> {
     };
     let exp = load_experiment(&path)?;
     check_against_model(&exp, &runner::settings(&exp).0)?;
+    let dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
+    sweep::store::check_folder(&dir, "--out")?;
     let shard = match &args.shard {
         Some(spec) => Some(spec.parse::<sweep::shard::Shard>()?),
         None => sweep::shard::Shard::from_slurm_env(|name| std::env::var(name).ok())?,
@@ -720,9 +810,6 @@ fn run(args: RunArgs) -> Result<()> {
     let model_sha256 = sweep::store::sha256_file(&loaded.weights)
         .with_context(|| format!("reading {}", loaded.weights.display()))?;
     let generator = args.device.generator(loaded.model);
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
     let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -802,6 +889,9 @@ fn run_shard(
 }
 
 fn merge(args: MergeArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        sweep::store::check_folder(out, "--out")?;
+    }
     let merged = sweep::shard::merge(&args.dirs, args.out.as_deref())?;
     eprintln!(
         "merged {} shards ({} settings): wrote {}/summary.csv, samples.csv, run.json and plots",
@@ -818,6 +908,7 @@ fn slurm(args: SlurmArgs) -> Result<()> {
     let results = args
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
+    sweep::store::check_folder(&results, "--out")?;
     if args.sweep.is_none() {
         // The jobs run this binary: a backend or device it does not have would fail every
         // task, and only after the queue wait.
@@ -901,6 +992,10 @@ fn slurm(args: SlurmArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     use sweep::train::{evaluate, tokenize_file, unigram_perplexity};
+    check_text_file(&args.data, "--data", Some("data/shakespeare/valid.txt"))?;
+    if let Some(train_file) = &args.unigram_train {
+        check_text_file(train_file, "--unigram-train", None)?;
+    }
     let (_, device) = args.device.open()?;
     let (_, loaded) = load_model(args.model, &device)?;
     let tokens = tokenize_file(&args.data)?;
@@ -967,6 +1062,27 @@ fn explain(args: ExplainArgs) -> Result<()> {
 }
 
 fn compare(args: CompareArgs) -> Result<()> {
+    if args.out.is_dir() {
+        return Err(BadInput(format!(
+            "--out {}: is a folder; --out names the CSV file the table of changes is written \
+             to: pass a file path, e.g. --out {}",
+            args.out.display(),
+            args.out.join("compare.csv").display()
+        ))
+        .into());
+    }
+    if let Some(parent) = args.out.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        return Err(BadInput(format!(
+            "--out {}: the folder {} does not exist; create it, or pass a path in an existing \
+             folder",
+            args.out.display(),
+            parent.display()
+        ))
+        .into());
+    }
     let comparison = sweep::compare::compare(&args.a, &args.b)?;
     sweep::compare::write_csv(&args.out, &comparison.matched.changes)?;
     write!(
@@ -983,7 +1099,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     check_bench_args(&args)?;
     let (backend_name, device) = args.device.open()?;
     let model_path = match &args.random {
-        None => args.model.clone().unwrap_or_else(sweep::default_model),
+        None => model_or_default(args.model.clone())?,
         Some(shape) => random_bench_model(shape, &device)?,
     };
     let loaded = checkpoint::load(&model_path, &device)

@@ -46,10 +46,27 @@ pub enum ShardError {
         error: std::io::Error,
     },
     #[error(
-        "{dir}: not a shard (no {RECORD}, no experiment.json) and no {SHARDS_DIR}/ folder in it; \
-         pass the results folder of `sweep run --shard` or its {SHARDS_DIR}/<i>-of-<n> folders"
+        "{dir}: not a shard (no {RECORD}, and not a {SHARDS_DIR}/<i>-of-<n> folder) and no \
+         {SHARDS_DIR}/ folder in it; pass the results folder of `sweep run --shard` or its \
+         {SHARDS_DIR}/<i>-of-<n> folders"
     )]
     NotAShard { dir: PathBuf },
+    #[error(
+        "{dir} does not exist; pass the results folder of `sweep run --shard` (the --out of the \
+         shards, by default results/<name>) or its {SHARDS_DIR}/<i>-of-<n> folders"
+    )]
+    NoSuchFolder { dir: PathBuf },
+    #[error(
+        "{dir} is a file; pass the results folder of `sweep run --shard` or its \
+         {SHARDS_DIR}/<i>-of-<n> folders"
+    )]
+    NotAFolder { dir: PathBuf },
+    #[error(
+        "{dir} holds an unsharded run (experiment.json but no {SHARDS_DIR}/ folder): there is \
+         nothing to merge, `sweep run` wrote its reports itself; merge is for the results \
+         folder of `sweep run --shard I/N`"
+    )]
+    Unsharded { dir: PathBuf },
     #[error("{path}: {reason}; run that shard again to rewrite it")]
     Unreadable { path: PathBuf, reason: String },
     #[error(
@@ -82,21 +99,28 @@ pub enum ShardError {
         b: PathBuf,
     },
     #[error(
-        "missing shard{}: {}; run {} (`sweep run {} --out {} --shard {}`, or on Slurm \
-         `sbatch --array={} {}`), then merge again",
+        "missing shard{}: {}; run {} (`sweep run {} --out {} --shard {}`{}), then merge again",
         if missing.len() == 1 { "" } else { "s" },
         list(missing.iter().map(|(s, dir)| format!("{s} ({})", dir.display()))),
         if missing.len() == 1 { "it" } else { "them" },
         experiment.display(),
         results.display(),
         missing[0].0,
-        missing.iter().map(|(s, _)| s.index.to_string()).collect::<Vec<_>>().join(","),
-        results.join("slurm/shards.sbatch").display(),
+        match script {
+            Some(script) => format!(
+                ", or on Slurm `sbatch --array={} {}`",
+                missing.iter().map(|(s, _)| s.index.to_string()).collect::<Vec<_>>().join(","),
+                script.display()
+            ),
+            None => String::new(),
+        },
     )]
     Missing {
         missing: Vec<(Shard, PathBuf)>,
         experiment: PathBuf,
         results: PathBuf,
+        /// The array script of `sweep slurm`, named only where one was written.
+        script: Option<PathBuf>,
     },
     #[error(
         "shard {shard} in {dir} is unfinished: {} of its {total} settings are not saved ({}); \
@@ -446,9 +470,11 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         })
         .collect();
     if !missing.is_empty() {
+        let script = out.join("slurm/shards.sbatch");
         return Err(ShardError::Missing {
             missing,
             experiment: exp.source.clone(),
+            script: script.is_file().then_some(script),
             results: out,
         });
     }
@@ -546,8 +572,12 @@ fn shard_dirs(input: &Path) -> Result<Vec<PathBuf>, ShardError> {
         return Ok(vec![input.to_path_buf()]);
     }
     if !shards.is_dir() {
-        return Err(ShardError::NotAShard {
-            dir: input.to_path_buf(),
+        let dir = input.to_path_buf();
+        return Err(match fs::metadata(input) {
+            Err(_) => ShardError::NoSuchFolder { dir },
+            Ok(m) if !m.is_dir() => ShardError::NotAFolder { dir },
+            Ok(_) if input.join("experiment.json").is_file() => ShardError::Unsharded { dir },
+            Ok(_) => ShardError::NotAShard { dir },
         });
     }
     let mut dirs: Vec<PathBuf> = fs::read_dir(&shards)

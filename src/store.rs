@@ -75,6 +75,11 @@ pub enum StoreError {
         error: std::io::Error,
     },
     #[error(
+        "{path} is a file, not a folder; {flag} names the folder the results go to (created if \
+         missing): pass the path of a folder, or of one that does not exist yet"
+    )]
+    NotAFolder { path: PathBuf, flag: String },
+    #[error(
         "{dir} is in use by another sweep process ({holder}); wait for it to end or stop it, \
          then run again, or pass --out to write elsewhere"
     )]
@@ -504,6 +509,66 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Refuse a results folder path that names something other than a folder, before any work,
+/// with the option (`flag`) that named it.
+pub fn check_folder(path: &Path, flag: &str) -> Result<(), StoreError> {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(StoreError::NotAFolder {
+            path: path.to_path_buf(),
+            flag: flag.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What [`Store::open`] would refuse in `dir` for `fingerprint`'s experiment, found without
+/// writing anything (no lock is taken, no folder created), so that a check before the run
+/// says it: a path that is not a folder, a folder another process holds, or one that holds
+/// another experiment's rows.
+/// `fingerprint` is given the folder's own and returns the new one (or `None` when it cannot
+/// be made), so that the model's SHA-256 is computed only where a folder holds a fingerprint.
+pub fn preflight(
+    dir: &Path,
+    fingerprint: impl FnOnce(&Fingerprint) -> Option<Fingerprint>,
+) -> Result<(), StoreError> {
+    check_folder(dir, "--out")?;
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let lock = dir.join(LOCK);
+    if let Ok(file) = File::open(&lock) {
+        // SAFETY: flock on a file descriptor this function owns; released when it closes.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let holder = fs::read_to_string(&lock)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
+                .map(|h| format!("pid {} on {}", h.pid, h.host))
+                .unwrap_or_else(|| "a process that has not yet written its pid".into());
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                holder,
+            });
+        }
+    }
+    if let Some(old) = read_fingerprint(dir)?
+        && let Some(new) = fingerprint(&old)
+        && let Some(what) = new.difference(&old)
+        && holds_rows(&dir.join(SETTINGS_DIR))?
+    {
+        return Err(StoreError::Changed {
+            dir: dir.to_path_buf(),
+            what,
+        });
+    }
+    Ok(())
+}
+
+/// SHA-256 of bytes in memory, hex.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = File::open(path)?;
@@ -568,6 +633,7 @@ impl Store {
     /// experiment, or with `force` empty it first (only if it is empty or sweep's), and
     /// record the fingerprint.
     pub fn open(dir: &Path, fingerprint: Fingerprint, force: bool) -> Result<Self, StoreError> {
+        check_folder(dir, "--out")?;
         if force && dir.exists() {
             check_ours(dir)?;
         }
