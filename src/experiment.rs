@@ -1294,10 +1294,18 @@ fn name_the_key(text: &str, span: Option<Range<usize>>, message: &str) -> String
             .next()
             .unwrap_or("");
         if (written == "grid" || written == "beam") && line.trim_start().starts_with('[') {
-            return format!(
-                "[{written}] and [[{written}]] are both used (or {written} is given twice); use \
-                 one form: a single [{written}] table, or only [[{written}]] tables, one per {written}"
-            );
+            let both = text.lines().any(|l| l.trim_start().starts_with("[["));
+            return if written == "beam" {
+                "[beam] is given twice; put every beam key in one [beam] table".to_owned()
+            } else if both {
+                "[grid] and [[grid]] are both used; use one form: a single [grid] table, or \
+                 only [[grid]] tables, one per grid"
+                    .to_owned()
+            } else {
+                "[grid] is given twice; put its keys in one [grid] table, or write each grid \
+                 as a [[grid]] table"
+                    .to_owned()
+            };
         }
         if written.is_empty() {
             return message.to_owned();
@@ -2462,6 +2470,60 @@ num_return_sequences = 2
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn type_errors_and_duplicates_name_their_key() {
+        let msg = fails_at(
+            "prompts = [\"a\"] # x = y\nmax_new_tokens = [1, 2] # a = b\n",
+            2,
+            18,
+            "`max_new_tokens`: invalid type: sequence",
+        );
+        assert!(msg.contains("takes one value, not a list"), "{msg}");
+        let msg = fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[beam]\nnum_beams = [2, \"x\"]\n",
+            4,
+            17,
+            "`num_beams` in [beam]:",
+        );
+        assert!(msg.contains("num_beams = [2, 4]"), "{msg}");
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[beam]\nnum_beams = 2\n[beam]\n",
+            5,
+            2,
+            "[beam] is given twice",
+        );
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[grid]\ntop_k = 2\n[grid]\n",
+            5,
+            2,
+            "[grid] is given twice",
+        );
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[grid]\ntop_k = 2\ntop_k = 3\n",
+            5,
+            1,
+            "`top_k` is given twice in [grid] (first at line 4)",
+        );
+    }
+
+    #[test]
+    fn the_key_before_a_value_skips_strings_and_comments() {
+        let text = "prompts = [\"a=b\", \"c\"]";
+        assert_eq!(key_before(text, text.find("\"c").unwrap()), Some("prompts"));
+        let text = "grid = { top_k = \"x\" }";
+        assert_eq!(key_before(text, text.find("\"x").unwrap()), Some("top_k"));
+        let text = "seed = [\n  1,\n  'x',\n]";
+        assert_eq!(key_before(text, text.find("'x").unwrap()), Some("seed"));
+        assert_eq!(key_before("[grid]\n", 7), None);
+    }
+
+    #[test]
+    fn prompts_files_need_a_known_extension() {
+        let text = "prompts_file = \"p.csv\"\nmax_new_tokens = 4\n";
+        let msg = fails_at(text, 1, 16, "supported extensions: .txt");
+        assert!(msg.contains(".jsonl"), "{msg}");
     }
 
     #[test]
