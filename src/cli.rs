@@ -277,6 +277,9 @@ struct TrainArgs {
     /// Context length in tokens (the model's n_positions).
     #[arg(long, default_value_t = 256, value_parser = whole::<usize>)]
     context: usize,
+    /// Training steps, which are also the length of the learning-rate schedule (cosine decay
+    /// to --min-learning-rate at the last step), so a run keeps its --steps: to train in
+    /// sittings, give the final --steps and --stop-at.
     #[arg(long, default_value_t = 2000, value_parser = whole::<usize>)]
     steps: usize,
     /// Windows per step.
