@@ -63,6 +63,7 @@ enum Command {
     /// Print one continuation of a prompt, streaming tokens as they come.
     ///
     /// Example: sweep generate --prompt "ROMEO.\n" --temperature 0.8 --top-k 50 --top-p 0.9
+    #[command(allow_negative_numbers = true)]
     Generate(GenerateArgs),
     /// Train a GPT-2-architecture model on a text corpus (default: the shipped Shakespeare
     /// split), writing a Hugging Face GPT-2 folder that every command can load.
@@ -70,22 +71,26 @@ enum Command {
     /// Resumes from the last checkpoint in --out when run again with the same options.
     ///
     /// Example: sweep train --out runs/tiny --n-layer 2 --n-embd 64 --steps 200
+    #[command(allow_negative_numbers = true)]
     Train(TrainArgs),
     /// Perplexity of a model on a text file: non-overlapping windows of the model's context,
     /// every token after the first of a window predicted. The model card's figure.
     ///
     /// Example: sweep eval --data data/shakespeare/valid.txt --max-tokens 16384
+    #[command(allow_negative_numbers = true)]
     Eval(EvalArgs),
     /// Tokens per second of batch-1 greedy, batched sampling, beam search, a grid and prefill,
     /// with peak memory; optionally side by side with transformers on the same weights.
     ///
     /// Example: sweep bench --random gpt2 --vs-transformers
+    #[command(allow_negative_numbers = true)]
     Bench(BenchArgs),
     /// Show the next-token distribution of a prompt after each stage of the sampling
     /// pipeline: softmax (T = 1), temperature, top-k, top-p, each renormalised, with the
     /// tokens that survive and the entropy.
     ///
     /// Example: sweep explain --prompt "ROMEO.\n" --temperature 0.7 --top-k 50 --top-p 0.9 --svg
+    #[command(allow_negative_numbers = true)]
     Explain(ExplainArgs),
     /// Compare two results folders of `sweep run`: what differs between the runs, then every
     /// metric of the settings both have, written to compare.csv.
@@ -105,6 +110,7 @@ enum Command {
     /// array) and submit.sh (submits both). Submitting again resumes every shard.
     ///
     /// Example: sweep slurm experiments/temps.toml --shards 8 --partition gpu --gpus-per-task 1 --time 02:00:00 --submit
+    #[command(allow_negative_numbers = true)]
     Slurm(SlurmArgs),
     /// Check that shards of `sweep run --shard` make up one whole run, and write its
     /// summary.csv, samples.csv, run.json and plots, as an unsharded run would.
@@ -239,7 +245,7 @@ struct EvalArgs {
     #[arg(long, default_value = "data/shakespeare/valid.txt")]
     data: PathBuf,
     /// Score only the first N tokens [default: the model card's 16384; 0 = all]
-    #[arg(long, default_value_t = sweep::train::CARD_EVAL_TOKENS)]
+    #[arg(long, default_value_t = sweep::train::CARD_EVAL_TOKENS, value_parser = whole::<usize>)]
     max_tokens: usize,
     /// Also print the add-one unigram baseline trained on this file.
     #[arg(long)]
@@ -262,19 +268,22 @@ struct TrainArgs {
     /// Also write the final weights in f16 to this folder (the shipped form).
     #[arg(long)]
     export_f16: Option<PathBuf>,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = whole::<usize>)]
     n_layer: usize,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = whole::<usize>)]
     n_head: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = whole::<usize>)]
     n_embd: usize,
     /// Context length in tokens (the model's n_positions).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = whole::<usize>)]
     context: usize,
-    #[arg(long, default_value_t = 2000)]
+    /// Training steps, which are also the length of the learning-rate schedule (cosine decay
+    /// to --min-learning-rate at the last step), so a run keeps its --steps: to train in
+    /// sittings, give the final --steps and --stop-at.
+    #[arg(long, default_value_t = 2000, value_parser = whole::<usize>)]
     steps: usize,
     /// Windows per step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = whole::<usize>)]
     batch_size: usize,
     /// Peak learning rate, reached after the warm-up.
     #[arg(long, default_value_t = 1e-3)]
@@ -282,7 +291,7 @@ struct TrainArgs {
     /// Learning rate at the last step (cosine decay).
     #[arg(long, default_value_t = 1e-4)]
     min_learning_rate: f64,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = whole::<usize>)]
     warmup_steps: usize,
     #[arg(long, default_value_t = 0.1)]
     weight_decay: f64,
@@ -290,19 +299,19 @@ struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     grad_clip: f64,
     /// Steps between validation and checkpoint.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = whole::<usize>)]
     eval_interval: usize,
     /// Validation windows per evaluation.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = whole::<usize>)]
     eval_windows: usize,
-    #[arg(long, default_value_t = 1337)]
+    #[arg(long, default_value_t = 1337, value_parser = whole::<u64>)]
     seed: u64,
     /// Start over even if --out holds a checkpoint.
     #[arg(long)]
     fresh: bool,
     /// Stop at this step (checkpointed) without changing the --steps schedule; run again
     /// without it (or with a later one) to continue.
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>)]
     stop_at: Option<usize>,
     #[arg(long)]
     quiet: bool,
@@ -355,7 +364,7 @@ struct SamplingArgs {
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
     /// Keep only the k most probable tokens; 0 = off.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = whole::<usize>)]
     top_k: usize,
     /// Keep the smallest most-probable set of tokens whose probability reaches p; 1.0 = off.
     #[arg(long, default_value_t = 1.0)]
@@ -372,9 +381,9 @@ struct GenerateArgs {
     model: Option<PathBuf>,
     #[command(flatten)]
     sampling: SamplingArgs,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = whole::<usize>)]
     max_new_tokens: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = whole::<u64>)]
     seed: u64,
     #[command(flatten)]
     device: DeviceArgs,
@@ -536,6 +545,18 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Parses a whole-number flag so that a negative one (accepted as a value, not taken for a
+/// flag) is told what is allowed rather than "invalid digit found in string".
+fn whole<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
+    text.trim().parse::<T>().map_err(|_| {
+        if text.trim().parse::<f64>().is_ok_and(|v| v < 0.0) {
+            format!("{text} is negative; give a whole number, 0 or more")
+        } else {
+            format!("{text} is not a whole number; give one, 0 or more (e.g. 16)")
+        }
+    })
 }
 
 fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
@@ -1005,18 +1026,34 @@ fn eval(args: EvalArgs) -> Result<()> {
         args.max_tokens.min(tokens.len())
     };
     let context = loaded.config.n_positions;
-    if limit <= context {
+    if limit < 2 {
         return Err(BadInput(format!(
-            "{}: {limit} tokens to score, but one window of the model's context needs {}",
+            "{}: {limit} tokens to score; perplexity needs at least 2 (one to read, one to \
+             predict): give a longer file{}",
             args.data.display(),
-            context + 1
+            if args.max_tokens != 0 && args.max_tokens < tokens.len() {
+                " or a larger --max-tokens"
+            } else {
+                ""
+            }
         ))
         .into());
     }
+    // A file shorter than one context window is still worth a figure: it is scored as one
+    // shorter window, and the line says so, since such a figure sees less context per token.
+    let window = context.min(limit - 1);
     let model = loaded.model.with_precision(args.device.dtype);
-    let loss = evaluate(&model, &tokens, context, Some(limit), 8);
+    let loss = evaluate(&model, &tokens, window, Some(limit), 8);
+    let short = if window < context {
+        format!(
+            " (shorter than one context window of {context}: scored as one window of {window} \
+             predictions)"
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{}: {limit} tokens, loss {loss:.4} nats/token, perplexity {:.2}",
+        "{}: {limit} tokens{short}, loss {loss:.4} nats/token, perplexity {:.2}",
         args.data.display(),
         loss.exp()
     );

@@ -230,7 +230,7 @@ impl Experiment {
         let ctx = Ctx { text, source, cwd };
         let raw: RawExperiment = toml::from_str(text).map_err(|e| ExperimentError::Parse {
             at: ctx.location(e.span()),
-            message: friendlier_message(e.message()),
+            message: name_the_key(text, e.span(), &friendlier_message(e.message())),
         })?;
         ctx.resolve(raw)
     }
@@ -253,6 +253,9 @@ pub const TOP_KEYS: &[&str] = &[
     "grid",
     "beam",
 ];
+/// The extensions a prompts file may have; its format is chosen by them, so any other one
+/// is refused rather than read as text (a CSV's header would become a prompt).
+pub const PROMPTS_EXTENSIONS: &[&str] = &["txt", "jsonl"];
 pub const GRID_KEYS: &[&str] = &["temperature", "top_k", "top_p", "seed"];
 pub const BEAM_KEYS: &[&str] = &[
     "num_beams",
@@ -266,7 +269,7 @@ pub const BEAM_KEYS: &[&str] = &[
 struct RawExperiment {
     name: Option<Spanned<String>>,
     model: Option<Spanned<String>>,
-    prompts: Option<Spanned<Vec<Spanned<String>>>>,
+    prompts: Option<Spanned<RawPrompts>>,
     prompts_file: Option<Spanned<String>>,
     max_new_tokens: Option<Spanned<Int>>,
     samples: Option<Spanned<Int>>,
@@ -274,6 +277,53 @@ struct RawExperiment {
     baseline: Option<Spanned<Int>>,
     grid: Option<Spanned<RawGrids>>,
     beam: Option<Spanned<RawBeam>>,
+}
+
+/// `prompts` as written: a list of strings, or one string (a one-element list, as a scalar
+/// is everywhere a list is expected).
+enum RawPrompts {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawPrompts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = RawPrompts;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawPrompts::One(v.to_owned()))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(RawPrompts::Many(items))
+            }
+        }
+
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl RawPrompts {
+    /// The prompts as a list, a lone string spanning what it was written as.
+    fn into_list(raw: Spanned<RawPrompts>) -> Spanned<Vec<Spanned<String>>> {
+        let span = raw.span();
+        let list = match raw.into_inner() {
+            RawPrompts::One(text) => vec![Spanned::new(span.clone(), text)],
+            RawPrompts::Many(items) => items,
+        };
+        Spanned::new(span, list)
+    }
 }
 
 /// `grid` as written: a `[grid]` table, or an array of tables (`[[grid]]`, or inline).
@@ -637,7 +687,10 @@ impl Ctx<'_> {
             .as_ref()
             .map(|m| self.find_file("model", m))
             .transpose()?;
-        let prompts = self.prompts(raw.prompts, raw.prompts_file.as_ref())?;
+        let prompts = self.prompts(
+            raw.prompts.map(RawPrompts::into_list),
+            raw.prompts_file.as_ref(),
+        )?;
 
         let max_new_tokens = match &raw.max_new_tokens {
             Some(v) => self.bounded(
@@ -905,6 +958,21 @@ impl Ctx<'_> {
                     .collect()
             }
             (None, Some(file)) => {
+                let value = file.get_ref();
+                let known = Path::new(value)
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| PROMPTS_EXTENSIONS.iter().any(|k| e.eq_ignore_ascii_case(k)));
+                if !value.trim().is_empty() && !known {
+                    return Err(self.invalid(
+                        Some(file.span()),
+                        format!(
+                            "prompts_file = {value:?}: unknown kind of prompts file; supported \
+                             extensions: .txt (one prompt per line) and .jsonl (JSON lines with \
+                             \"prompt\" and optional \"reference\"); rename the file to one of them"
+                        ),
+                    ));
+                }
                 let path = self.find_file("prompts_file", file)?;
                 let prompts = read_prompts_file(&path)?;
                 if prompts.is_empty() {
@@ -1101,6 +1169,195 @@ fn friendlier_message(message: &str) -> String {
         "unknown key `{key}`{table}; {suggestion}allowed keys: {}",
         allowed.join(", ")
     )
+}
+
+/// What each key's value looks like, for the fix in a type error.
+fn example_of(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "name" => "name = \"temps\"",
+        "model" => "model = \"models/shakespeare\"",
+        "prompts" => "prompts = [\"ROMEO.\\n\", \"JULIET.\\n\"] (or one string)",
+        "prompts_file" => "prompts_file = \"prompts.txt\"",
+        "max_new_tokens" => "max_new_tokens = 64",
+        "samples" => "samples = 4",
+        "batch_size" => "batch_size = 16",
+        "baseline" => "baseline = 4",
+        "temperature" => "temperature = [0.7, 1.0] (or one number)",
+        "top_k" => "top_k = [0, 40] (or one integer)",
+        "top_p" => "top_p = [0.9, 1.0] (or one number)",
+        "seed" => "seed = [0, 1] (or one integer)",
+        "num_beams" => "num_beams = [2, 4] (or one integer)",
+        "length_penalty" => "length_penalty = [0.5, 1.0, 2.0] (or one number)",
+        "early_stopping" => "early_stopping = true (or false, or \"never\")",
+        "num_return_sequences" => "num_return_sequences = 1",
+        "grid" => "[grid] with temperature = [0.7, 1.0] on the lines below",
+        "beam" => "[beam] with num_beams = [2, 4] on the lines below",
+        _ => return None,
+    })
+}
+
+/// The keys that take one value: a list there is a mistake worth its own sentence, since
+/// every grid key does take a list.
+const SINGLE_VALUE_KEYS: &[&str] = &[
+    "name",
+    "model",
+    "prompts_file",
+    "max_new_tokens",
+    "samples",
+    "batch_size",
+    "baseline",
+    "num_return_sequences",
+];
+
+/// The table header (`[grid]`, `[[grid]]`, `[beam]`) in force at byte `offset`, or `None`
+/// at the top level.
+fn table_at(text: &str, offset: usize) -> Option<&str> {
+    let header = text[..offset.min(text.len())]
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with('['))?;
+    let close = if header.starts_with("[[") { "]]" } else { "]" };
+    Some(
+        header
+            .find(close)
+            .map_or(header, |end| &header[..end + close.len()]),
+    )
+}
+
+/// The bare key assigned last before `offset` (on its line, or on the line a multi-line list
+/// began), so that the value or list element serde complained about is tied to its key.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))?;
+    let line = text[..offset]
+        .rsplit('\n')
+        .find(|l| assignment(l).is_some())?;
+    let key = line[..assignment(line)?].trim_end();
+    let start = key
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map_or(0, |i| i + 1);
+    let key = &key[start..];
+    (!key.is_empty()).then_some(key)
+}
+
+/// The byte index of the last `=` of `line` outside quoted strings.
+fn assignment(line: &str) -> Option<usize> {
+    let mut quote = None;
+    let mut escaped = false;
+    let mut last = None;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => break,
+            None if c == '=' => last = Some(i),
+            None => {}
+        }
+    }
+    last
+}
+
+/// The allowed keys of a table header, to tell whether a key found on a line belongs to it.
+fn keys_of(table: Option<&str>) -> &'static [&'static str] {
+    match table.map(|t| t.trim_matches(|c| c == '[' || c == ']').trim()) {
+        None => TOP_KEYS,
+        Some("grid") => GRID_KEYS,
+        Some("beam") => BEAM_KEYS,
+        Some(_) => &[],
+    }
+}
+
+/// Rewrites the TOML reader's messages that do not say which key they are about ("invalid
+/// type: sequence, expected an integer", "duplicate key") to name it, its table and the fix.
+fn name_the_key(text: &str, span: Option<Range<usize>>, message: &str) -> String {
+    let Some(span) = span else {
+        return message.to_owned();
+    };
+    let table = table_at(text, span.start);
+    if message.starts_with("duplicate key") {
+        let written = text
+            .get(span.clone())
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        let line = text[..span.start.min(text.len())]
+            .rsplit('\n')
+            .next()
+            .unwrap_or("");
+        if (written == "grid" || written == "beam") && line.trim_start().starts_with('[') {
+            let both = text.lines().any(|l| l.trim_start().starts_with("[["));
+            return if written == "beam" {
+                "[beam] is given twice; put every beam key in one [beam] table".to_owned()
+            } else if both {
+                "[grid] and [[grid]] are both used; use one form: a single [grid] table, or \
+                 only [[grid]] tables, one per grid"
+                    .to_owned()
+            } else {
+                "[grid] is given twice; put its keys in one [grid] table, or write each grid \
+                 as a [[grid]] table"
+                    .to_owned()
+            };
+        }
+        if written.is_empty() {
+            return message.to_owned();
+        }
+        let place = match table {
+            None => " at the top level".to_owned(),
+            Some(t) => format!(" in {t}"),
+        };
+        let first = text[..span.start.min(text.len())]
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.trim_start()
+                    .strip_prefix(written)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|(i, _)| i + 1)
+            .last();
+        let first = first
+            .map(|l| format!(" (first at line {l})"))
+            .unwrap_or_default();
+        return format!("`{written}` is given twice{place}{first}; keep one of them");
+    }
+    if !(message.starts_with("invalid type") || message.starts_with("invalid value")) {
+        return message.to_owned();
+    }
+    let Some(key) = key_before(text, span.start) else {
+        return message.to_owned();
+    };
+    let place = if keys_of(table).contains(&key) {
+        match table {
+            None => String::new(),
+            Some(t) => format!(" in {t}"),
+        }
+    } else {
+        String::new()
+    };
+    let list = message.starts_with("invalid type: sequence");
+    let why = if list && SINGLE_VALUE_KEYS.contains(&key) {
+        if key == "max_new_tokens" {
+            "; max_new_tokens takes one value, not a list (it is not a grid axis: write one \
+             experiment file per length)"
+        } else {
+            "; it takes one value, not a list"
+        }
+    } else {
+        ""
+    };
+    match example_of(key) {
+        Some(example) => format!("`{key}`{place}: {message}{why}; write e.g. {example}"),
+        None => format!("`{key}`{place}: {message}{why}"),
+    }
 }
 
 /// Levenshtein distance in characters.
@@ -2213,6 +2470,60 @@ num_return_sequences = 2
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn type_errors_and_duplicates_name_their_key() {
+        let msg = fails_at(
+            "prompts = [\"a\"] # x = y\nmax_new_tokens = [1, 2] # a = b\n",
+            2,
+            18,
+            "`max_new_tokens`: invalid type: sequence",
+        );
+        assert!(msg.contains("takes one value, not a list"), "{msg}");
+        let msg = fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[beam]\nnum_beams = [2, \"x\"]\n",
+            4,
+            17,
+            "`num_beams` in [beam]:",
+        );
+        assert!(msg.contains("num_beams = [2, 4]"), "{msg}");
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[beam]\nnum_beams = 2\n[beam]\n",
+            5,
+            2,
+            "[beam] is given twice",
+        );
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[grid]\ntop_k = 2\n[grid]\n",
+            5,
+            2,
+            "[grid] is given twice",
+        );
+        fails_at(
+            "prompts = [\"a\"]\nmax_new_tokens = 4\n[grid]\ntop_k = 2\ntop_k = 3\n",
+            5,
+            1,
+            "`top_k` is given twice in [grid] (first at line 4)",
+        );
+    }
+
+    #[test]
+    fn the_key_before_a_value_skips_strings_and_comments() {
+        let text = "prompts = [\"a=b\", \"c\"]";
+        assert_eq!(key_before(text, text.find("\"c").unwrap()), Some("prompts"));
+        let text = "grid = { top_k = \"x\" }";
+        assert_eq!(key_before(text, text.find("\"x").unwrap()), Some("top_k"));
+        let text = "seed = [\n  1,\n  'x',\n]";
+        assert_eq!(key_before(text, text.find("'x").unwrap()), Some("seed"));
+        assert_eq!(key_before("[grid]\n", 7), None);
+    }
+
+    #[test]
+    fn prompts_files_need_a_known_extension() {
+        let text = "prompts_file = \"p.csv\"\nmax_new_tokens = 4\n";
+        let msg = fails_at(text, 1, 16, "supported extensions: .txt");
+        assert!(msg.contains(".jsonl"), "{msg}");
     }
 
     #[test]

@@ -74,14 +74,56 @@ pub enum TrainError {
         needed: usize,
     },
     #[error(
-        "{path} holds a run with a different recipe; pass the same options to resume, or use \
-         another --out (or --fresh to start over)"
+        "{path} holds a run with a different recipe: {changes}; pass the same options to \
+         resume, or use another --out (or --fresh to start over){hint}"
     )]
-    ChangedRecipe { path: PathBuf },
+    ChangedRecipe {
+        path: PathBuf,
+        /// Each option that differs, as `--name saved (now given)`.
+        changes: String,
+        /// How to get what the user probably wanted, when a changed option has a known remedy.
+        hint: String,
+    },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("invalid option: {0}")]
     Invalid(String),
+}
+
+/// Names every option whose saved value differs from the one given, because "a different
+/// recipe" alone leaves the user diffing command lines by hand.
+fn changed_recipe(out: &Path, saved: &TrainState, given: &TrainConfig) -> TrainError {
+    let as_map = |c: &TrainConfig| match serde_json::to_value(c) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (old, new) = (as_map(&saved.config), as_map(given));
+    let changes: Vec<String> = old
+        .iter()
+        .filter(|(key, value)| new.get(*key) != Some(value))
+        .map(|(key, value)| {
+            let now = new.get(key).map(|v| v.to_string()).unwrap_or_default();
+            format!("--{} {value} (now {now})", key.replace('_', "-"))
+        })
+        .collect();
+    // The cosine decay of the learning rate ends at --steps, so a longer run is another
+    // schedule from its first decaying step on: saved weights cannot simply be trained on.
+    let hint = if saved.config.steps != given.steps {
+        format!(
+            "; --steps is the length of the learning-rate schedule (cosine decay to \
+             --min-learning-rate at the last step), so a {}-step run cannot be lengthened: \
+             train the longer run with --fresh --steps {} (or in another --out), and to train in \
+             sittings give the final --steps from the start with --stop-at for each sitting",
+            saved.config.steps, given.steps
+        )
+    } else {
+        String::new()
+    };
+    TrainError::ChangedRecipe {
+        path: out.to_owned(),
+        changes: changes.join(", "),
+        hint,
+    }
 }
 
 /// Mean next-token cross-entropy (nats) of `logits` `[batch, len, vocab]` against `targets`
@@ -263,9 +305,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     if let Some(state) = &resume
         && state.config != *config
     {
-        return Err(TrainError::ChangedRecipe {
-            path: run.out.clone(),
-        });
+        return Err(changed_recipe(&run.out, state, config));
     }
     let mut optim = AdamWConfig::new()
         .with_beta_2(0.95)
