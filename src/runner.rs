@@ -436,9 +436,8 @@ impl Progress<'_> {
             let id = self.settings[todo.index].id();
             let timing = SettingTiming::of(&id, saved);
             let texts: usize = saved.prompts.iter().map(|p| p.rows.len()).sum();
-            let plural = |n: usize, what: &str| {
-                format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-            };
+            let plural =
+                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
             // The human row generates nothing: its time is spent scoring references, which
             // is no generation speed.
             let what = if self.settings[todo.index].strategy == Strategy::Human {
@@ -1004,7 +1003,9 @@ fn same_beams_warnings(
         }
         let same_search = |j: &usize| {
             let o = &settings[*j];
-            o.num_beams == s.num_beams && o.early_stopping == s.early_stopping && o.samples == s.samples
+            o.num_beams == s.num_beams
+                && o.early_stopping == s.early_stopping
+                && o.samples == s.samples
         };
         match groups.iter_mut().find(|g| same_search(&g[0])) {
             Some(g) => g.push(i),

@@ -226,7 +226,12 @@ fn a_rerun_that_ran_nothing_keeps_the_run_times_and_is_recorded() {
     let results = dir.path().join("results/t");
     let first = run_json(&results);
     assert_eq!(first["invocations"].as_array().unwrap().len(), 1);
-    assert!(first["experiment"]["model"].as_str().unwrap().ends_with("tiny-hf"));
+    assert!(
+        first["experiment"]["model"]
+            .as_str()
+            .unwrap()
+            .ends_with("tiny-hf")
+    );
     assert_eq!(first["experiment"]["baseline"], first["baseline"]);
     assert!(first["baseline"].as_str().unwrap().starts_with("beam_n2_"));
 
@@ -235,7 +240,10 @@ fn a_rerun_that_ran_nothing_keeps_the_run_times_and_is_recorded() {
     ok(&run_in(dir.path(), &[toml.to_str().unwrap()]));
     let second = run_json(&results);
     for key in ["started", "finished", "wall_s"] {
-        assert_eq!(second[key], first[key], "{key} changed by a rerun that ran nothing");
+        assert_eq!(
+            second[key], first[key],
+            "{key} changed by a rerun that ran nothing"
+        );
     }
     let invocations = second["invocations"].as_array().unwrap();
     assert_eq!(invocations.len(), 2);
