@@ -750,9 +750,8 @@ pub fn write_run_reports(
     let mut metrics = Vec::with_capacity(settings.len());
     let mut timings = Vec::with_capacity(settings.len());
     let mut beam_scores = Vec::with_capacity(settings.len());
-    // Each beam setting's hypotheses (token ids, in saved order) and whether any ended at
-    // end-of-text: to tell when the length penalties of a width changed nothing.
-    let mut beams: Vec<Option<(Vec<Vec<u32>>, bool)>> = Vec::with_capacity(settings.len());
+    // To tell when the length penalties of a width changed nothing.
+    let mut beams: Vec<Option<Beams>> = Vec::with_capacity(settings.len());
     for (setting, source) in settings.iter().zip(sources) {
         let expected = fingerprint.expected(setting);
         let data = crate::store::read_setting(source, &expected)?
@@ -764,11 +763,9 @@ pub fn write_run_reports(
             })?;
         let samples = data.samples();
         let timing = Some(SettingTiming::of(&expected.id, &data));
-        beams.push((setting.strategy == Strategy::Beam).then(|| {
-            (
-                samples.iter().map(|s| s.token_ids.clone()).collect(),
-                samples.iter().any(|s| s.ended_with_eos),
-            )
+        beams.push((setting.strategy == Strategy::Beam).then(|| Beams {
+            tokens: samples.iter().map(|s| s.token_ids.clone()).collect(),
+            any_ended: samples.iter().any(|s| s.ended_with_eos),
         }));
         samples_csv
             .write(setting, &prompts, &samples)
@@ -950,7 +947,7 @@ fn pick_baseline(
     use crate::experiment::Baseline;
     let beam = |s: &Setting| s.strategy == Strategy::Beam;
     if let Some(Baseline::Setting(id)) = &exp.baseline {
-        let found = settings.iter().position(|s| beam(s) && &s.id() == id);
+        let found = settings.iter().position(|s| beam(s) && s.id() == *id);
         return (found, Vec::new());
     }
     let candidates: Vec<usize> = (0..settings.len())
@@ -988,14 +985,18 @@ fn pick_baseline(
     (best, notes)
 }
 
+/// A beam setting's hypotheses (token ids, in saved order), and whether any of them ended
+/// at end-of-text.
+struct Beams {
+    tokens: Vec<Vec<u32>>,
+    any_ended: bool,
+}
+
 /// A warning for each beam width whose length penalties all gave the same hypotheses, so
 /// that the rows differ in name only. As in transformers, the penalty only ranks finished
 /// hypotheses by length; when none ends before `max_new_tokens`, all have one length and
 /// the penalty cannot change anything.
-fn same_beams_warnings(
-    settings: &[Setting],
-    beams: &[Option<(Vec<Vec<u32>>, bool)>],
-) -> Vec<String> {
+fn same_beams_warnings(settings: &[Setting], beams: &[Option<Beams>]) -> Vec<String> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, s) in settings.iter().enumerate() {
         if beams[i].is_none() {
@@ -1019,7 +1020,7 @@ fn same_beams_warnings(
             let first = beams[g[0]].as_ref()?;
             let all_same = g
                 .iter()
-                .all(|&i| beams[i].as_ref().is_some_and(|b| b.0 == first.0));
+                .all(|&i| beams[i].as_ref().is_some_and(|b| b.tokens == first.tokens));
             if !all_same {
                 return None;
             }
@@ -1027,7 +1028,7 @@ fn same_beams_warnings(
                 .iter()
                 .map(|&i| report::number(settings[i].length_penalty.unwrap_or(1.0), 6))
                 .collect();
-            let why = if first.1 {
+            let why = if first.any_ended {
                 "the penalty reordered no finished hypotheses"
             } else {
                 "no hypothesis ended before max_new_tokens, so all have one length and the \
