@@ -960,7 +960,8 @@ fn pick_baseline(
     let best = candidates
         .iter()
         .copied()
-        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        // On a tie (identical beams, say) the first in `[beam]` order, not the last.
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)));
     let mut notes = Vec::new();
     if let Some(best) = best
         && candidates.len() > 1
@@ -974,9 +975,19 @@ fn pick_baseline(
             .filter(|&&i| i != best)
             .map(|&i| format!("{} {}", settings[i].id(), score_text(scores[i])))
             .collect();
+        let tied = candidates
+            .iter()
+            .filter(|&&i| i != best && scores[i] == scores[best])
+            .count();
+        let tie = if tied > 0 {
+            ", tied, so the first in [beam] order"
+        } else {
+            ""
+        };
         notes.push(format!(
             "baseline: {} ({}), the highest mean log-probability per token of the best \
-             hypotheses among {among} (others: {}); name a setting id in baseline to choose",
+             hypotheses among {among}{tie} (others: {}); name a setting id in baseline to \
+             choose",
             settings[best].id(),
             score_text(scores[best]),
             others.join(", ")

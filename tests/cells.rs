@@ -173,9 +173,15 @@ fn the_baseline_is_a_width_or_a_setting_and_the_pick_is_explained() {
     let stderr = ok(&run_in(dir.path(), &[toml.to_str().unwrap()]));
     let results = dir.path().join("results/t");
     let picked = run_json(&results)["baseline"].as_str().unwrap().to_owned();
+    // One-token beams score alike: a tie goes to the first length penalty written.
+    assert_eq!(picked, "beam_n2_lp0.5");
     assert!(
         stderr.contains(&format!("baseline: {picked} (")),
         "the pick is not said: {stderr}"
+    );
+    assert!(
+        stderr.contains(", tied, so the first in [beam] order"),
+        "{stderr}"
     );
     assert!(
         stderr.contains("the highest mean log-probability per token"),
