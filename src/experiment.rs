@@ -72,8 +72,9 @@ pub struct Experiment {
     pub samples: usize,
     /// Rows per forward batch.
     pub batch_size: usize,
-    /// The `num_beams` the difference columns compare to; `None` means the best-scoring width.
-    pub baseline: Option<usize>,
+    /// The beam setting the difference columns compare to; `None` means the best-scoring
+    /// beam setting of all.
+    pub baseline: Option<Baseline>,
     /// Sampling and greedy settings: one entry for a `[grid]` table, one per table, in file
     /// order, for `[[grid]]`; empty when the file has no grid (beam-only). Serialised under
     /// the key `grid`: `null` when empty, the table itself when there is one (so a `[grid]`
@@ -82,6 +83,45 @@ pub struct Experiment {
     pub grids: Vec<GridSpec>,
     /// Beam-search baselines; `None` when the file has no `[beam]`.
     pub beam: Option<BeamSpec>,
+}
+
+/// `baseline` as written: a beam width, of which the best-scoring setting is taken when
+/// several length penalties share it, or one beam setting by its id. Serialised as written
+/// (a number or a string), so the files of a run that names a width read as before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Baseline {
+    Width(usize),
+    Setting(String),
+}
+
+/// `baseline` before its check: a number (kept signed for the message) or a setting id.
+#[derive(Debug, Clone, PartialEq)]
+enum RawBaseline {
+    Width(i64),
+    Setting(String),
+}
+
+impl<'de> Deserialize<'de> for RawBaseline {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = RawBaseline;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a num_beams integer or a beam setting id such as \"beam_n4_lp1\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawBaseline, E> {
+                Ok(RawBaseline::Width(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawBaseline, E> {
+                Ok(RawBaseline::Width(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBaseline, E> {
+                Ok(RawBaseline::Setting(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// One prompt and, when the prompts came from JSON lines, the human continuation.
@@ -274,7 +314,7 @@ struct RawExperiment {
     max_new_tokens: Option<Spanned<Int>>,
     samples: Option<Spanned<Int>>,
     batch_size: Option<Spanned<Int>>,
-    baseline: Option<Spanned<Int>>,
+    baseline: Option<Spanned<RawBaseline>>,
     grid: Option<Spanned<RawGrids>>,
     beam: Option<Spanned<RawBeam>>,
 }
@@ -787,23 +827,27 @@ impl Ctx<'_> {
                         ),
                     ));
                 };
-                match usize::try_from(b.get_ref().0) {
-                    Ok(n) if beam.num_beams.contains(&n) => Some(n),
-                    _ => {
-                        return Err(self.invalid(
-                            Some(span),
-                            format!(
-                                "baseline = {value} is not among num_beams {:?}; baseline must be \
-                                 one of them, or left out to use the best-scoring width",
-                                beam.num_beams
-                            ),
-                        ));
-                    }
+                match b.get_ref() {
+                    RawBaseline::Width(n) => match usize::try_from(*n) {
+                        Ok(n) if beam.num_beams.contains(&n) => Some((Baseline::Width(n), span)),
+                        _ => {
+                            return Err(self.invalid(
+                                Some(span),
+                                format!(
+                                    "baseline = {value} is not among num_beams {:?}; baseline \
+                                     must be one of them or a beam setting id, or left out to \
+                                     use the best-scoring beam setting",
+                                    beam.num_beams
+                                ),
+                            ));
+                        }
+                    },
+                    RawBaseline::Setting(id) => Some((Baseline::Setting(id.clone()), span)),
                 }
             }
         };
 
-        Ok(Experiment {
+        let mut exp = Experiment {
             name,
             source: self.source.to_owned(),
             model,
@@ -811,10 +855,35 @@ impl Ctx<'_> {
             max_new_tokens,
             samples,
             batch_size,
-            baseline,
+            baseline: None,
             grids,
             beam,
-        })
+        };
+        if let Some((baseline, span)) = baseline {
+            // A setting id is checked against the ids the beam table expands to, which the
+            // grid alone knows how to spell.
+            if let Baseline::Setting(id) = &baseline {
+                let ids: Vec<String> = crate::grid::expand(&exp)
+                    .settings
+                    .iter()
+                    .filter(|s| s.strategy == crate::grid::Strategy::Beam)
+                    .map(crate::grid::Setting::id)
+                    .collect();
+                if !ids.contains(id) {
+                    let value = self.written(&span);
+                    return Err(self.invalid(
+                        Some(span),
+                        format!(
+                            "baseline = {value} is not a beam setting of this experiment; \
+                             baseline must be one of {} or a num_beams integer",
+                            ids.join(", ")
+                        ),
+                    ));
+                }
+            }
+            exp.baseline = Some(baseline);
+        }
+        Ok(exp)
     }
 
     /// Refuses a grid too big to run, from the lengths of its lists alone: expanding one of
@@ -1563,7 +1632,7 @@ num_return_sequences = 2
             (exp.max_new_tokens, exp.samples, exp.batch_size),
             (200, 64, 32)
         );
-        assert_eq!(exp.baseline, Some(8));
+        assert_eq!(exp.baseline, Some(Baseline::Width(8)));
         let grid = only(exp.grids);
         assert_eq!(grid.temperature, vec![0.0, 0.5, 0.8, 1.0, 1.5]);
         assert_eq!(grid.top_k, vec![0, 50]);
@@ -1933,7 +2002,16 @@ num_return_sequences = 2
         let text = format!("baseline = 4\n{PROMPTS}[grid]\n");
         fails_at(&text, 1, 12, "baseline = 4 needs a [beam] table");
         let text = format!("baseline = 8\n{PROMPTS}[beam]\nnum_beams = [4, 8]\n");
-        assert_eq!(parse(&text).unwrap().baseline, Some(8));
+        assert_eq!(parse(&text).unwrap().baseline, Some(Baseline::Width(8)));
+        let text = format!(
+            "baseline = \"beam_n8_lp2\"\n{PROMPTS}[beam]\nnum_beams = [4, 8]\nlength_penalty = [1, 2]\n"
+        );
+        assert_eq!(
+            parse(&text).unwrap().baseline,
+            Some(Baseline::Setting("beam_n8_lp2".into()))
+        );
+        let text = format!("baseline = \"beam_n8_lp3\"\n{PROMPTS}[beam]\nnum_beams = [4, 8]\n");
+        fails_at(&text, 1, 12, "is not a beam setting of this experiment");
     }
 
     #[test]

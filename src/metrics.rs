@@ -10,7 +10,7 @@
 //! Conventions:
 //! - A score that is undefined on its input (no tokens, fewer than two samples, ...)
 //!   is NaN, so a missing value cannot pass for a real 0; each function documents its
-//!   cases. The one exception is [`distinct_n`], which gives 0.0 (the usual convention).
+//!   cases.
 //! - Results are deterministic: hash maps are only used to count and look up, never
 //!   iterated into a floating-point sum; sums run in sample order; randomness comes from
 //!   ChaCha8 streams seeded by the caller, independent of the rayon thread count.
@@ -40,7 +40,8 @@ pub fn mean(values: &[f64]) -> f64 {
 /// boundaries. Li et al. scale by the number of generated tokens; dividing by the number
 /// of n-grams instead (the common implementation) makes distinct-n exactly 1 for fully
 /// diverse text; the denominators differ by `n − 1` per sample. No n-grams at all (every
-/// sample shorter than `n`) gives 0.0: nothing diverse was produced.
+/// sample shorter than `n`) gives NaN: a ratio of nothing, which a 0 would present as
+/// "wholly repetitive" (greedy one-word texts were once reported as `distinct_2 = 0`).
 ///
 /// # Panics
 /// If `n == 0`.
@@ -55,7 +56,7 @@ pub fn distinct_n<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S], n: usize) -> f64 {
         }
     }
     if total == 0 {
-        0.0
+        f64::NAN
     } else {
         unique.len() as f64 / total as f64
     }
@@ -1004,9 +1005,11 @@ mod tests {
     }
 
     #[test]
-    fn distinct_n_without_ngrams_is_zero() {
-        assert_eq!(distinct_n(&[vec![1_u32, 2]], 3), 0.0);
-        assert_eq!(distinct_n::<Vec<u32>, u32>(&[], 1), 0.0);
+    fn distinct_n_without_ngrams_is_undefined() {
+        assert!(distinct_n(&[vec![1_u32, 2]], 3).is_nan());
+        assert!(distinct_n::<Vec<u32>, u32>(&[], 1).is_nan());
+        // One sample long enough is enough to define it.
+        assert_eq!(distinct_n(&[vec![1_u32], vec![1, 2, 3]], 3), 1.0);
     }
 
     #[test]

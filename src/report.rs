@@ -24,37 +24,40 @@ pub fn number(x: f64, digits: usize) -> String {
     if s == "-0" { "0".to_string() } else { s }
 }
 
+/// The parameter cells of a row, each empty where the strategy has no such knob: a beam row
+/// has no temperature and a sampling row no beams, so that a filter such as
+/// `temperature == 0` selects greedy alone and not every beam row too. Greedy keeps its
+/// temperature 0 (that is what makes it greedy) and nothing else; the human row has none.
 fn parameters(setting: &Setting) -> [String; 7] {
-    let beam = setting.strategy == Strategy::Beam;
-    let human = setting.strategy == Strategy::Human;
+    let none = String::new;
+    let (temperature, top_k, top_p, seed, num_beams, length_penalty) = match setting.strategy {
+        Strategy::Sample => (
+            number(setting.temperature, 6),
+            setting.top_k.to_string(),
+            number(setting.top_p, 6),
+            setting.seed.map(|s| s.to_string()).unwrap_or_default(),
+            none(),
+            none(),
+        ),
+        Strategy::Greedy => (number(0.0, 6), none(), none(), none(), none(), none()),
+        Strategy::Beam => (
+            none(),
+            none(),
+            none(),
+            none(),
+            setting.num_beams.to_string(),
+            number(setting.length_penalty.unwrap_or(1.0), 6),
+        ),
+        Strategy::Human => (none(), none(), none(), none(), none(), none()),
+    };
     [
         setting.strategy.as_str().to_string(),
-        if human {
-            String::new()
-        } else {
-            number(setting.temperature, 6)
-        },
-        if human {
-            String::new()
-        } else {
-            setting.top_k.to_string()
-        },
-        if human {
-            String::new()
-        } else {
-            number(setting.top_p, 6)
-        },
-        setting.seed.map(|s| s.to_string()).unwrap_or_default(),
-        if human {
-            String::new()
-        } else {
-            setting.num_beams.to_string()
-        },
-        if beam {
-            number(setting.length_penalty.unwrap_or(1.0), 6)
-        } else {
-            String::new()
-        },
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        num_beams,
+        length_penalty,
     ]
 }
 

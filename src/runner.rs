@@ -151,18 +151,29 @@ pub fn run(
     // The folder stays locked until the reports are written.
     let (outcome, store) = run_settings(exp, generator, opts, &settings, folded_greedy, interrupt)?;
     let sources = vec![store.settings_dir(); settings.len()];
-    write_reports(&Report {
-        exp,
-        settings: &settings,
-        sources: &sources,
-        dir: &opts.dir,
-        model_path: &opts.model_path,
-        model_sha256: &opts.model_sha256,
-        backend: &opts.backend,
-        started,
-        finished: SystemTime::now(),
-        wall_s: wall.elapsed().as_secs_f64(),
-    })?;
+    let notes = write_run_reports(
+        &Report {
+            exp,
+            settings: &settings,
+            sources: &sources,
+            dir: &opts.dir,
+            model_path: &opts.model_path,
+            model_sha256: &opts.model_sha256,
+            backend: &opts.backend,
+            started,
+            finished: SystemTime::now(),
+            wall_s: wall.elapsed().as_secs_f64(),
+        },
+        Some(Invocation {
+            settings_run: outcome.ran,
+            rows: outcome.rows,
+        }),
+    )?;
+    if !opts.quiet {
+        for note in notes {
+            eprintln!("{note}");
+        }
+    }
     Ok(outcome)
 }
 
@@ -425,16 +436,28 @@ impl Progress<'_> {
             let id = self.settings[todo.index].id();
             let timing = SettingTiming::of(&id, saved);
             let texts: usize = saved.prompts.iter().map(|p| p.rows.len()).sum();
+            let plural =
+                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            // The human row generates nothing: its time is spent scoring references, which
+            // is no generation speed.
+            let what = if self.settings[todo.index].strategy == Strategy::Human {
+                format!(
+                    "{} scored, {}",
+                    plural(texts, "reference"),
+                    plural(timing.tokens, "token")
+                )
+            } else {
+                format!(
+                    "{}, {}, {:.0} tokens/s",
+                    plural(texts, "text"),
+                    plural(timing.tokens, "token"),
+                    timing.tokens_per_s
+                )
+            };
             crate::progress::println(
                 &self.bar,
                 self.quiet || !self.bar.is_hidden(),
-                format!(
-                    "[{}/{}] {id}: {texts} texts, {} tokens, {:.0} tokens/s",
-                    self.done,
-                    self.settings.len(),
-                    timing.tokens,
-                    timing.tokens_per_s
-                ),
+                format!("[{}/{}] {id}: {what}", self.done, self.settings.len()),
             );
         }
         Ok(())
@@ -690,10 +713,29 @@ pub struct Report<'a> {
     pub wall_s: f64,
 }
 
+/// What one invocation of `sweep run` did, for `run.json`'s list of invocations.
+pub struct Invocation {
+    pub settings_run: usize,
+    pub rows: usize,
+}
+
+/// Build `summary.csv`, `samples.csv`, `run.json` and the plots from the saved settings,
+/// for a merge of shards: the merge is recorded as the run's one invocation, spanning the
+/// shards, with no counts (the shards generated the rows). Returns the lines to tell the
+/// user (the baseline picked, warnings).
+pub fn write_reports(report: &Report<'_>) -> Result<Vec<String>, RunError> {
+    write_run_reports(report, None)
+}
+
 /// Build `summary.csv`, `samples.csv`, `run.json` and the plots from the saved settings.
 /// Both a whole run and a merge of shards write through here, which is what makes their
-/// files the same.
-pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
+/// files the same. A run (`invocation` given) keeps the invocations of the folder's earlier
+/// `run.json`: a rerun that found everything saved adds itself to the list but keeps the
+/// run's times, which describe the generation, not the rereading.
+pub fn write_run_reports(
+    report: &Report<'_>,
+    invocation: Option<Invocation>,
+) -> Result<Vec<String>, RunError> {
     let Report {
         exp,
         settings,
@@ -708,6 +750,8 @@ pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
     let mut metrics = Vec::with_capacity(settings.len());
     let mut timings = Vec::with_capacity(settings.len());
     let mut beam_scores = Vec::with_capacity(settings.len());
+    // To tell when the length penalties of a width changed nothing.
+    let mut beams: Vec<Option<Beams>> = Vec::with_capacity(settings.len());
     for (setting, source) in settings.iter().zip(sources) {
         let expected = fingerprint.expected(setting);
         let data = crate::store::read_setting(source, &expected)?
@@ -719,11 +763,15 @@ pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
             })?;
         let samples = data.samples();
         let timing = Some(SettingTiming::of(&expected.id, &data));
+        beams.push((setting.strategy == Strategy::Beam).then(|| Beams {
+            tokens: samples.iter().map(|s| s.token_ids.clone()).collect(),
+            any_ended: samples.iter().any(|s| s.ended_with_eos),
+        }));
         samples_csv
             .write(setting, &prompts, &samples)
             .map_err(io_at(&samples_path))?;
         metrics.push(Metrics::compute(&samples));
-        // Rank beam widths by their best hypotheses' mean total log-probability per token.
+        // Rank beam settings by their best hypotheses' mean log-probability per token.
         let best: Vec<f64> = samples
             .iter()
             .filter(|s| s.sample_index == 0)
@@ -736,13 +784,8 @@ pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
     }
     samples_csv.finish().map_err(io_at(&samples_path))?;
 
-    let baseline = settings
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.strategy == Strategy::Beam)
-        .filter(|(_, s)| exp.baseline.is_none_or(|n| s.num_beams == n))
-        .max_by(|a, b| beam_scores[a.0].total_cmp(&beam_scores[b.0]))
-        .map(|(i, _)| i);
+    let (baseline, mut notes) = pick_baseline(exp, settings, &beam_scores);
+    notes.extend(same_beams_warnings(settings, &beams));
     let rows: Vec<SummaryRow<'_>> = settings
         .iter()
         .zip(&metrics)
@@ -769,28 +812,245 @@ pub fn write_reports(report: &Report<'_>) -> Result<(), RunError> {
         eprintln!("warning: plots not written: {e}");
     }
 
+    let run_path = dir.join("run.json");
+    let stamp = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let this = serde_json::json!({
+        "started": stamp(report.started),
+        "finished": stamp(report.finished),
+        "wall_s": report.wall_s,
+        "settings_run": invocation.as_ref().map(|i| i.settings_run),
+        "rows": invocation.as_ref().map(|i| i.rows),
+    });
+    let times = RunTimes {
+        started: stamp(report.started),
+        finished: stamp(report.finished),
+        wall_s: report.wall_s,
+    };
+    let (times, invocations) = match &invocation {
+        Some(inv) => RunTimes::after(previous_run(&run_path), times, inv.settings_run > 0, this),
+        None => (times, vec![this]),
+    };
+    // `run.json` promises every default filled in: the model actually loaded and the
+    // baseline actually used, where the experiment left them out or named a width.
+    let mut experiment = serde_json::to_value(exp).expect("json");
+    experiment["model"] = serde_json::json!(report.model_path);
+    experiment["baseline"] = serde_json::json!(baseline.map(|i| settings[i].id()));
     let record = serde_json::json!({
         "sweep_version": env!("CARGO_PKG_VERSION"),
         "git_commit": option_env!("SWEEP_GIT_COMMIT"),
-        "experiment": exp,
+        "experiment": experiment,
         "model": {
             "path": report.model_path,
             "sha256": report.model_sha256,
         },
         "backend": report.backend,
-        "started": humantime::format_rfc3339_seconds(report.started).to_string(),
-        "finished": humantime::format_rfc3339_seconds(report.finished).to_string(),
-        "wall_s": report.wall_s,
+        "started": times.started,
+        "finished": times.finished,
+        "wall_s": times.wall_s,
+        "invocations": invocations,
         "baseline": baseline.map(|i| settings[i].id()),
-        "settings": settings.iter().zip(&timings).map(|(s, t)| serde_json::json!({
-            "setting": s.id(),
-            "strategy": s.strategy.as_str(),
-            "tokens": t.as_ref().map(|t| t.tokens),
-            "wall_s": t.as_ref().map(|t| t.wall_s),
-            "tokens_per_s": t.as_ref().map(|t| t.tokens_per_s),
-        })).collect::<Vec<_>>(),
+        "settings": settings.iter().zip(&timings).map(|(s, t)| {
+            // The human row generates nothing: its time is scoring, not a speed.
+            let speed = t.as_ref().map(|t| t.tokens_per_s).filter(|_| s.strategy != Strategy::Human);
+            serde_json::json!({
+                "setting": s.id(),
+                "strategy": s.strategy.as_str(),
+                "tokens": t.as_ref().map(|t| t.tokens),
+                "wall_s": t.as_ref().map(|t| t.wall_s),
+                "tokens_per_s": speed,
+            })
+        }).collect::<Vec<_>>(),
     });
-    let run_path = dir.join("run.json");
     let text = serde_json::to_string_pretty(&record).expect("json") + "\n";
-    crate::store::write_atomic(&run_path, text.as_bytes()).map_err(io_at(&run_path))
+    crate::store::write_atomic(&run_path, text.as_bytes()).map_err(io_at(&run_path))?;
+    Ok(notes)
+}
+
+/// The run's clock readings in `run.json`.
+struct RunTimes {
+    started: String,
+    finished: String,
+    wall_s: f64,
+}
+
+impl RunTimes {
+    /// The run's times and invocations once `this` invocation is added to the `previous`
+    /// `run.json` of the folder (if any). The run started with its first invocation; it
+    /// finished with the last one that generated anything, and its wall time is the sum of
+    /// those: an invocation that found everything saved leaves all three as they were.
+    fn after(
+        previous: Option<serde_json::Value>,
+        now: RunTimes,
+        generated: bool,
+        this: serde_json::Value,
+    ) -> (RunTimes, Vec<serde_json::Value>) {
+        let Some(prev) = previous else {
+            return (now, vec![this]);
+        };
+        let text = |key: &str| prev[key].as_str().map(str::to_owned);
+        let (Some(started), Some(finished), Some(wall_s)) =
+            (text("started"), text("finished"), prev["wall_s"].as_f64())
+        else {
+            return (now, vec![this]);
+        };
+        let mut invocations = match prev["invocations"].as_array() {
+            Some(list) => list.clone(),
+            // A `run.json` from before invocations were recorded: its run was one.
+            None => vec![serde_json::json!({
+                "started": started,
+                "finished": finished,
+                "wall_s": wall_s,
+                "settings_run": null,
+                "rows": null,
+            })],
+        };
+        invocations.push(this);
+        let times = if generated {
+            RunTimes {
+                started,
+                finished: now.finished,
+                wall_s: wall_s + now.wall_s,
+            }
+        } else {
+            RunTimes {
+                started,
+                finished,
+                wall_s,
+            }
+        };
+        (times, invocations)
+    }
+}
+
+/// The folder's `run.json` as the last run left it; `None` when there is none or it cannot
+/// be read (then the run's record starts afresh: it is a record, not data).
+fn previous_run(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The mean log-probability per token of a beam setting's best hypotheses, as a phrase.
+fn score_text(score: f64) -> String {
+    format!("{score:.4}")
+}
+
+/// The beam setting the `*_vs_beam` columns subtract, and a line saying which and why when
+/// there was a choice. Among several candidates (every beam setting, or those of the width
+/// `baseline` names), the one whose best hypotheses have the highest mean log-probability
+/// per token wins: the same score beam search maximises, without the length penalty that
+/// differs between the candidates.
+fn pick_baseline(
+    exp: &Experiment,
+    settings: &[Setting],
+    scores: &[f64],
+) -> (Option<usize>, Vec<String>) {
+    use crate::experiment::Baseline;
+    let beam = |s: &Setting| s.strategy == Strategy::Beam;
+    if let Some(Baseline::Setting(id)) = &exp.baseline {
+        let found = settings.iter().position(|s| beam(s) && s.id() == *id);
+        return (found, Vec::new());
+    }
+    let candidates: Vec<usize> = (0..settings.len())
+        .filter(|&i| beam(&settings[i]))
+        .filter(|&i| match exp.baseline {
+            Some(Baseline::Width(n)) => settings[i].num_beams == n,
+            _ => true,
+        })
+        .collect();
+    let best = candidates
+        .iter()
+        .copied()
+        // On a tie (identical beams, say) the first in `[beam]` order, not the last.
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)));
+    let mut notes = Vec::new();
+    if let Some(best) = best
+        && candidates.len() > 1
+    {
+        let among = match exp.baseline {
+            Some(Baseline::Width(n)) => format!("the beam settings with num_beams = {n}"),
+            _ => "the beam settings".to_owned(),
+        };
+        let others: Vec<String> = candidates
+            .iter()
+            .filter(|&&i| i != best)
+            .map(|&i| format!("{} {}", settings[i].id(), score_text(scores[i])))
+            .collect();
+        let tied = candidates
+            .iter()
+            .filter(|&&i| i != best && scores[i] == scores[best])
+            .count();
+        let tie = if tied > 0 {
+            ", tied, so the first in [beam] order"
+        } else {
+            ""
+        };
+        notes.push(format!(
+            "baseline: {} ({}), the highest mean log-probability per token of the best \
+             hypotheses among {among}{tie} (others: {}); name a setting id in baseline to \
+             choose",
+            settings[best].id(),
+            score_text(scores[best]),
+            others.join(", ")
+        ));
+    }
+    (best, notes)
+}
+
+/// A beam setting's hypotheses (token ids, in saved order), and whether any of them ended
+/// at end-of-text.
+struct Beams {
+    tokens: Vec<Vec<u32>>,
+    any_ended: bool,
+}
+
+/// A warning for each beam width whose length penalties all gave the same hypotheses, so
+/// that the rows differ in name only. As in transformers, the penalty only ranks finished
+/// hypotheses by length; when none ends before `max_new_tokens`, all have one length and
+/// the penalty cannot change anything.
+fn same_beams_warnings(settings: &[Setting], beams: &[Option<Beams>]) -> Vec<String> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, s) in settings.iter().enumerate() {
+        if beams[i].is_none() {
+            continue;
+        }
+        let same_search = |j: &usize| {
+            let o = &settings[*j];
+            o.num_beams == s.num_beams
+                && o.early_stopping == s.early_stopping
+                && o.samples == s.samples
+        };
+        match groups.iter_mut().find(|g| same_search(&g[0])) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|g| g.len() > 1)
+        .filter_map(|g| {
+            let first = beams[g[0]].as_ref()?;
+            let all_same = g
+                .iter()
+                .all(|&i| beams[i].as_ref().is_some_and(|b| b.tokens == first.tokens));
+            if !all_same {
+                return None;
+            }
+            let penalties: Vec<String> = g
+                .iter()
+                .map(|&i| report::number(settings[i].length_penalty.unwrap_or(1.0), 6))
+                .collect();
+            let why = if first.any_ended {
+                "the penalty reordered no finished hypotheses"
+            } else {
+                "no hypothesis ended before max_new_tokens, so all have one length and the \
+                 penalty, which only ranks finished hypotheses by length, cannot change them \
+                 (as in transformers)"
+            };
+            Some(format!(
+                "warning: length_penalty {} give the same beams for num_beams = {}: {why}",
+                penalties.join(", "),
+                settings[g[0]].num_beams
+            ))
+        })
+        .collect()
 }

@@ -651,7 +651,7 @@ struct ExperimentJson {
     max_new_tokens: usize,
     samples: usize,
     batch_size: usize,
-    baseline: Option<usize>,
+    baseline: Option<crate::experiment::Baseline>,
     grid: Option<GridsJson>,
     beam: Option<BeamJson>,
 }

@@ -174,8 +174,9 @@ impl Metrics {
             repetition_rate_lo: rep_lo,
             repetition_rate_hi: rep_hi,
             rep_4: metrics::mean_rep_4(&tokens),
-            mean_tokens: total_tokens as f64 / n.max(1) as f64,
-            eos_rate: samples.iter().filter(|s| s.ended_with_eos).count() as f64 / n.max(1) as f64,
+            // Shares of no texts are undefined, not 0.
+            mean_tokens: total_tokens as f64 / n as f64,
+            eos_rate: samples.iter().filter(|s| s.ended_with_eos).count() as f64 / n as f64,
         }
     }
 
