@@ -914,6 +914,9 @@ fn merge(args: MergeArgs) -> Result<()> {
         sweep::store::check_folder(out, "--out")?;
     }
     let merged = sweep::shard::merge(&args.dirs, args.out.as_deref())?;
+    for note in &merged.notes {
+        eprintln!("{note}");
+    }
     eprintln!(
         "merged {} shards ({} settings): wrote {}/summary.csv, samples.csv, run.json and plots",
         merged.shards,

@@ -395,6 +395,9 @@ pub struct Merged {
     pub dir: PathBuf,
     pub shards: usize,
     pub settings: usize,
+    /// What the reports have to say (the baseline chosen, beams that a length penalty did
+    /// not change), as a whole run prints it.
+    pub notes: Vec<String>,
 }
 
 /// A shard folder found by [`merge`]; `record` is `None` while it has not finished.
@@ -539,7 +542,7 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
     fs::create_dir_all(&out).map_err(io_at(&out))?;
     // Nothing else writes the reports while the merge does.
     let _lock = store::Lock::acquire(&out).map_err(RunError::from)?;
-    runner::write_reports(&Report {
+    let notes = runner::write_reports(&Report {
         exp: &exp,
         settings: &settings,
         sources: &sources,
@@ -555,6 +558,7 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         dir: out,
         shards: count,
         settings: settings.len(),
+        notes,
     })
 }
 
