@@ -223,7 +223,9 @@ pub enum ExperimentError {
     Invalid { at: Location, message: String },
     /// `model` or `prompts_file` names a path that exists in none of the places tried.
     #[error(
-        "{at}: {key} = {value:?} does not exist; tried {}",
+        "{at}: {key} = {value:?} does not exist; tried {}; a relative path is looked up in the \
+         current folder, then beside the TOML file: run from the folder it is relative to, or \
+         write its absolute path",
         tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
     )]
     MissingFile {

@@ -235,3 +235,22 @@ fn train_names_the_options_that_differ_from_the_saved_run() {
     }
     assert!(!err.contains("--n-layer"), "{err}");
 }
+
+/// A shipped experiment copied to another folder names repository paths: the error says where
+/// relative paths are looked up and how to point the file at them.
+#[test]
+fn a_copied_experiment_says_how_to_point_it_at_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/temps.toml");
+    std::fs::copy(&shipped, dir.path().join("temps.toml")).unwrap();
+    let out = sweep(dir.path(), &["validate", "temps.toml"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in [
+        "does not exist; tried",
+        "looked up in the current folder, then beside the TOML file",
+        "absolute path",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
