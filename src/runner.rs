@@ -148,6 +148,7 @@ pub fn run(
     let started = SystemTime::now();
     let wall = Instant::now();
     let (settings, folded_greedy) = settings(exp);
+    let fresh = opts.force || !opts.dir.join(crate::store::EXPERIMENT).is_file();
     // The folder stays locked until the reports are written.
     let (outcome, store) = run_settings(exp, generator, opts, &settings, folded_greedy, interrupt)?;
     let sources = vec![store.settings_dir(); settings.len()];
@@ -167,6 +168,7 @@ pub fn run(
         Some(Invocation {
             settings_run: outcome.ran,
             rows: outcome.rows,
+            fresh,
         }),
     )?;
     if !opts.quiet {
@@ -717,6 +719,9 @@ pub struct Report<'a> {
 pub struct Invocation {
     pub settings_run: usize,
     pub rows: usize,
+    /// Whether the run started on a folder holding no run of its own (new, or emptied by
+    /// --force): a `run.json` already there, say one kept as a reference, is not its history.
+    pub fresh: bool,
 }
 
 /// Build `summary.csv`, `samples.csv`, `run.json` and the plots from the saved settings,
@@ -827,7 +832,14 @@ pub fn write_run_reports(
         wall_s: report.wall_s,
     };
     let (times, invocations) = match &invocation {
-        Some(inv) => RunTimes::after(previous_run(&run_path), times, inv.settings_run > 0, this),
+        Some(inv) => {
+            let previous = if inv.fresh {
+                None
+            } else {
+                previous_run(&run_path)
+            };
+            RunTimes::after(previous, times, inv.settings_run > 0, this)
+        }
         None => (times, vec![this]),
     };
     // `run.json` promises every default filled in: the model actually loaded and the

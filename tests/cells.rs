@@ -260,4 +260,22 @@ fn a_rerun_that_ran_nothing_keeps_the_run_times_and_is_recorded() {
     assert_eq!(invocations[1]["settings_run"], 0);
     assert_eq!(invocations[1]["rows"], 0);
     assert_ne!(invocations[1]["started"], invocations[0]["started"]);
+
+    // Starting over (--force), or in a folder that holds only a copied run.json, is a new
+    // run: the old record is not its history.
+    ok(&run_in(dir.path(), &[toml.to_str().unwrap(), "--force"]));
+    let forced = run_json(&results);
+    assert_eq!(forced["invocations"].as_array().unwrap().len(), 1);
+    assert_ne!(forced["started"], first["started"]);
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(results.join("run.json"), copy.join("run.json")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(&run_in(
+        dir.path(),
+        &[toml.to_str().unwrap(), "--out", copy.to_str().unwrap()],
+    ));
+    let fresh = run_json(&copy);
+    assert_eq!(fresh["invocations"].as_array().unwrap().len(), 1);
+    assert_ne!(fresh["started"], forced["started"]);
 }
