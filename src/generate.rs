@@ -20,7 +20,7 @@ use crate::sampling::{
 };
 use crate::shortlist::Shortlists;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum GenerateError {
     #[error(
         "max_new_tokens = {max_new_tokens} does not fit the model's context of {n_positions} \

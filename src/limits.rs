@@ -9,6 +9,7 @@
 use std::fmt;
 
 use crate::experiment::Experiment;
+use crate::generate::GenerateError;
 use crate::grid::{Setting, Strategy};
 use crate::model::Gpt2Config;
 use crate::tokenizer::Tokenizer;
@@ -195,17 +196,11 @@ pub struct TooBig {
 }
 
 /// Why an experiment cannot run on a model, found before the weights are read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FitError {
-    #[error(
-        "max_new_tokens = {max_new_tokens} does not fit the model's context of {n_positions} \
-         positions (at least one prompt token is needed); use max_new_tokens <= {}",
-        n_positions - 1
-    )]
-    TooLong {
-        max_new_tokens: usize,
-        n_positions: usize,
-    },
+    /// `max_new_tokens` leaves no room for a prompt: what generation itself would refuse.
+    #[error(transparent)]
+    Context(#[from] GenerateError),
     #[error(
         "{what} {index} has token id {token}, outside the model's vocabulary of {vocab_size}; \
          the model was trained with a smaller vocabulary than GPT-2's: use text it knows"
@@ -241,10 +236,10 @@ pub fn check_experiment(
     memory: Memory,
 ) -> Result<Footprint, FitError> {
     if exp.max_new_tokens >= config.n_positions {
-        return Err(FitError::TooLong {
+        return Err(FitError::Context(GenerateError::TooLong {
             max_new_tokens: exp.max_new_tokens,
             n_positions: config.n_positions,
-        });
+        }));
     }
     let tokenizer = Tokenizer::gpt2();
     let in_vocab = |what, index, tokens: &[u32]| match tokens
@@ -421,10 +416,10 @@ mod tests {
             experiment("prompts = [\"a\"]\nmax_new_tokens = 64\n[grid]\ntemperature = 0\n");
         assert_eq!(
             check_experiment(&exp, &settings, &config, memory(1)).unwrap_err(),
-            FitError::TooLong {
+            FitError::Context(GenerateError::TooLong {
                 max_new_tokens: 64,
                 n_positions: 64
-            }
+            })
         );
         config.vocab_size = 512;
         let (exp, settings) = experiment(
