@@ -148,7 +148,6 @@ pub fn run(
     let started = SystemTime::now();
     let wall = Instant::now();
     let (settings, folded_greedy) = settings(exp);
-    let fresh = opts.force || !opts.dir.join(crate::store::EXPERIMENT).is_file();
     // The folder stays locked until the reports are written.
     let (outcome, store) = run_settings(exp, generator, opts, &settings, folded_greedy, interrupt)?;
     let sources = vec![store.settings_dir(); settings.len()];
@@ -168,7 +167,7 @@ pub fn run(
         Some(Invocation {
             settings_run: outcome.ran,
             rows: outcome.rows,
-            fresh,
+            fresh: store.fresh(),
         }),
     )?;
     if !opts.quiet {

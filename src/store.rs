@@ -625,6 +625,9 @@ pub fn read_fingerprint(dir: &Path) -> Result<Option<Fingerprint>, StoreError> {
 pub struct Store {
     dir: PathBuf,
     fingerprint: Fingerprint,
+    /// Whether the folder held no run when it was opened (new, emptied by --force, or taken
+    /// over with nothing saved): reports already there are then not this run's history.
+    fresh: bool,
     _lock: Lock,
 }
 
@@ -639,6 +642,7 @@ impl Store {
         }
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let lock = Lock::acquire(dir)?;
+        let mut fresh = force;
         if force {
             // Checked again under the lock: nothing foreign appeared meanwhile.
             check_ours(dir)?;
@@ -660,6 +664,9 @@ impl Store {
             if settings.is_dir() {
                 clear(&settings)?;
             }
+            fresh = true;
+        } else if !dir.join(EXPERIMENT).is_file() {
+            fresh = true;
         }
         let settings = dir.join(SETTINGS_DIR);
         fs::create_dir_all(&settings).map_err(io_at(&settings))?;
@@ -669,8 +676,13 @@ impl Store {
         Ok(Self {
             dir: dir.to_path_buf(),
             fingerprint,
+            fresh,
             _lock: lock,
         })
+    }
+
+    pub fn fresh(&self) -> bool {
+        self.fresh
     }
 
     pub fn dir(&self) -> &Path {
