@@ -322,6 +322,14 @@ impl Generator {
         let mut shared_first = true;
         cache = cache.repeat(n);
 
+        // Every row starts from the prompt's one row of logits: it is checked once.
+        if let Some(value) = logits.non_finite(0, vocab) {
+            return Err(GenerateError::NonFinite {
+                row: 0,
+                step: 0,
+                value,
+            });
+        }
         for step in 0..max_new_tokens {
             // Each running row samples from its own logits with its own stream; `active` is
             // ascending, so the k-th running row is the k-th row of the cache and logits.
@@ -335,7 +343,7 @@ impl Generator {
                 .enumerate()
                 .map(|(k, row)| {
                     let r = if shared_first { 0 } else { k };
-                    if let Some(value) = logits.non_finite(r, vocab) {
+                    if !shared_first && let Some(value) = logits.non_finite(r, vocab) {
                         return Err(value);
                     }
                     let (token, lp) = logits.sample(r, vocab, &row.params, &mut row.rng);
