@@ -181,6 +181,39 @@ mod tests {
         out
     }
 
+    /// A NaN or +inf anywhere in a row is seen from what the device sends back for a top-k
+    /// row, whether it lies among the largest values or beyond them; finite rows are clean.
+    #[test]
+    fn non_finite_values_are_seen_from_a_shortlist_read() {
+        let vocab = 500;
+        let row = |r: usize| -> Vec<f32> {
+            (0..vocab)
+                .map(|i| ((i * 7919 + r * 104_729) % 1013) as f32 / 97.0 - 5.0)
+                .collect()
+        };
+        let mut rows: Vec<Vec<f32>> = (0..5).map(row).collect();
+        rows[1][7] = f32::NAN; // beyond the list: its largest values are finite
+        rows[2][3] = f32::INFINITY; // the largest value
+        rows[3][499] = f32::NAN; // the last token
+        let device = burn::tensor::Device::default();
+        let tensor =
+            Tensor::<2>::from_data(TensorData::new(rows.concat(), [rows.len(), vocab]), &device);
+        let need = shortlist_needed(
+            &SamplingParams {
+                temperature: 1.0,
+                top_k: 5,
+                top_p: 1.0,
+            },
+            vocab,
+        );
+        assert!(need.is_some(), "a top-k row reads a shortlist");
+        let lists = Shortlists::read(tensor, &vec![need; rows.len()]);
+        let seen: Vec<bool> = (0..rows.len())
+            .map(|r| lists.non_finite(r).is_some())
+            .collect();
+        assert_eq!(seen, [false, true, true, true, false]);
+    }
+
     /// Rows with ties at the top and at the k-th place, ties longer than any list, and plain
     /// rows: every setting draws from a shortlist the token its whole row gives, with a
     /// log-probability within rounding of the host's, and rows that cannot be decided from
