@@ -277,18 +277,21 @@ struct TrainArgs {
     /// Context length in tokens (the model's n_positions).
     #[arg(long, default_value_t = 256, value_parser = whole::<usize>)]
     context: usize,
-    /// Training steps, which are also the length of the learning-rate schedule (cosine decay
-    /// to --min-learning-rate at the last step), so a run keeps its --steps: to train in
-    /// sittings, give the final --steps and --stop-at.
+    /// The step to train to. A finished run given a larger --steps trains on from where it
+    /// stopped, past the end of its schedule at --min-learning-rate.
     #[arg(long, default_value_t = 2000, value_parser = whole::<usize>)]
     steps: usize,
+    /// Length of the learning-rate schedule (cosine decay to --min-learning-rate at this
+    /// step). Default: --steps of the run's first sitting; fixed for the run after that.
+    #[arg(long, value_parser = whole::<usize>)]
+    decay_steps: Option<usize>,
     /// Windows per step.
     #[arg(long, default_value_t = 16, value_parser = whole::<usize>)]
     batch_size: usize,
     /// Peak learning rate, reached after the warm-up.
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f64,
-    /// Learning rate at the last step (cosine decay).
+    /// Learning rate at the end of the schedule (cosine decay) and after it.
     #[arg(long, default_value_t = 1e-4)]
     min_learning_rate: f64,
     #[arg(long, default_value_t = 100, value_parser = whole::<usize>)]
@@ -309,8 +312,8 @@ struct TrainArgs {
     /// Start over even if --out holds a checkpoint.
     #[arg(long)]
     fresh: bool,
-    /// Stop at this step (checkpointed) without changing the --steps schedule; run again
-    /// without it (or with a later one) to continue.
+    /// Stop at this step (checkpointed) without changing --steps; run again without it (or
+    /// with a later one) to continue.
     #[arg(long, value_parser = whole::<usize>)]
     stop_at: Option<usize>,
     #[arg(long)]
@@ -643,6 +646,7 @@ fn train(args: TrainArgs) -> Result<()> {
             n_embd: args.n_embd,
             context: args.context,
             steps: args.steps,
+            decay_steps: args.decay_steps,
             batch_size: args.batch_size,
             learning_rate: args.learning_rate,
             min_learning_rate: args.min_learning_rate,

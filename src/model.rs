@@ -649,8 +649,11 @@ impl Gpt2 {
                 .with_initializer(normal(std))
                 .init(device)
         };
+        // A fresh parameter, not the initialised one mapped to zeros: a mapped value is a new
+        // tensor outside the autodiff graph, and the bias would never train.
         let zero_bias = |mut l: Linear| {
-            l.bias = l.bias.map(|b| b.map(|t| t.zeros_like()));
+            let d_out = l.weight.dims()[1];
+            l.bias = Some(Initializer::Zeros.init([d_out], device));
             l
         };
         let ln = || {

@@ -6,13 +6,15 @@
 //! clipping, random windows of the training tokens, periodic validation on fixed windows.
 //! Resuming continues from the last checkpoint with the optimizer state; batch windows are
 //! drawn from a stream keyed by (seed, step), so a resumed run sees the batches an
-//! uninterrupted one would have.
+//! uninterrupted one would have. The learning-rate schedule has its own length, fixed when a
+//! run starts: a run given more `steps` later trains on past the schedule's end at the floor
+//! learning rate, as nanoGPT does past `lr_decay_iters`, and matches a run planned that way.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
@@ -33,7 +35,13 @@ pub struct TrainConfig {
     pub n_embd: usize,
     /// Context length (`n_positions`) of the model and of training windows.
     pub context: usize,
+    /// The step training stops at. Not part of the recipe: a finished run may be given more.
     pub steps: usize,
+    /// Length of the learning-rate schedule (cosine decay to `min_learning_rate` at this
+    /// step, the floor after it). `None`: the `steps` of the run's first sitting, or on a
+    /// resume the saved run's schedule.
+    #[serde(default)]
+    pub decay_steps: Option<usize>,
     pub batch_size: usize,
     pub learning_rate: f64,
     pub min_learning_rate: f64,
@@ -58,6 +66,45 @@ pub struct TrainState {
     pub elapsed_s: f64,
     /// (step, train loss, validation loss) at each evaluation.
     pub history: Vec<(usize, f64, f64)>,
+    /// The ids the optimizer state in `optimizer.bin` is keyed by, one per parameter in the
+    /// model's visiting order: a model read back from its checkpoint gets fresh ids, and
+    /// without these its Adam moments would silently start from zero.
+    #[serde(default)]
+    pub param_ids: Vec<u64>,
+    /// The running mean of the training loss that `history` reports, carried across sittings
+    /// so that a resumed run reports what an uninterrupted one would.
+    #[serde(default)]
+    pub train_loss_ema: Option<f64>,
+}
+
+/// Ids of the model's parameters in visiting order.
+fn param_ids(model: &Gpt2) -> Vec<u64> {
+    struct Ids(Vec<u64>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.id.val());
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
+
+/// `model` with its parameters given `ids` in visiting order, so a saved optimizer state finds
+/// them; `None` when the count differs.
+fn with_param_ids(model: Gpt2, ids: &[u64]) -> Option<Gpt2> {
+    if param_ids(&model).len() != ids.len() {
+        return None;
+    }
+    struct Assign<'a>(std::slice::Iter<'a, u64>);
+    impl ModuleMapper for Assign<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, value, mapper) = param.consume();
+            let id = self.0.next().map_or(id, |&saved| ParamId::from(saved));
+            Param::from_mapped_value(id, value, mapper)
+        }
+    }
+    Some(model.map(&mut Assign(ids.iter())))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,13 +138,17 @@ pub enum TrainError {
 }
 
 /// Names every option whose saved value differs from the one given, because "a different
-/// recipe" alone leaves the user diffing command lines by hand.
-fn changed_recipe(out: &Path, saved: &TrainState, given: &TrainConfig) -> TrainError {
+/// recipe" alone leaves the user diffing command lines by hand. `steps` is not compared: it
+/// only says where this sitting stops.
+fn changed_recipe(out: &Path, saved: &TrainConfig, given: &TrainConfig) -> Option<TrainError> {
     let as_map = |c: &TrainConfig| match serde_json::to_value(c) {
-        Ok(serde_json::Value::Object(map)) => map,
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.remove("steps");
+            map
+        }
         _ => serde_json::Map::new(),
     };
-    let (old, new) = (as_map(&saved.config), as_map(given));
+    let (old, new) = (as_map(saved), as_map(given));
     let changes: Vec<String> = old
         .iter()
         .filter(|(key, value)| new.get(*key) != Some(value))
@@ -106,23 +157,30 @@ fn changed_recipe(out: &Path, saved: &TrainState, given: &TrainConfig) -> TrainE
             format!("--{} {value} (now {now})", key.replace('_', "-"))
         })
         .collect();
-    // The cosine decay of the learning rate ends at --steps, so a longer run is another
-    // schedule from its first decaying step on: saved weights cannot simply be trained on.
-    let hint = if saved.config.steps != given.steps {
+    if changes.is_empty() {
+        return None;
+    }
+    // Steps already taken followed the saved schedule, so a new schedule length would make a
+    // run that no single uninterrupted run matches.
+    let hint = if saved.decay_steps != given.decay_steps {
         format!(
-            "; --steps is the length of the learning-rate schedule (cosine decay to \
-             --min-learning-rate at the last step), so a {}-step run cannot be lengthened: \
-             train the longer run with --fresh --steps {} (or in another --out), and to train in \
-             sittings give the final --steps from the start with --stop-at for each sitting",
-            saved.config.steps, given.steps
+            "; --decay-steps is the length of the learning-rate schedule the saved steps              followed ({}): to train longer, give only a larger --steps (steps past the              schedule run at --min-learning-rate), or start a new schedule with --fresh",
+            saved.schedule_length()
         )
     } else {
         String::new()
     };
-    TrainError::ChangedRecipe {
+    Some(TrainError::ChangedRecipe {
         path: out.to_owned(),
         changes: changes.join(", "),
         hint,
+    })
+}
+
+impl TrainConfig {
+    /// The step at which the cosine decay reaches `min_learning_rate`.
+    pub fn schedule_length(&self) -> usize {
+        self.decay_steps.unwrap_or(self.steps)
     }
 }
 
@@ -136,12 +194,15 @@ pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
 }
 
 /// The learning rate at `step`: linear warm-up to `learning_rate`, then cosine decay to
-/// `min_learning_rate` at the last step.
+/// `min_learning_rate` at the end of the schedule, and that floor after it.
 pub fn learning_rate(config: &TrainConfig, step: usize) -> f64 {
     if step < config.warmup_steps {
         return config.learning_rate * (step + 1) as f64 / config.warmup_steps as f64;
     }
-    let span = config.steps.saturating_sub(config.warmup_steps).max(1);
+    let span = config
+        .schedule_length()
+        .saturating_sub(config.warmup_steps)
+        .max(1);
     let progress = ((step - config.warmup_steps) as f64 / span as f64).min(1.0);
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
     config.min_learning_rate + cosine * (config.learning_rate - config.min_learning_rate)
@@ -249,8 +310,8 @@ pub struct TrainRun {
     pub export_f16: Option<PathBuf>,
     pub fresh: bool,
     pub quiet: bool,
-    /// Stop (with a checkpoint) once this step is reached, without changing the schedule:
-    /// training can then run in several sittings, each resuming where the last stopped.
+    /// Stop (with a checkpoint) once this step is reached, without changing `steps` (the
+    /// progress bar's end): training can then run in several sittings.
     pub stop_at: Option<usize>,
 }
 
@@ -263,9 +324,14 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
             config.n_embd, config.n_head
         )));
     }
-    if config.steps == 0 || config.batch_size == 0 || config.context < 2 {
+    if config.steps == 0
+        || config.batch_size == 0
+        || config.context < 2
+        || config.decay_steps == Some(0)
+    {
         return Err(TrainError::Invalid(
-            "--steps and --batch-size must be at least 1, --context at least 2".into(),
+            "--steps, --decay-steps and --batch-size must be at least 1, --context at least 2"
+                .into(),
         ));
     }
     let train_tokens = tokenize_file(&run.train_file)?;
@@ -295,17 +361,42 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     };
 
     let autodiff = device.clone().autodiff();
-    let resume: Option<TrainState> = if run.fresh {
+    let mut resume: Option<TrainState> = if run.fresh {
         None
     } else {
         fs::read_to_string(&state_path)
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
     };
-    if let Some(state) = &resume
-        && state.config != *config
-    {
-        return Err(changed_recipe(&run.out, state, config));
+    // The schedule is the saved run's unless one is given; steps taken so far followed it.
+    let config = &TrainConfig {
+        decay_steps: Some(match (&resume, config.decay_steps) {
+            (_, Some(given)) => given,
+            (Some(state), None) => state.config.schedule_length(),
+            (None, None) => config.steps,
+        }),
+        ..config.clone()
+    };
+    if let Some(state) = &mut resume {
+        let saved = TrainConfig {
+            decay_steps: Some(state.config.schedule_length()),
+            ..state.config.clone()
+        };
+        if let Some(error) = changed_recipe(&run.out, &saved, config) {
+            return Err(error);
+        }
+        if config.steps > state.step && state.step >= saved.schedule_length() && !run.quiet {
+            eprintln!(
+                "{}: extending a finished run from step {} to {}: its learning-rate schedule \
+                 ended at step {}, so the new steps run at --min-learning-rate {}",
+                run.out.display(),
+                state.step,
+                config.steps,
+                saved.schedule_length(),
+                config.min_learning_rate
+            );
+        }
+        state.config = config.clone();
     }
     let mut optim = AdamWConfig::new()
         .with_beta_2(0.95)
@@ -316,13 +407,24 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     let (mut model, mut state) = match resume {
         Some(state) => {
             let loaded = checkpoint::load(&run.out, &autodiff)?;
-            if optim_path.is_file() {
-                optim = optim.load(&optim_path).map_err(|e| TrainError::Io {
-                    path: optim_path.clone(),
-                    error: std::io::Error::other(e.to_string()),
-                })?;
-            }
-            (loaded.model, state)
+            let model = match with_param_ids(loaded.model.clone(), &state.param_ids) {
+                Some(model) if optim_path.is_file() => {
+                    optim = optim.load(&optim_path).map_err(|e| TrainError::Io {
+                        path: optim_path.clone(),
+                        error: std::io::Error::other(e.to_string()),
+                    })?;
+                    model
+                }
+                _ => {
+                    eprintln!(
+                        "{}: the optimizer state cannot be matched to the checkpoint's \
+                         parameters; AdamW's moments start again from zero",
+                        run.out.display()
+                    );
+                    loaded.model
+                }
+            };
+            (model, state)
         }
         None => {
             autodiff.seed(config.seed);
@@ -337,6 +439,8 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
                     valid_tokens: valid_tokens.len(),
                     elapsed_s: 0.0,
                     history: Vec::new(),
+                    param_ids: Vec::new(),
+                    train_loss_ema: None,
                 },
             )
         }
@@ -351,7 +455,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     bar.set_position(state.step as u64);
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
-    let mut recent_loss = f64::NAN;
+    let mut recent_loss = state.train_loss_ema.unwrap_or(f64::NAN);
     let tokens_per_step = (config.batch_size * config.context) as f64;
     let mut steps_here = 0usize;
     let last_step = run.stop_at.unwrap_or(config.steps).min(config.steps);
@@ -411,6 +515,8 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
                 ),
             );
             checkpoint::save(&valid, &run.out, SaveDtype::F32)?;
+            state.param_ids = param_ids(&model);
+            state.train_loss_ema = Some(recent_loss);
             optim.save(&optim_path).map_err(|e| TrainError::Io {
                 path: optim_path.clone(),
                 error: std::io::Error::other(e.to_string()),
@@ -448,6 +554,7 @@ mod tests {
             n_embd: 8,
             context: 8,
             steps: 100,
+            decay_steps: None,
             batch_size: 1,
             learning_rate: 1e-3,
             min_learning_rate: 1e-4,
@@ -468,6 +575,14 @@ mod tests {
         assert!((learning_rate(&c, 10) - 1e-3).abs() < 1e-12);
         assert!(learning_rate(&c, 55) < 1e-3 && learning_rate(&c, 55) > 1e-4);
         assert!((learning_rate(&c, 100) - 1e-4).abs() < 1e-12);
+        // Past the schedule's end the floor holds; a schedule may be longer than the run.
+        assert!((learning_rate(&c, 150) - 1e-4).abs() < 1e-12);
+        let long = TrainConfig {
+            decay_steps: Some(200),
+            ..config()
+        };
+        assert!(learning_rate(&long, 100) > 5e-4);
+        assert!((learning_rate(&long, 200) - 1e-4).abs() < 1e-12);
     }
 
     #[test]

@@ -225,15 +225,38 @@ fn train_names_the_options_that_differ_from_the_saved_run() {
     let out = sweep(dir.path(), &args("3", "2"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
+    assert!(err.contains("--seed 1 (now 2)"), "{err}");
+    assert!(
+        !err.contains("--n-layer") && !err.contains("--steps"),
+        "{err}"
+    );
+
+    // Another schedule length for steps already taken is named, with the way to train longer.
+    let mut longer = args("3", "1");
+    longer.extend(["--decay-steps", "3"]);
+    let out = sweep(dir.path(), &longer);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
     for needle in [
-        "--steps 2 (now 3)",
-        "--seed 1 (now 2)",
-        "--fresh --steps 3",
-        "--stop-at",
+        "--decay-steps 2 (now 3)",
+        "give only a larger --steps",
+        "--fresh",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
-    assert!(!err.contains("--n-layer"), "{err}");
+
+    // More steps alone extend the finished run, and it says at what learning rate.
+    let mut more = args("3", "1");
+    more.retain(|a| *a != "--quiet");
+    let out = sweep(dir.path(), &more);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("extending a finished run from step 2 to 3")
+            && err.contains("--min-learning-rate"),
+        "{err}"
+    );
+    assert!(err.contains("done: step 3"), "{err}");
 }
 
 /// A shipped experiment copied to another folder names repository paths: the error says where

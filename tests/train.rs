@@ -30,6 +30,7 @@ fn tiny_config(steps: usize) -> TrainConfig {
         n_embd: 32,
         context: 32,
         steps,
+        decay_steps: None,
         batch_size: 4,
         learning_rate: 1e-2,
         min_learning_rate: 1e-3,
@@ -71,14 +72,14 @@ fn a_tiny_model_learns_and_resumes() {
     );
     assert_eq!(state.step, 20);
 
-    // A changed recipe is refused; the same recipe with more steps continues from step 20.
+    // A changed recipe is refused, and so is another schedule length for the saved steps.
     run.config.n_embd = 64;
     assert!(train(&run, &device()).is_err());
     run.config = tiny_config(20);
-    run.config.steps = 30;
+    run.config.decay_steps = Some(30);
     assert!(
         train(&run, &device()).is_err(),
-        "steps are part of the schedule"
+        "the saved steps followed a 20-step schedule"
     );
     run.config = tiny_config(20);
     let again = train(&run, &device()).unwrap();
@@ -87,6 +88,33 @@ fn a_tiny_model_learns_and_resumes() {
         state.history.len(),
         "a finished run does no more steps"
     );
+
+    // The finished run, given more steps, trains on at the floor learning rate: exactly the
+    // run planned from the start as 30 steps on a 20-step schedule.
+    run.config = tiny_config(30);
+    let extended = train(&run, &device()).unwrap();
+    assert_eq!(extended.step, 30);
+    assert_eq!(extended.config.decay_steps, Some(20));
+    assert_eq!(extended.history[..state.history.len()], state.history[..]);
+    let planned = TrainRun {
+        config: TrainConfig {
+            decay_steps: Some(20),
+            ..tiny_config(30)
+        },
+        out: tmp.path().join("planned"),
+        stop_at: None,
+        train_file: run.train_file.clone(),
+        valid_file: run.valid_file.clone(),
+        export_f16: None,
+        fresh: false,
+        quiet: true,
+    };
+    let planned = train(&planned, &device()).unwrap();
+    assert_eq!(planned.history, extended.history);
+    // Bit for bit: the optimizer's moments and every parameter's training survive the sittings.
+    let weights =
+        |dir: &str| std::fs::read(tmp.path().join(dir).join("model.safetensors")).unwrap();
+    assert!(weights("planned") == weights("run"));
 }
 
 /// The model card's validation perplexity is reproducible from the shipped weights.
