@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use sweep::checkpoint::{self, SaveDtype};
-use sweep::generate::Generator;
+use sweep::engine::checkpoint::{self, SaveDtype};
+use sweep::engine::generate::Generator;
 
 fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-hf")
 }
 
 fn device() -> burn::tensor::Device {
-    sweep::backend::device(None, None).unwrap().1
+    sweep::engine::backend::device(None, None).unwrap().1
 }
 
 /// A copy of tiny-hf whose tensors went through `edit` (name → (dtype, shape, bytes)).

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
-use sweep::checkpoint;
-use sweep::experiment::{BEAM_KEYS, Experiment, GRID_KEYS, TOP_KEYS};
-use sweep::model::Gpt2Config;
+use sweep::engine::checkpoint;
+use sweep::engine::model::Gpt2Config;
+use sweep::spec::experiment::{BEAM_KEYS, Experiment, GRID_KEYS, TOP_KEYS};
 
 /// Cases per reader when `SWEEP_FUZZ_CASES` is not set.
 const DEFAULT_CASES: usize = 5000;
@@ -186,7 +186,7 @@ impl Worker {
             .name(format!("fuzz-{reader}"))
             .stack_size(WORKER_STACK)
             .spawn(move || {
-                let device = sweep::backend::device(None, None)
+                let device = sweep::engine::backend::device(None, None)
                     .expect("default backend")
                     .1;
                 for job in job_rx {

@@ -11,8 +11,8 @@ use std::process::Command;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use sweep::metrics;
-use sweep::summary::{Metrics, SELF_BLEU_MAX_EXACT, Sample};
+use sweep::report::metrics;
+use sweep::report::summary::{Metrics, SELF_BLEU_MAX_EXACT, Sample};
 
 const PROMPTS: usize = 32;
 const TEXTS_PER_PROMPT: usize = 4;
@@ -504,7 +504,7 @@ fn timing_of_summary_rows() {
 #[test]
 #[ignore = "slow, run by hand"]
 fn paired_test_false_alarms() {
-    use sweep::compare::{Text, paired_tests};
+    use sweep::report::compare::{Text, paired_tests};
     let as_texts = |samples: Vec<Sample>| -> Vec<Text> {
         samples
             .into_iter()

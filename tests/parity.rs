@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::Value;
-use sweep::beam::{BeamParams, EarlyStopping};
-use sweep::checkpoint;
-use sweep::generate::{Generator, Row};
-use sweep::sampling::{SamplingParams, filtered_distribution, sample_rng};
+use sweep::engine::beam::{BeamParams, EarlyStopping};
+use sweep::engine::checkpoint;
+use sweep::engine::generate::{Generator, Row};
+use sweep::engine::sampling::{SamplingParams, filtered_distribution, sample_rng};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -41,12 +41,12 @@ fn floats(v: &Value) -> Vec<f32> {
 fn device() -> burn::tensor::Device {
     let backend = std::env::var("SWEEP_TEST_BACKEND").ok();
     let device = std::env::var("SWEEP_TEST_DEVICE").ok();
-    sweep::backend::device(backend.as_deref(), device.as_deref())
+    sweep::engine::backend::device(backend.as_deref(), device.as_deref())
         .unwrap()
         .1
 }
 
-fn load(path: &str) -> sweep::model::Gpt2 {
+fn load(path: &str) -> sweep::engine::model::Gpt2 {
     checkpoint::load(&fixtures().join(path), &device())
         .unwrap_or_else(|e| panic!("loading {path}: {e}"))
         .model
@@ -119,7 +119,7 @@ fn logits_match_transformers_for_every_checkpoint_layout() {
 /// bf16, so the bounds are 0.05 and 0.3 (roughly 3-4x headroom for other kernels and GPUs).
 #[test]
 fn half_precision_logits_are_close_to_transformers() {
-    use sweep::model::Precision;
+    use sweep::engine::model::Precision;
     let exp = expected();
     let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().unwrap().iter().map(ids).collect();
     for (precision, tolerance) in [(Precision::F16, 0.05), (Precision::Bf16, 0.3)] {

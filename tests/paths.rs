@@ -112,7 +112,7 @@ fn validate_refuses_a_results_folder_that_run_would_refuse() {
 
     // A folder another process holds: a warning, since it ends with that process.
     write_experiment(dir.path(), &["a", "b"], 4);
-    let lock = sweep::store::Lock::acquire(&dir.path().join("results/t")).unwrap();
+    let lock = sweep::run::store::Lock::acquire(&dir.path().join("results/t")).unwrap();
     let out = run_in(dir.path(), &["validate", "t.toml"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert!(
@@ -278,9 +278,9 @@ fn the_shipped_model_works_with_nothing_but_the_binary() {
 
     let cached = cached_model(&home.path().join(".cache"));
     let shipped = root().join("models/shakespeare/model.safetensors");
-    let sha = sweep::store::sha256_file(&shipped).unwrap();
+    let sha = sweep::util::files::sha256_file(&shipped).unwrap();
     assert_eq!(
-        sweep::store::sha256_file(&cached.join("model.safetensors")).unwrap(),
+        sweep::util::files::sha256_file(&cached.join("model.safetensors")).unwrap(),
         sha
     );
     assert!(
@@ -295,7 +295,7 @@ fn the_shipped_model_works_with_nothing_but_the_binary() {
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(out.stdout, first);
     assert_eq!(
-        sweep::store::sha256_file(&cached.join("model.safetensors")).unwrap(),
+        sweep::util::files::sha256_file(&cached.join("model.safetensors")).unwrap(),
         sha
     );
 

@@ -386,21 +386,21 @@ fn the_setting_reader_rejects_mutations_without_panicking() {
     let work = dir.path();
     let toml = write_toml(work, "[grid]\ntemperature = 0.8\n\n[beam]\nnum_beams = 2\n");
     ok(&run_in(work, &["run", "t.toml", "--out", "r"]));
-    let exp = sweep::experiment::Experiment::load(&toml).unwrap();
-    let (settings, _) = sweep::runner::settings(&exp);
-    let fingerprint = sweep::store::read_fingerprint(&work.join("r"))
+    let exp = sweep::spec::experiment::Experiment::load(&toml).unwrap();
+    let (settings, _) = sweep::run::runner::settings(&exp);
+    let fingerprint = sweep::run::store::read_fingerprint(&work.join("r"))
         .unwrap()
         .unwrap();
-    let seeds: Vec<(Vec<u8>, sweep::store::Expected)> = settings
+    let seeds: Vec<(Vec<u8>, sweep::run::store::Expected)> = settings
         .iter()
         .map(|s| {
             let expected = fingerprint.expected(s);
-            let bytes = std::fs::read(sweep::store::setting_path(
+            let bytes = std::fs::read(sweep::run::store::setting_path(
                 &work.join("r/settings"),
                 &expected.id,
             ))
             .unwrap();
-            let data = sweep::store::parse_setting(&bytes, &expected).unwrap();
+            let data = sweep::run::store::parse_setting(&bytes, &expected).unwrap();
             assert!(data.is_finished(), "{}", expected.id);
             (bytes, expected)
         })
@@ -446,7 +446,7 @@ fn the_setting_reader_rejects_mutations_without_panicking() {
                 }
             }
         }
-        match sweep::store::parse_setting(&m, expected) {
+        match sweep::run::store::parse_setting(&m, expected) {
             Ok(data) => {
                 accepted += 1;
                 // Whatever is accepted is whole and in range.

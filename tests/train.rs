@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use sweep::train::{TrainConfig, TrainRun, evaluate, tokenize_file, train};
+use sweep::tools::train::{TrainConfig, TrainRun, evaluate, tokenize_file, train};
 
 fn device() -> burn::tensor::Device {
-    sweep::backend::device(None, None).unwrap().1
+    sweep::engine::backend::device(None, None).unwrap().1
 }
 
 fn corpus(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -134,14 +134,15 @@ fn the_shipped_model_matches_its_model_card() {
         .trim()
         .parse()
         .unwrap();
-    let loaded = sweep::checkpoint::load(&root.join("models/shakespeare"), &device()).unwrap();
+    let loaded =
+        sweep::engine::checkpoint::load(&root.join("models/shakespeare"), &device()).unwrap();
     let tokens = tokenize_file(&root.join("data/shakespeare/valid.txt")).unwrap();
     let context = loaded.config.n_positions;
     let loss = evaluate(
         &loaded.model,
         &tokens,
         context,
-        Some(sweep::train::CARD_EVAL_TOKENS),
+        Some(sweep::tools::train::CARD_EVAL_TOKENS),
         8,
     );
     let ppl = loss.exp();

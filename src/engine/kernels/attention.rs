@@ -289,7 +289,7 @@ fn head_outputs_portable<'a>(
         }
         let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         weights.iter_mut().for_each(|w| *w -= max);
-        crate::exp::exp_in_place(&mut weights);
+        crate::engine::kernels::exponential::exp_in_place(&mut weights);
         let total: f32 = weights.iter().fold(0.0, |total, w| total + w);
         acc.iter_mut().for_each(|a| *a = 0.0);
         let (shared_weights, own_weights) = weights.split_at(from_first);

@@ -23,8 +23,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, SaveDtype};
-use crate::model::{Gpt2, Gpt2Config};
+use crate::engine::checkpoint::{self, SaveDtype};
+use crate::engine::model::{Gpt2, Gpt2Config};
+use crate::util::exit::{Exit, ExitStatus};
 
 /// Everything that decides a training run; stored beside its checkpoints so a resume can
 /// refuse a changed recipe.
@@ -137,6 +138,18 @@ pub enum TrainError {
     Invalid(String),
 }
 
+/// Options and corpora are the user's to fix; reading and writing the run folder is not.
+impl ExitStatus for TrainError {
+    fn exit(&self) -> Exit {
+        match self {
+            TrainError::Invalid(_)
+            | TrainError::ChangedRecipe { .. }
+            | TrainError::TooShort { .. } => Exit::BadInput,
+            TrainError::Io { .. } | TrainError::Checkpoint(_) => Exit::Failed,
+        }
+    }
+}
+
 /// Names every option whose saved value differs from the one given, because "a different
 /// recipe" alone leaves the user diffing command lines by hand. `steps` is not compared: it
 /// only says where this sitting stops.
@@ -214,7 +227,7 @@ pub fn tokenize_file(path: &Path) -> Result<Vec<u32>, TrainError> {
         path: path.to_path_buf(),
         error,
     })?;
-    Ok(crate::tokenizer::Tokenizer::gpt2().encode(&text))
+    Ok(crate::engine::tokenizer::Tokenizer::gpt2().encode(&text))
 }
 
 /// `batch` windows of `len + 1` tokens at offsets drawn from the stream for `(seed, step)`.
@@ -450,7 +463,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     let bar = if run.quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        crate::progress::bar(config.steps as u64, "training")
+        crate::util::progress::bar(config.steps as u64, "training")
     };
     bar.set_position(state.step as u64);
     let started = Instant::now();
@@ -502,7 +515,7 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
             let valid_loss = eval_loss(&valid, &valid_tokens, &eval_offsets, config.context);
             state.history.push((state.step, recent_loss, valid_loss));
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-            crate::progress::println(
+            crate::util::progress::println(
                 &bar,
                 run.quiet,
                 format!(
@@ -522,7 +535,8 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
                 error: std::io::Error::other(e.to_string()),
             })?;
             let json = serde_json::to_string_pretty(&state).expect("json");
-            crate::store::write_atomic(&state_path, json.as_bytes()).map_err(io(&state_path))?;
+            crate::util::files::write_atomic(&state_path, json.as_bytes())
+                .map_err(io(&state_path))?;
         }
     }
     bar.finish_and_clear();

@@ -19,8 +19,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::beam::EarlyStopping;
-use crate::experiment::{Experiment, serialize_early_stopping};
+use crate::engine::beam::EarlyStopping;
+use crate::spec::experiment::{Experiment, serialize_early_stopping};
 
 /// How a setting picks tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -9,6 +9,7 @@
 //! they were written in, with the paths as they were given, so the jobs resolve the experiment
 //! and the model exactly as `sweep run` there would, and `run.json` records the same paths.
 
+use crate::util::exit::{Exit, ExitStatus};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -37,10 +38,13 @@ pub enum SlurmError {
     Submit { command: String, stderr: String },
 }
 
-impl SlurmError {
-    /// Whether changing the command line fixes it (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        matches!(self, SlurmError::NoShards(_) | SlurmError::BadValue { .. })
+/// Changing the command line fixes a missing shard count or a bad value.
+impl ExitStatus for SlurmError {
+    fn exit(&self) -> Exit {
+        match self {
+            SlurmError::NoShards(_) | SlurmError::BadValue { .. } => Exit::BadInput,
+            _ => Exit::Failed,
+        }
     }
 }
 
@@ -252,7 +256,7 @@ impl Job {
             (&scripts.merge, self.merge_script()),
             (&scripts.submit, self.submit_script()),
         ] {
-            crate::store::write_atomic(path, text.as_bytes()).map_err(io_at(path))?;
+            crate::util::files::write_atomic(path, text.as_bytes()).map_err(io_at(path))?;
             fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(io_at(path))?;
         }
         Ok(scripts)
@@ -382,6 +386,6 @@ mod tests {
         ));
         j.partition = None;
         j.shards = 0;
-        assert!(j.check().unwrap_err().is_bad_input());
+        assert_eq!(j.check().unwrap_err().exit(), Exit::BadInput);
     }
 }

@@ -7,14 +7,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use sweep::backend;
-use sweep::checkpoint;
-use sweep::experiment::Experiment;
-use sweep::generate::{Generator, Row};
-use sweep::grid::Strategy;
-use sweep::runner;
-use sweep::sampling::{SamplingParams, sample_rng};
-use sweep::tokenizer::{TextStream, Tokenizer};
+use sweep::engine::backend;
+use sweep::engine::checkpoint;
+use sweep::engine::generate::{Generator, Row};
+use sweep::engine::sampling::{SamplingParams, sample_rng};
+use sweep::engine::tokenizer::{TextStream, Tokenizer};
+use sweep::run::runner;
+use sweep::spec::experiment::Experiment;
+use sweep::spec::grid::Strategy;
+use sweep::util::exit::{Exit, ExitStatus};
 
 /// Sweep decoding settings of a GPT-2-architecture model and measure what they change.
 /// The version, with the backends this binary was built with (`--backend` picks among them).
@@ -245,7 +246,7 @@ struct EvalArgs {
     #[arg(long, default_value = "data/shakespeare/valid.txt")]
     data: PathBuf,
     /// Score only the first N tokens [default: the model card's 16384; 0 = all]
-    #[arg(long, default_value_t = sweep::train::CARD_EVAL_TOKENS, value_parser = whole::<usize>)]
+    #[arg(long, default_value_t = sweep::tools::train::CARD_EVAL_TOKENS, value_parser = whole::<usize>)]
     max_tokens: usize,
     /// Also print the add-one unigram baseline trained on this file.
     #[arg(long)]
@@ -333,7 +334,7 @@ struct DeviceArgs {
     /// Weights and compute in f32, f16 or bf16. Half precision is for GPUs; sampling always
     /// reads f32 logits.
     #[arg(long, default_value = "f32")]
-    dtype: sweep::model::Precision,
+    dtype: sweep::engine::model::Precision,
 }
 
 #[derive(Args, Debug)]
@@ -398,14 +399,14 @@ impl DeviceArgs {
         let (name, device) = backend::device(self.backend.as_deref(), self.device.as_deref())?;
         // Half precision changes the samples, so it is part of what a run record names.
         let name = match self.dtype {
-            sweep::model::Precision::F32 => name,
+            sweep::engine::model::Precision::F32 => name,
             other => format!("{name}/{}", other.name()),
         };
         Ok((name, device))
     }
 
     /// A decoder for `model` in the chosen precision.
-    fn generator(&self, model: sweep::model::Gpt2) -> Generator {
+    fn generator(&self, model: sweep::engine::model::Gpt2) -> Generator {
         Generator::new(model.with_precision(self.dtype))
     }
 }
@@ -425,7 +426,7 @@ fn load_model(
 fn model_or_default(model: Option<PathBuf>) -> Result<PathBuf> {
     match model {
         Some(path) => Ok(path),
-        None => Ok(sweep::default_model()?),
+        None => Ok(sweep::engine::shipped::default_model()?),
     }
 }
 
@@ -451,53 +452,38 @@ fn check_text_file(path: &std::path::Path, flag: &str, default: Option<&str>) ->
     Err(BadInput(format!("{flag} {}: {problem}; {fix}", path.display())).into())
 }
 
-/// Errors the user can fix by changing what they passed in: exit code 2 instead of 1.
-fn is_bad_input(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.is::<sweep::checkpoint::CheckpointError>()
-            || e.downcast_ref::<sweep::generate::GenerateError>()
-                .is_some_and(sweep::generate::GenerateError::is_bad_input)
-            || e.is::<sweep::backend::BackendError>()
-            || matches!(
-                e.downcast_ref::<sweep::train::TrainError>(),
-                Some(
-                    sweep::train::TrainError::Invalid(_)
-                        | sweep::train::TrainError::ChangedRecipe { .. }
-                        | sweep::train::TrainError::TooShort { .. }
-                )
-            )
-            || e.is::<BadInput>()
-            || e.downcast_ref::<sweep::shard::ShardError>()
-                .is_some_and(sweep::shard::ShardError::is_bad_input)
-            || e.downcast_ref::<sweep::slurm::SlurmError>()
-                .is_some_and(sweep::slurm::SlurmError::is_bad_input)
-            || e.is::<sweep::experiment::ExperimentError>()
-            || e.downcast_ref::<sweep::compare::CompareError>()
-                .is_some_and(|e| !matches!(e, sweep::compare::CompareError::Write { .. }))
-            || e.downcast_ref::<sweep::runner::RunError>()
-                .is_some_and(sweep::runner::RunError::is_bad_input)
-            || e.downcast_ref::<sweep::store::StoreError>()
-                .is_some_and(sweep::store::StoreError::is_bad_input)
-    })
+/// How `err` ends the process, as the errors in its chain say (see [`ExitStatus`]).
+fn exit_of(err: &anyhow::Error) -> Exit {
+    use sweep::engine::{backend, checkpoint, generate};
+    use sweep::{report::compare, run, spec::experiment, tools::train};
+    fn status<E: ExitStatus + 'static>(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+        e.downcast_ref::<E>().map(ExitStatus::exit)
+    }
+    Exit::of_chain(err.chain().filter_map(|e| {
+        status::<checkpoint::CheckpointError>(e)
+            .or_else(|| status::<generate::GenerateError>(e))
+            .or_else(|| status::<backend::BackendError>(e))
+            .or_else(|| status::<train::TrainError>(e))
+            .or_else(|| status::<experiment::ExperimentError>(e))
+            .or_else(|| status::<compare::CompareError>(e))
+            .or_else(|| status::<run::runner::RunError>(e))
+            .or_else(|| status::<run::store::StoreError>(e))
+            .or_else(|| status::<run::shard::ShardError>(e))
+            .or_else(|| status::<run::slurm::SlurmError>(e))
+            .or_else(|| status::<BadInput>(e))
+    }))
 }
 
-/// A run stopped by Ctrl-C, after saving the batches in flight.
-fn is_interrupted(err: &anyhow::Error) -> bool {
-    use sweep::runner::RunError;
-    err.chain().any(|e| {
-        matches!(
-            e.downcast_ref::<RunError>(),
-            Some(RunError::Interrupted { .. })
-        ) || matches!(
-            e.downcast_ref::<sweep::shard::ShardError>(),
-            Some(sweep::shard::ShardError::Run(RunError::Interrupted { .. }))
-        )
-    })
-}
-
+/// A mistake in what the user passed on the command line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct BadInput(String);
+
+impl ExitStatus for BadInput {
+    fn exit(&self) -> Exit {
+        Exit::BadInput
+    }
+}
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -538,14 +524,7 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
-            if is_interrupted(&err) {
-                // As a shell reports a command that SIGINT ended.
-                ExitCode::from(130)
-            } else if is_bad_input(&err) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(exit_of(&err).code())
         }
     }
 }
@@ -563,14 +542,14 @@ fn whole<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
 }
 
 fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
-    use sweep::limits::MIN_TEMPERATURE;
+    use sweep::spec::limits::MIN_TEMPERATURE;
     let SamplingArgs {
         temperature,
         top_k,
         top_p,
     } = *args;
     if !(temperature == 0.0 || (temperature >= MIN_TEMPERATURE && temperature.is_finite())) {
-        let temperature = sweep::grid::number(temperature);
+        let temperature = sweep::spec::grid::number(temperature);
         return Err(BadInput(format!(
             "--temperature {temperature}: must be 0 (greedy) or a finite number >= \
              {MIN_TEMPERATURE:e}; below that the scaled logits overflow f32 or the distribution \
@@ -579,7 +558,7 @@ fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
         .into());
     }
     if !(top_p > 0.0 && top_p <= 1.0) {
-        let top_p = sweep::grid::number(top_p);
+        let top_p = sweep::spec::grid::number(top_p);
         return Err(BadInput(format!("--top-p {top_p}: must be in (0, 1] (1.0 = off)")).into());
     }
     Ok(SamplingParams {
@@ -597,7 +576,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let tokenizer = Tokenizer::gpt2();
     // `\n` and `\\` in --prompt are decoded, as in prompts files, so a speaker line can be
     // written on the command line.
-    let text = sweep::explain::decode_prompt(&args.prompt);
+    let text = sweep::tools::explain::decode_prompt(&args.prompt);
     let prompt = generator.prepare(&tokenizer.encode(&text), args.max_new_tokens)?;
     if prompt.cropped > 0 {
         eprintln!(
@@ -632,8 +611,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    use sweep::train::{TrainConfig, TrainRun};
-    if args.device.dtype != sweep::model::Precision::F32 {
+    use sweep::tools::train::{TrainConfig, TrainRun};
+    if args.device.dtype != sweep::engine::model::Precision::F32 {
         return Err(BadInput("--dtype: training runs in f32 only".into()).into());
     }
     check_text_file(&args.train, "--train", Some("data/shakespeare/train.txt"))?;
@@ -665,7 +644,7 @@ fn train(args: TrainArgs) -> Result<()> {
         quiet: args.quiet,
         stop_at: args.stop_at,
     };
-    let state = sweep::train::train(&run, &device)?;
+    let state = sweep::tools::train::train(&run, &device)?;
     if let Some(&(step, train_loss, valid_loss)) = state.history.last() {
         eprintln!(
             "done: step {step}, train loss {train_loss:.4}, valid loss {valid_loss:.4} (perplexity {:.2}), {:.0} s",
@@ -686,15 +665,19 @@ fn load_experiment(path: &std::path::Path) -> Result<Experiment> {
 /// `validate` reports what this finds; `run` stops on the same errors before loading.
 fn check_against_model(
     exp: &Experiment,
-    settings: &[sweep::grid::Setting],
-) -> Result<(PathBuf, checkpoint::Inspected, sweep::limits::Footprint)> {
+    settings: &[sweep::spec::grid::Setting],
+) -> Result<(
+    PathBuf,
+    checkpoint::Inspected,
+    sweep::spec::limits::Footprint,
+)> {
     let model = model_or_default(exp.model.clone())?;
     let inspected = checkpoint::inspect(&model)
         .with_context(|| format!("{}: model {}", exp.source.display(), model.display()))?;
-    let memory = sweep::limits::Memory::of_this_machine();
-    let footprint = sweep::limits::check_experiment(exp, settings, &inspected.config, memory)
-        .map_err(|e| sweep::experiment::ExperimentError::Invalid {
-            at: sweep::experiment::Location {
+    let memory = sweep::spec::limits::Memory::of_this_machine();
+    let footprint = sweep::spec::limits::check_experiment(exp, settings, &inspected.config, memory)
+        .map_err(|e| sweep::spec::experiment::ExperimentError::Invalid {
+            at: sweep::spec::experiment::Location {
                 file: exp.source.clone(),
                 position: None,
             },
@@ -710,7 +693,7 @@ fn validate(path: &std::path::Path) -> Result<()> {
     let results = PathBuf::from("results").join(&exp.name);
     validate_results_folder(&exp, &settings, &inspected, &results)?;
     let cropped = cropped_prompts(&exp, &inspected.config);
-    let planned = sweep::grid::planned_tokens(&exp, &settings);
+    let planned = sweep::spec::grid::planned_tokens(&exp, &settings);
     let count = |s: Strategy| settings.iter().filter(|x| x.strategy == s).count();
     println!("{}: ok", path.display());
     println!("  name:      {}", exp.name);
@@ -751,11 +734,11 @@ fn validate(path: &std::path::Path) -> Result<()> {
     println!(
         "  memory:    about {} at the largest batch ({} of KV cache for {} positions, {} of \
          logits, {} of weights); {}",
-        sweep::limits::size(peak.total()),
-        sweep::limits::size(peak.kv_cache),
+        sweep::spec::limits::size(peak.total()),
+        sweep::spec::limits::size(peak.kv_cache),
         footprint.positions,
-        sweep::limits::size(peak.logits),
-        sweep::limits::size(peak.weights),
+        sweep::spec::limits::size(peak.logits),
+        sweep::spec::limits::size(peak.weights),
         footprint.memory
     );
     println!("  results:   {}/", results.display());
@@ -769,7 +752,10 @@ fn validate(path: &std::path::Path) -> Result<()> {
 
 /// How many tokens `run` will crop from the left of each prompt that does not fit the
 /// context beside `max_new_tokens`, as it prepares them: (prompt index, tokens cropped).
-fn cropped_prompts(exp: &Experiment, config: &sweep::model::Gpt2Config) -> Vec<(usize, usize)> {
+fn cropped_prompts(
+    exp: &Experiment,
+    config: &sweep::engine::model::Gpt2Config,
+) -> Vec<(usize, usize)> {
     let tokenizer = Tokenizer::gpt2();
     let room = config.n_positions.saturating_sub(exp.max_new_tokens);
     exp.prompts
@@ -790,14 +776,14 @@ fn cropped_prompts(exp: &Experiment, config: &sweep::model::Gpt2Config) -> Vec<(
 /// warning, as that ends with the process.
 fn validate_results_folder(
     exp: &Experiment,
-    settings: &[sweep::grid::Setting],
+    settings: &[sweep::spec::grid::Setting],
     inspected: &checkpoint::Inspected,
     results: &std::path::Path,
 ) -> Result<()> {
-    use sweep::store::{Fingerprint, StoreError};
-    let checked = sweep::store::preflight(results, |old| {
+    use sweep::run::store::{Fingerprint, StoreError};
+    let checked = sweep::run::store::preflight(results, |old| {
         // The backend is chosen when running, so it is taken as the folder's own.
-        let sha = sweep::store::sha256_file(&inspected.weights).ok()?;
+        let sha = sweep::util::files::sha256_file(&inspected.weights).ok()?;
         Some(Fingerprint::new(exp, settings, &sha, &old.shared.backend))
     });
     match checked {
@@ -825,14 +811,14 @@ fn run(args: RunArgs) -> Result<()> {
     let dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
-    sweep::store::check_folder(&dir, "--out")?;
+    sweep::run::store::check_folder(&dir, "--out")?;
     let shard = match &args.shard {
-        Some(spec) => Some(spec.parse::<sweep::shard::Shard>()?),
-        None => sweep::shard::Shard::from_slurm_env(|name| std::env::var(name).ok())?,
+        Some(spec) => Some(spec.parse::<sweep::run::shard::Shard>()?),
+        None => sweep::run::shard::Shard::from_slurm_env(|name| std::env::var(name).ok())?,
     };
     let (backend_name, device) = args.device.open()?;
     let (model_path, loaded) = load_model(exp.model.clone(), &device)?;
-    let model_sha256 = sweep::store::sha256_file(&loaded.weights)
+    let model_sha256 = sweep::util::files::sha256_file(&loaded.weights)
         .with_context(|| format!("reading {}", loaded.weights.display()))?;
     let generator = args.device.generator(loaded.model);
     let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -890,11 +876,11 @@ fn run_shard(
     exp: &Experiment,
     generator: &Generator,
     opts: &runner::RunOptions,
-    shard: sweep::shard::Shard,
+    shard: sweep::run::shard::Shard,
     interrupt: &std::sync::atomic::AtomicBool,
     in_file: impl Fn(runner::RunError) -> anyhow::Error,
 ) -> Result<()> {
-    use sweep::shard::{ShardError, run_shard};
+    use sweep::run::shard::{ShardError, run_shard};
     let outcome = run_shard(exp, generator, opts, shard, interrupt).map_err(|e| match e {
         ShardError::Run(e) => in_file(e),
         other => other.into(),
@@ -915,9 +901,9 @@ fn run_shard(
 
 fn merge(args: MergeArgs) -> Result<()> {
     if let Some(out) = &args.out {
-        sweep::store::check_folder(out, "--out")?;
+        sweep::run::store::check_folder(out, "--out")?;
     }
-    let merged = sweep::shard::merge(&args.dirs, args.out.as_deref())?;
+    let merged = sweep::run::shard::merge(&args.dirs, args.out.as_deref())?;
     for note in &merged.notes {
         eprintln!("{note}");
     }
@@ -936,7 +922,7 @@ fn slurm(args: SlurmArgs) -> Result<()> {
     let results = args
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
-    sweep::store::check_folder(&results, "--out")?;
+    sweep::run::store::check_folder(&results, "--out")?;
     if args.sweep.is_none() {
         // The jobs run this binary: a backend or device it does not have would fail every
         // task, and only after the queue wait.
@@ -957,10 +943,10 @@ fn slurm(args: SlurmArgs) -> Result<()> {
     if let Some(d) = args.device.device {
         run_args.extend(["--device".to_string(), d]);
     }
-    if args.device.dtype != sweep::model::Precision::F32 {
+    if args.device.dtype != sweep::engine::model::Precision::F32 {
         run_args.extend(["--dtype".to_string(), args.device.dtype.name().to_string()]);
     }
-    let job = sweep::slurm::Job {
+    let job = sweep::run::slurm::Job {
         experiment: args.experiment.clone(),
         results: results.clone(),
         workdir: std::env::current_dir().context("finding the current folder")?,
@@ -980,16 +966,16 @@ fn slurm(args: SlurmArgs) -> Result<()> {
     let (settings, _) = runner::settings(&exp);
     let mut tokens = Vec::with_capacity(shards);
     for index in 0..shards {
-        let shard = sweep::shard::Shard {
+        let shard = sweep::run::shard::Shard {
             index,
             count: shards,
         };
-        let mine = sweep::shard::share(&exp, &settings, shard);
+        let mine = sweep::run::shard::share(&exp, &settings, shard);
         tokens.push(format!(
             "{} ({} settings, {} tokens)",
             shard,
             mine.len(),
-            sweep::grid::planned_tokens(&exp, &mine)
+            sweep::spec::grid::planned_tokens(&exp, &mine)
         ));
     }
     println!(
@@ -1002,7 +988,7 @@ fn slurm(args: SlurmArgs) -> Result<()> {
         scripts.dir.display()
     );
     if args.submit {
-        let ids = sweep::slurm::submit(&scripts)?;
+        let ids = sweep::run::slurm::submit(&scripts)?;
         println!(
             "submitted the shards as job array {} and the merge as job {} (after the array succeeds)",
             ids.array, ids.merge
@@ -1019,7 +1005,7 @@ fn slurm(args: SlurmArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    use sweep::train::{evaluate, tokenize_file, unigram_perplexity};
+    use sweep::tools::train::{evaluate, tokenize_file, unigram_perplexity};
     check_text_file(&args.data, "--data", Some("data/shakespeare/valid.txt"))?;
     if let Some(train_file) = &args.unigram_train {
         check_text_file(train_file, "--unigram-train", None)?;
@@ -1076,7 +1062,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn explain(args: ExplainArgs) -> Result<()> {
-    use sweep::explain;
+    use sweep::tools::explain;
     let params = check_sampling(&args.sampling)?;
     let (_, device) = args.device.open()?;
     let (_, loaded) = load_model(args.model, &device)?;
@@ -1098,7 +1084,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     )?;
     if let Some(path) = args.svg {
         let svg = explain::render_svg(&stages, top, &title, &label);
-        sweep::store::write_atomic(&path, svg.as_bytes())
+        sweep::util::files::write_atomic(&path, svg.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
@@ -1127,19 +1113,19 @@ fn compare(args: CompareArgs) -> Result<()> {
         ))
         .into());
     }
-    let comparison = sweep::compare::compare(&args.a, &args.b)?;
-    sweep::compare::write_csv(&args.out, &comparison.matched.changes)?;
+    let comparison = sweep::report::compare::compare(&args.a, &args.b)?;
+    sweep::report::compare::write_csv(&args.out, &comparison.matched.changes)?;
     write!(
         std::io::stdout().lock(),
         "{}",
-        sweep::compare::render(&comparison)
+        sweep::report::compare::render(&comparison)
     )?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    use sweep::bench::{BenchPlan, Measurement};
+    use sweep::tools::bench::{BenchPlan, Measurement};
     check_bench_args(&args)?;
     let (backend_name, device) = args.device.open()?;
     let model_path = match &args.random {
@@ -1188,16 +1174,16 @@ fn bench(args: BenchArgs) -> Result<()> {
     eprintln!("measuring {} on {backend_name} ...", model_path.display());
     header();
     let mut ours: Vec<Measurement> = Vec::new();
-    sweep::bench::run(&generator, &plan, |m| {
+    sweep::tools::bench::run(&generator, &plan, |m| {
         println!("{:<46} {:>12.1}", m.case, m.tokens_per_s);
         ours.push(m.clone());
     });
-    if let Some(mib) = sweep::bench::peak_memory_mib() {
+    if let Some(mib) = sweep::tools::bench::peak_memory_mib() {
         println!("peak resident memory: {mib:.0} MiB");
     }
     if let Some(long) = plan.long_tokens {
         let rate = |tokens| {
-            let case = sweep::bench::sample_case(plan.batches[0], tokens);
+            let case = sweep::tools::bench::sample_case(plan.batches[0], tokens);
             ours.iter().find(|m| m.case == case).map(|m| m.tokens_per_s)
         };
         if let (Some(short), Some(long_rate)) = (rate(plan.new_tokens), rate(long)) {
@@ -1222,7 +1208,7 @@ fn bench(args: BenchArgs) -> Result<()> {
 /// The sizes `bench` is given, each refused by name when it is zero or past the caps a sweep
 /// has, before a model is loaded.
 fn check_bench_args(args: &BenchArgs) -> Result<()> {
-    use sweep::limits::{MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS};
+    use sweep::spec::limits::{MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS};
     let in_range = |flag: &str, value: usize, max: usize| -> Result<()> {
         if (1..=max).contains(&value) {
             Ok(())
@@ -1244,10 +1230,10 @@ fn check_bench_args(args: &BenchArgs) -> Result<()> {
 /// The largest batches of a bench plan (the biggest sampling batch and the beam search),
 /// checked against this machine's memory with the estimate a sweep uses.
 fn check_bench_memory(
-    plan: &sweep::bench::BenchPlan,
-    config: &sweep::model::Gpt2Config,
+    plan: &sweep::tools::bench::BenchPlan,
+    config: &sweep::engine::model::Gpt2Config,
 ) -> Result<()> {
-    use sweep::limits::{BatchMemory, Memory};
+    use sweep::spec::limits::{BatchMemory, Memory};
     let memory = Memory::of_this_machine();
     // The bench prompt is 16 tokens; the long-prompt case replaces it.
     let prompt = plan.long_prompt.unwrap_or(0).max(16);
@@ -1266,9 +1252,9 @@ fn check_bench_memory(
 /// benchmark can load the very same ones.
 fn random_bench_model(shape: &str, device: &burn::tensor::Device) -> Result<PathBuf> {
     let config = match shape {
-        "gpt2" => sweep::model::Gpt2Config::gpt2(),
-        "distilgpt2" => sweep::model::Gpt2Config::distilgpt2(),
-        "gpt2-medium" => sweep::model::Gpt2Config::gpt2_medium(),
+        "gpt2" => sweep::engine::model::Gpt2Config::gpt2(),
+        "distilgpt2" => sweep::engine::model::Gpt2Config::distilgpt2(),
+        "gpt2-medium" => sweep::engine::model::Gpt2Config::gpt2_medium(),
         other => {
             return Err(BadInput(format!(
                 "--random {other}: use gpt2, distilgpt2 or gpt2-medium"
@@ -1280,7 +1266,7 @@ fn random_bench_model(shape: &str, device: &burn::tensor::Device) -> Result<Path
     if !dir.join("model.safetensors").is_file() {
         eprintln!("writing random {shape} weights to {}", dir.display());
         device.seed(0);
-        let model = sweep::model::Gpt2::init(&config, device);
+        let model = sweep::engine::model::Gpt2::init(&config, device);
         checkpoint::save(&model, &dir, checkpoint::SaveDtype::F32)?;
     }
     Ok(dir)
@@ -1290,10 +1276,10 @@ fn random_bench_model(shape: &str, device: &burn::tensor::Device) -> Result<Path
 /// results beside ours as it arrives. A missing Python or torch is a note, not an error.
 fn bench_peer(
     args: &BenchArgs,
-    plan: &sweep::bench::BenchPlan,
+    plan: &sweep::tools::bench::BenchPlan,
     model_path: &std::path::Path,
     device: &str,
-    ours: &[sweep::bench::Measurement],
+    ours: &[sweep::tools::bench::Measurement],
     header: impl Fn(),
 ) -> Result<()> {
     use std::io::BufRead;
@@ -1347,7 +1333,7 @@ fn bench_peer(
             );
             continue;
         }
-        let Ok(theirs) = serde_json::from_value::<sweep::bench::Measurement>(value) else {
+        let Ok(theirs) = serde_json::from_value::<sweep::tools::bench::Measurement>(value) else {
             continue;
         };
         if !printed_header {

@@ -29,10 +29,10 @@
 //!
 //! A sweep can run for hours, so everything that can be checked before the model is loaded
 //! is checked here, and every mistake is reported as `file:line:column: message` pointing at
-//! the offending value and saying what is allowed. Sizes are capped (see [`crate::limits`]),
+//! the offending value and saying what is allowed. Sizes are capped (see [`crate::spec::limits`]),
 //! and the grid's size is counted from its lists before anything is expanded; what depends on
 //! the model (its context, vocabulary and the memory of a batch) is checked by
-//! [`crate::limits::check_experiment`] once its config is read. [`Experiment`] is the fully resolved
+//! [`crate::spec::limits::check_experiment`] once its config is read. [`Experiment`] is the fully resolved
 //! result, every default filled in; the runner serialises it into `run.json` and compares its
 //! canonical JSON to notice that a TOML changed between runs.
 
@@ -46,10 +46,11 @@ use serde::de::{self, Deserializer, Unexpected};
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
-use crate::beam::EarlyStopping;
-use crate::limits::{
+use crate::engine::beam::EarlyStopping;
+use crate::spec::limits::{
     MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_SAMPLES, MAX_SETTINGS, MIN_TEMPERATURE,
 };
+use crate::util::exit::{Exit, ExitStatus};
 
 /// Rows per forward batch when `batch_size` is not given.
 pub const DEFAULT_BATCH_SIZE: usize = 64;
@@ -234,6 +235,13 @@ pub enum ExperimentError {
         value: String,
         tried: Vec<PathBuf>,
     },
+}
+
+/// Every experiment error names a value in a file the user wrote.
+impl ExitStatus for ExperimentError {
+    fn exit(&self) -> Exit {
+        Exit::BadInput
+    }
 }
 
 impl ExperimentError {
@@ -865,11 +873,11 @@ impl Ctx<'_> {
             // A setting id is checked against the ids the beam table expands to, which the
             // grid alone knows how to spell.
             if let Baseline::Setting(id) = &baseline {
-                let ids: Vec<String> = crate::grid::expand(&exp)
+                let ids: Vec<String> = crate::spec::grid::expand(&exp)
                     .settings
                     .iter()
-                    .filter(|s| s.strategy == crate::grid::Strategy::Beam)
-                    .map(crate::grid::Setting::id)
+                    .filter(|s| s.strategy == crate::spec::grid::Strategy::Beam)
+                    .map(crate::spec::grid::Setting::id)
                     .collect();
                 if !ids.contains(id) {
                     let value = self.written(&span);

@@ -9,7 +9,7 @@
 //! distribution without materialising it — partial selection instead of a vocabulary sort —
 //! and is what generation runs.
 
-use crate::exp;
+use crate::engine::kernels::exponential;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -226,7 +226,7 @@ fn exp_sum(logits: &[f32], max: f32) -> f64 {
     let mut sum = LaneSum::default();
     for chunk in logits.chunks(CHUNK) {
         let weights = &mut weights[..chunk.len()];
-        exp::exp_shifted_into(chunk, max, 1.0, weights);
+        exponential::exp_shifted_into(chunk, max, 1.0, weights);
         weights.iter().for_each(|&w| sum.add(w as f64));
     }
     sum.total()
@@ -269,7 +269,7 @@ fn draw(
     let t = params.temperature;
     let inv_t = (1.0 / t) as f32;
     // f32 exponentials, f64 sums: see `log_prob`.
-    let weight = |l: f32| exp::exp((l - max) * inv_t) as f64;
+    let weight = |l: f32| exponential::exp((l - max) * inv_t) as f64;
 
     // Top-k candidates: every token whose logit reaches the k-th largest logit.
     let vocab = logits.len();
@@ -284,7 +284,7 @@ fn draw(
             .collect()
     } else {
         let mut weights = vec![0.0f32; vocab];
-        exp::exp_shifted_into(logits, max, inv_t, &mut weights);
+        exponential::exp_shifted_into(logits, max, inv_t, &mut weights);
         weights.iter().map(|&w| w as f64).enumerate().collect()
     };
     let mass = LaneSum::of(candidates.iter().map(|&(_, w)| w));
@@ -370,7 +370,7 @@ pub fn sample_from_shortlist(
             .iter()
             .zip(list.tokens)
             .take_while(|&(&l, _)| l >= kth)
-            .map(|(&l, &t)| (t as usize, exp::exp((l - max) * inv_t) as f64))
+            .map(|(&l, &t)| (t as usize, exponential::exp((l - max) * inv_t) as f64))
             .collect();
         // Vocabulary order, as `draw` meets them, so that sums and the draw agree bit for bit.
         candidates.sort_unstable_by_key(|&(t, _)| t);

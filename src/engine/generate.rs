@@ -12,13 +12,14 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::beam::{BeamParams, BeamSearch, Hypothesis};
-use crate::model::{Gpt2, KvCache};
-use crate::sampling::{
+use crate::engine::beam::{BeamParams, BeamSearch, Hypothesis};
+use crate::engine::model::{Gpt2, KvCache};
+use crate::engine::sampling::{
     SamplingParams, first_non_finite, log_prob, log_softmax_into, sample_with_log_prob,
     shortlist_needed,
 };
-use crate::shortlist::Shortlists;
+use crate::engine::shortlist::Shortlists;
+use crate::util::exit::{Exit, ExitStatus};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum GenerateError {
@@ -50,11 +51,14 @@ pub enum GenerateError {
     },
 }
 
-impl GenerateError {
-    /// Whether what the user passed in is at fault (a length, a token), rather than what the
-    /// model computed.
-    pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Self::NonFinite { .. })
+/// What the user passed in is at fault (a length, a token), unless the model computed a
+/// non-finite value.
+impl ExitStatus for GenerateError {
+    fn exit(&self) -> Exit {
+        match self {
+            Self::NonFinite { .. } => Exit::Failed,
+            _ => Exit::BadInput,
+        }
     }
 }
 
@@ -525,9 +529,9 @@ pub fn log_softmax_rows(logits: &[f32], vocab: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::beam::EarlyStopping;
-    use crate::model::Gpt2Config;
-    use crate::sampling::sample_rng;
+    use crate::engine::beam::EarlyStopping;
+    use crate::engine::model::Gpt2Config;
+    use crate::engine::sampling::sample_rng;
 
     /// General matrix kernels take another path for a single row than for several at GPT-2's
     /// width; a row's sample must not notice (see `matmul` and `model::rows_matmul`). A lone

@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::metrics;
-use crate::report::number;
-use crate::store::AtomicFile;
-use crate::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
+use crate::report::metrics;
+use crate::report::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
+use crate::report::tables::number;
+use crate::util::exit::{Exit, ExitStatus};
+use crate::util::files::AtomicFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -49,10 +50,20 @@ pub enum CompareError {
     },
 }
 
+/// Folders that cannot be compared are the user's to fix; a failed write is not.
+impl ExitStatus for CompareError {
+    fn exit(&self) -> Exit {
+        match self {
+            CompareError::Write { .. } => Exit::Failed,
+            _ => Exit::BadInput,
+        }
+    }
+}
+
 type Result<T> = std::result::Result<T, CompareError>;
 
 /// The summary metrics compared, in `summary.csv` order.
-pub use crate::summary::METRICS;
+pub use crate::report::summary::METRICS;
 
 /// The columns of `compare.csv`, in order.
 pub const COLUMNS: [&str; 9] = [

@@ -24,9 +24,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters_backend::{BackendColor, BackendCoord, DrawingErrorKind};
 
-use crate::grid::{Setting, Strategy};
-use crate::store::AtomicFile;
-use crate::summary::Metrics;
+use crate::report::summary::Metrics;
+use crate::spec::grid::{Setting, Strategy};
+use crate::util::files::AtomicFile;
 
 /// Pixel size of every plot (the SVG uses the same user units).
 pub const PLOT_SIZE: (u32, u32) = (1200, 800);
@@ -127,7 +127,7 @@ pub fn write_plots(dir: &Path, rows: &[PlotRow]) -> Result<Vec<PathBuf>, PlotErr
 }
 
 /// DejaVu Sans, embedded: `assets/DejaVuSans.ttf` (licence in `assets/DejaVuSans-LICENSE.txt`).
-static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 
 /// Register the embedded font with plotters (which lays out SVG text with it).
 fn register_font() -> Result<(), PlotError> {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics;
+use crate::report::metrics;
 
 /// One generated (or human-written) continuation, as stored per setting and in `samples.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

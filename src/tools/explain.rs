@@ -3,15 +3,15 @@
 //!
 //! A grid says "temperature 0.7, top-k 50, top-p 0.9", but not how much of the distribution
 //! each of those removes for a given prompt. This module runs the same stage functions that
-//! generation uses ([`crate::sampling`]) one at a time on one row of logits and keeps every
+//! generation uses ([`crate::engine::sampling`]) one at a time on one row of logits and keeps every
 //! intermediate distribution, so the effect of each stage can be read off (and drawn) instead
 //! of guessed. Everything but [`next_token_logits`] is pure.
 
 use std::fmt::Write as _;
 
-use crate::generate::{GenerateError, Generator};
-use crate::sampling::{self, SamplingParams};
-use crate::tokenizer::Tokenizer;
+use crate::engine::generate::{GenerateError, Generator};
+use crate::engine::sampling::{self, SamplingParams};
+use crate::engine::tokenizer::Tokenizer;
 
 /// One stage's distribution over the whole vocabulary.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,7 @@
 //! Which burn device runs the model. Backends are cargo features; `--backend`/`--device`
 //! choose among those built in.
 
+use crate::util::exit::{Exit, ExitStatus};
 use burn::tensor::Device;
 
 /// Backends compiled into this binary, default first.
@@ -16,7 +17,7 @@ pub fn available() -> Vec<&'static str> {
 }
 
 /// Whether tensors on `device` live in this process's memory, so that decoding runs on the
-/// host kernels of [`crate::matmul`] and [`crate::attention`] (see `Gpt2::for_inference`).
+/// host kernels of [`crate::engine::kernels::matmul`] and [`crate::engine::kernels::attention`] (see `Gpt2::for_inference`).
 /// That holds for libtorch's CPU device too: its general kernels repack the weights at every
 /// call, and a row's result there can depend on the rows beside it. The backend still runs
 /// training, and everything on a GPU.
@@ -44,6 +45,13 @@ pub enum BackendError {
         device: String,
         allowed: &'static str,
     },
+}
+
+/// An unknown or unbuilt backend or device is the user's choice to change.
+impl ExitStatus for BackendError {
+    fn exit(&self) -> Exit {
+        Exit::BadInput
+    }
 }
 
 /// The device for `backend` (default: the first built in) and `device` (`cpu`, `cuda`,

@@ -8,11 +8,11 @@
 
 use std::fmt;
 
-use crate::experiment::Experiment;
-use crate::generate::GenerateError;
-use crate::grid::{Setting, Strategy};
-use crate::model::Gpt2Config;
-use crate::tokenizer::Tokenizer;
+use crate::engine::generate::GenerateError;
+use crate::engine::model::Gpt2Config;
+use crate::engine::tokenizer::Tokenizer;
+use crate::spec::experiment::Experiment;
+use crate::spec::grid::{Setting, Strategy};
 
 /// Settings (grid points, counted before temperature-0 points fold into greedy) per experiment.
 pub const MAX_SETTINGS: usize = 100_000;
@@ -354,7 +354,7 @@ mod tests {
 
     fn experiment(body: &str) -> (Experiment, Vec<Setting>) {
         let exp = Experiment::from_str(body, Path::new("x.toml")).unwrap();
-        let settings = crate::grid::expand(&exp).settings;
+        let settings = crate::spec::grid::expand(&exp).settings;
         (exp, settings)
     }
 

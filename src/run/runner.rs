@@ -16,19 +16,20 @@ use std::time::{Instant, SystemTime};
 use indicatif::{MultiProgress, ProgressBar};
 use serde::{Deserialize, Serialize};
 
-use crate::beam::BeamParams;
-use crate::experiment::Experiment;
-use crate::generate::{Generator, PreparedPrompt, Row};
-use crate::grid::{self, Setting, Strategy};
-use crate::report::{self, SamplesWriter, SummaryRow};
-use crate::sampling::{SamplingParams, sample_rng};
-use crate::store::{Fingerprint, SettingData, SettingWriter, Store, StoreError};
-use crate::summary::{Metrics, Sample};
-use crate::tokenizer::Tokenizer;
+use crate::engine::beam::BeamParams;
+use crate::engine::generate::{Generator, PreparedPrompt, Row};
+use crate::engine::sampling::{SamplingParams, sample_rng};
+use crate::engine::tokenizer::Tokenizer;
+use crate::report::summary::{Metrics, Sample};
+use crate::report::tables::{self, SamplesWriter, SummaryRow};
+use crate::run::store::{Fingerprint, SettingData, SettingWriter, Store, StoreError};
+use crate::spec::experiment::Experiment;
+use crate::spec::grid::{self, Setting, Strategy};
+use crate::util::exit::{Exit, ExitStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{path}: {error}{}", crate::store::space_hint(error))]
+    #[error("{path}: {error}{}", crate::util::files::space_hint(error))]
     Io {
         path: PathBuf,
         error: std::io::Error,
@@ -44,14 +45,14 @@ pub enum RunError {
     )]
     Unreadable { errors: Vec<StoreError> },
     #[error(transparent)]
-    Generate(#[from] crate::generate::GenerateError),
+    Generate(#[from] crate::engine::generate::GenerateError),
     /// Decoding failed on what the model computed; the batches in flight were not saved, so
     /// once the cause is fixed the same command resumes.
     #[error("{setting}, prompt {prompt}: {error}; nothing non-finite was saved")]
     Decode {
         setting: String,
         prompt: usize,
-        error: crate::generate::GenerateError,
+        error: crate::engine::generate::GenerateError,
     },
     #[error(
         "interrupted; {done} of {total} settings are finished and saved in {dir}, and the rows \
@@ -66,15 +67,16 @@ pub enum RunError {
     },
 }
 
-impl RunError {
-    /// Whether the user fixes this by changing what they passed in or what the results
-    /// folder holds (exit 2), as opposed to a failure of the run (1).
-    pub fn is_bad_input(&self) -> bool {
+/// The user fixes a bad input by changing what they passed in or what the results folder
+/// holds, as opposed to a failure of the run.
+impl ExitStatus for RunError {
+    fn exit(&self) -> Exit {
         match self {
-            RunError::Store(e) => e.is_bad_input(),
-            RunError::Unreadable { .. } => true,
-            RunError::Generate(e) => e.is_bad_input(),
-            RunError::Io { .. } | RunError::Decode { .. } | RunError::Interrupted { .. } => false,
+            RunError::Store(e) => e.exit(),
+            RunError::Unreadable { .. } => Exit::BadInput,
+            RunError::Generate(e) => e.exit(),
+            RunError::Interrupted { .. } => Exit::Interrupted,
+            RunError::Io { .. } | RunError::Decode { .. } => Exit::Failed,
         }
     }
 }
@@ -268,11 +270,11 @@ pub fn run_settings(
     let sweep_bar = if opts.quiet {
         ProgressBar::hidden()
     } else {
-        multi.add(crate::progress::bar(settings.len() as u64, "sweep"))
+        multi.add(crate::util::progress::bar(settings.len() as u64, "sweep"))
     };
     sweep_bar.inc(skipped as u64);
     if folded_greedy > 0 && settings.iter().any(|s| s.strategy == Strategy::Greedy) {
-        crate::progress::println(
+        crate::util::progress::println(
             &sweep_bar,
             opts.quiet,
             format!(
@@ -283,7 +285,7 @@ pub fn run_settings(
     }
     for (i, p) in prepared.iter().enumerate() {
         if p.cropped > 0 {
-            crate::progress::println(
+            crate::util::progress::println(
                 &sweep_bar,
                 opts.quiet,
                 format!(
@@ -344,7 +346,7 @@ pub fn run_settings(
         let setting_bar = if opts.quiet {
             ProgressBar::hidden()
         } else {
-            multi.add(crate::progress::bar(planned as u64, "setting"))
+            multi.add(crate::util::progress::bar(planned as u64, "setting"))
         };
         let ids: Vec<String> = group.iter().map(|t| settings[t.index].id()).collect();
         setting_bar.set_message(ids.join(", "));
@@ -455,7 +457,7 @@ impl Progress<'_> {
                     timing.tokens_per_s
                 )
             };
-            crate::progress::println(
+            crate::util::progress::println(
                 &self.bar,
                 self.quiet || !self.bar.is_hidden(),
                 format!("[{}/{}] {id}: {what}", self.done, self.settings.len()),
@@ -487,10 +489,10 @@ impl Job<'_> {
         &self,
         setting_of: impl Fn(usize) -> usize,
         p: usize,
-        error: crate::generate::GenerateError,
+        error: crate::engine::generate::GenerateError,
     ) -> RunError {
         match error {
-            crate::generate::GenerateError::NonFinite { row, .. } => RunError::Decode {
+            crate::engine::generate::GenerateError::NonFinite { row, .. } => RunError::Decode {
                 setting: self.settings[setting_of(row)].id(),
                 prompt: p,
                 error,
@@ -758,10 +760,10 @@ pub fn write_run_reports(
     let mut beams: Vec<Option<Beams>> = Vec::with_capacity(settings.len());
     for (setting, source) in settings.iter().zip(sources) {
         let expected = fingerprint.expected(setting);
-        let data = crate::store::read_setting(source, &expected)?
+        let data = crate::run::store::read_setting(source, &expected)?
             .filter(SettingData::is_finished)
             .ok_or_else(|| StoreError::Setting {
-                path: crate::store::setting_path(source, &expected.id),
+                path: crate::run::store::setting_path(source, &expected.id),
                 id: expected.id.clone(),
                 reason: "the setting is not finished".into(),
             })?;
@@ -783,7 +785,7 @@ pub fn write_run_reports(
                 s.logprobs.iter().map(|&x| x as f64).sum::<f64>() / s.logprobs.len().max(1) as f64
             })
             .collect();
-        beam_scores.push(crate::metrics::mean(&best));
+        beam_scores.push(crate::report::metrics::mean(&best));
         timings.push(timing);
     }
     samples_csv.finish().map_err(io_at(&samples_path))?;
@@ -805,14 +807,14 @@ pub fn write_run_reports(
         })
         .collect();
     let summary_path = dir.join("summary.csv");
-    report::write_summary(&summary_path, &rows, baseline).map_err(io_at(&summary_path))?;
+    tables::write_summary(&summary_path, &rows, baseline).map_err(io_at(&summary_path))?;
     // Plots are a convenience: failing to draw them must not fail the run or lose the CSVs.
-    let plot_rows: Vec<crate::plot::PlotRow> = settings
+    let plot_rows: Vec<crate::report::plot::PlotRow> = settings
         .iter()
         .zip(&metrics)
-        .map(|(s, m)| crate::plot::PlotRow::new(s, m))
+        .map(|(s, m)| crate::report::plot::PlotRow::new(s, m))
         .collect();
-    if let Err(e) = crate::plot::write_plots(dir, &plot_rows) {
+    if let Err(e) = crate::report::plot::write_plots(dir, &plot_rows) {
         eprintln!("warning: plots not written: {e}");
     }
 
@@ -873,7 +875,7 @@ pub fn write_run_reports(
         }).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&record).expect("json") + "\n";
-    crate::store::write_atomic(&run_path, text.as_bytes()).map_err(io_at(&run_path))?;
+    crate::util::files::write_atomic(&run_path, text.as_bytes()).map_err(io_at(&run_path))?;
     Ok(notes)
 }
 
@@ -955,7 +957,7 @@ fn pick_baseline(
     settings: &[Setting],
     scores: &[f64],
 ) -> (Option<usize>, Vec<String>) {
-    use crate::experiment::Baseline;
+    use crate::spec::experiment::Baseline;
     let beam = |s: &Setting| s.strategy == Strategy::Beam;
     if let Some(Baseline::Setting(id)) = &exp.baseline {
         let found = settings.iter().position(|s| beam(s) && s.id() == *id);
@@ -1048,7 +1050,7 @@ fn same_beams_warnings(settings: &[Setting], beams: &[Option<Beams>]) -> Vec<Str
             }
             let penalties: Vec<String> = g
                 .iter()
-                .map(|&i| report::number(settings[i].length_penalty.unwrap_or(1.0), 6))
+                .map(|&i| tables::number(settings[i].length_penalty.unwrap_or(1.0), 6))
                 .collect();
             let why = if first.any_ended {
                 "the penalty reordered no finished hypotheses"

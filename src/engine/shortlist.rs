@@ -15,7 +15,7 @@
 use burn::tensor::{Int, IntDType, Tensor, TensorData};
 use rand_core::RngCore;
 
-use crate::sampling::{self, SamplingParams, sample_from_shortlist, sample_with_log_prob};
+use crate::engine::sampling::{self, SamplingParams, sample_from_shortlist, sample_with_log_prob};
 
 /// 2⁴⁶: exp(l − max) ≤ 1 in fixed point, with room for a 2¹⁷-token vocabulary in an i64.
 const FIXED_ONE: f64 = (1u64 << 46) as f64;
@@ -160,7 +160,7 @@ fn ints<const D: usize>(x: Tensor<D, Int>) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampling::{sample_rng, shortlist_needed};
+    use crate::engine::sampling::{sample_rng, shortlist_needed};
 
     fn settings() -> Vec<SamplingParams> {
         let mut out = vec![SamplingParams::GREEDY, SamplingParams::PURE];

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::beam::{BeamParams, EarlyStopping};
-use crate::generate::{Continuation, Generator, PreparedPrompt, Row};
-use crate::sampling::{SamplingParams, sample_rng};
+use crate::engine::beam::{BeamParams, EarlyStopping};
+use crate::engine::generate::{Continuation, Generator, PreparedPrompt, Row};
+use crate::engine::sampling::{SamplingParams, sample_rng};
 
 /// One measured case.
 #[derive(Debug, Clone, Serialize, Deserialize)]

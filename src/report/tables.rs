@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::grid::{Setting, Strategy};
-use crate::store::AtomicFile;
-use crate::summary::{COMPARED, Metrics, Sample};
+use crate::report::summary::{COMPARED, Metrics, Sample};
+use crate::spec::grid::{Setting, Strategy};
+use crate::util::files::AtomicFile;
 
 /// A number as a CSV cell: plain decimal with up to `digits` decimals, trailing zeros trimmed;
 /// NaN and infinities (undefined metrics) as empty cells.

@@ -21,7 +21,8 @@ use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
-use crate::model::{Attention, Block, Gpt2, Gpt2Config, Mlp};
+use crate::engine::model::{Attention, Block, Gpt2, Gpt2Config, Mlp};
+use crate::util::exit::{Exit, ExitStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -82,6 +83,13 @@ pub enum CheckpointError {
         found: usize,
         detail: String,
     },
+}
+
+/// A checkpoint that cannot be read is the user's to fix: another path, another file.
+impl ExitStatus for CheckpointError {
+    fn exit(&self) -> Exit {
+        Exit::BadInput
+    }
 }
 
 type Result<T> = std::result::Result<T, CheckpointError>;
@@ -795,8 +803,8 @@ pub fn save(model: &Gpt2, dir: &Path, dtype: SaveDtype) -> Result<()> {
             message: e.to_string(),
         })?;
     let config = model_config_json(&model.config);
-    crate::store::write_atomic(&dir.join("model.safetensors"), &bytes).map_err(io)?;
-    crate::store::write_atomic(&dir.join("config.json"), config.as_bytes()).map_err(io)?;
+    crate::util::files::write_atomic(&dir.join("model.safetensors"), &bytes).map_err(io)?;
+    crate::util::files::write_atomic(&dir.join("config.json"), config.as_bytes()).map_err(io)?;
     Ok(())
 }
 

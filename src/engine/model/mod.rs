@@ -14,8 +14,8 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::attention::{self, LayerCache};
-use crate::matmul::PackedLinear;
+use crate::engine::kernels::attention::{self, LayerCache};
+use crate::engine::kernels::matmul::PackedLinear;
 
 /// The end-of-text token of the GPT-2 BPE vocabulary.
 pub const GPT2_EOS: u32 = 50256;
@@ -571,7 +571,7 @@ pub fn gelu_new(x: Tensor<3>) -> Tensor<3> {
 }
 
 /// [`gelu_new`] on host values, in the same form: x sigmoid(2z) = x / (1 + exp(-2z)), with
-/// the exponentials taken a slice at a time by [`crate::exp`].
+/// the exponentials taken a slice at a time by [`crate::engine::kernels::exponential`].
 pub fn gelu_new_in_place(values: &mut [f32]) {
     use rayon::prelude::*;
     const SLICE: usize = 512;
@@ -584,7 +584,7 @@ pub fn gelu_new_in_place(values: &mut [f32]) {
             for (e, &x) in e.iter_mut().zip(xs.iter()) {
                 *e = -(x * (x * x * cubic + two_c));
             }
-            crate::exp::exp_in_place(e);
+            crate::engine::kernels::exponential::exp_in_place(e);
             for (x, e) in xs.iter_mut().zip(e.iter()) {
                 *x /= 1.0 + e;
             }
@@ -698,7 +698,7 @@ impl Gpt2 {
     pub fn for_inference(mut self) -> Self {
         let wte = self.wte.val();
         let (device, dtype) = (wte.device(), wte.dtype());
-        if crate::backend::is_host(&device) && dtype == DType::F32 {
+        if crate::engine::backend::is_host(&device) && dtype == DType::F32 {
             self.host = Some(Arc::new(HostModel::new(&self)));
             return self;
         }
@@ -860,7 +860,7 @@ impl Gpt2 {
 }
 
 /// The model for decoding on the CPU: every projection and the head packed for the host
-/// kernels of [`crate::matmul`], attention over a host cache ([`crate::attention`]), and the
+/// kernels of [`crate::engine::kernels::matmul`], attention over a host cache ([`crate::engine::kernels::attention`]), and the
 /// layer norms, GELU and residual adds between them on plain rows. It computes what the tensor
 /// path computes, but a decoding step then builds no tensor at all: for the few rows of a step,
 /// the small ops between the products cost more as backend calls than as loops, and a loop
@@ -1143,7 +1143,7 @@ mod tests {
     fn the_host_path_computes_what_the_tensor_path_computes() {
         use burn::tensor::Distribution;
         let device = Device::default();
-        if !crate::backend::is_host(&device) {
+        if !crate::engine::backend::is_host(&device) {
             return;
         }
         device.seed(11);

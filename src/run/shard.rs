@@ -20,12 +20,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::beam::EarlyStopping;
-use crate::experiment::{BeamSpec, Experiment, GridSpec, Prompt};
-use crate::generate::Generator;
-use crate::grid::{self, Setting};
-use crate::runner::{self, Report, RunError, RunOptions, RunOutcome};
-use crate::store::{self, Fingerprint};
+use crate::engine::beam::EarlyStopping;
+use crate::engine::generate::Generator;
+use crate::run::runner::{self, Report, RunError, RunOptions, RunOutcome};
+use crate::run::store::{self, Fingerprint};
+use crate::spec::experiment::{BeamSpec, Experiment, GridSpec, Prompt};
+use crate::spec::grid::{self, Setting};
+use crate::util::exit::{Exit, ExitStatus};
 
 /// The file a finished shard writes last.
 pub const RECORD: &str = store::SHARD_RECORD;
@@ -143,14 +144,14 @@ pub enum ShardError {
     Run(#[from] RunError),
 }
 
-impl ShardError {
-    /// Whether the user can fix this by changing what they passed in (exit code 2), as
-    /// opposed to a failure of the machine (1).
-    pub fn is_bad_input(&self) -> bool {
+/// Everything but the machine's failures and the run's own is fixed by changing what was
+/// passed in.
+impl ExitStatus for ShardError {
+    fn exit(&self) -> Exit {
         match self {
-            ShardError::Io { .. } => false,
-            ShardError::Run(e) => e.is_bad_input(),
-            _ => true,
+            ShardError::Io { .. } => Exit::Failed,
+            ShardError::Run(e) => e.exit(),
+            _ => Exit::BadInput,
         }
     }
 }
@@ -655,7 +656,7 @@ struct ExperimentJson {
     max_new_tokens: usize,
     samples: usize,
     batch_size: usize,
-    baseline: Option<crate::experiment::Baseline>,
+    baseline: Option<crate::spec::experiment::Baseline>,
     grid: Option<GridsJson>,
     beam: Option<BeamJson>,
 }

@@ -1,0 +1,13 @@
+//! The decoding engine: a GPT-2 and its kernels, checkpoints, the tokenizer, the sampling
+//! pipeline, beam search and generation. Nothing here reads TOML or writes CSV.
+
+pub mod backend;
+pub mod beam;
+pub mod checkpoint;
+pub mod generate;
+pub mod kernels;
+pub mod model;
+pub mod sampling;
+pub mod shipped;
+pub mod shortlist;
+pub mod tokenizer;

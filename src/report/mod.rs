@@ -1,0 +1,8 @@
+//! What a run reports: metrics of texts, per-setting summaries with intervals, the CSV files
+//! and run record, plots, and comparisons of two runs.
+
+pub mod compare;
+pub mod metrics;
+pub mod plot;
+pub mod summary;
+pub mod tables;

@@ -1,0 +1,6 @@
+//! Running an experiment: the runner, the results folder it owns, shards and Slurm scripts.
+
+pub mod runner;
+pub mod shard;
+pub mod slurm;
+pub mod store;
