@@ -4,7 +4,7 @@
     python scripts/bench_transformers.py --model DIR [--new-tokens 128] [--batch 32,64] ...
 
 Needs `pip install torch transformers`. Every case generates the full length (end-of-text is
-disabled), as `sweep bench` does. Case names match `sweep bench`'s (src/bench.rs). Prints one
+disabled), as `sweep bench` does. Case names match `sweep bench`'s (src/tools/bench.rs). Prints one
 JSON line first (versions), then one JSON line per case as soon as it is measured, so a run
 cut short still reports what it finished.
 """
