@@ -9,6 +9,7 @@ use plotters_backend::{BackendColor, BackendCoord, DrawingErrorKind};
 
 use super::PlotError;
 
+/// The family the embedded font is registered as; every text style of the plots names it.
 pub(super) const FONT: &str = "sans-serif";
 
 /// DejaVu Sans, embedded: `assets/DejaVuSans.ttf` (licence in `assets/DejaVuSans-LICENSE.txt`).

@@ -48,6 +48,7 @@ pub(super) fn temperature_color(t: f64, lo: f64, hi: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
+/// Black text in the embedded font, `size` px high.
 pub(super) fn font(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().color(&BLACK)
 }
