@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::report::metrics;
 use crate::report::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
-use crate::report::tables::number;
+use crate::report::tables::{csv_writer, number};
 use crate::util::exit::{Exit, ExitStatus};
 use crate::util::files::AtomicFile;
 
@@ -201,15 +201,15 @@ fn show_json(v: Option<&Value>) -> Option<String> {
     })
 }
 
-/// One row of a `summary.csv`: the setting id and every numeric cell by column name (`None`
-/// for an empty cell: an undefined metric).
+/// One row read back from a saved `summary.csv`: the setting id and every numeric cell by
+/// column name (`None` for an empty cell: an undefined metric).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SummaryRow {
+pub struct SavedSummaryRow {
     pub setting: String,
     pub values: HashMap<String, Option<f64>>,
 }
 
-impl SummaryRow {
+impl SavedSummaryRow {
     /// The value of a column; `None` when the cell is empty or the column absent.
     pub fn get(&self, column: &str) -> Option<f64> {
         self.values.get(column).copied().flatten()
@@ -235,7 +235,7 @@ fn is_numeric(column: &str) -> bool {
 }
 
 /// Read `dir/summary.csv`.
-pub fn load_summary(dir: &Path) -> Result<Vec<SummaryRow>> {
+pub fn load_summary(dir: &Path) -> Result<Vec<SavedSummaryRow>> {
     let path = existing_file(dir, "summary.csv")?;
     let invalid = |message: String| CompareError::Invalid {
         path: path.clone(),
@@ -272,7 +272,7 @@ pub fn load_summary(dir: &Path) -> Result<Vec<SummaryRow>> {
             };
             values.insert(column.clone(), value);
         }
-        rows.push(SummaryRow {
+        rows.push(SavedSummaryRow {
             setting: record.get(setting).unwrap_or_default().to_string(),
             values,
         });
@@ -357,8 +357,8 @@ pub struct Matched {
     pub only_b: Vec<String>,
 }
 
-pub fn match_rows(a: &[SummaryRow], b: &[SummaryRow]) -> Matched {
-    let index_b: HashMap<&str, &SummaryRow> =
+pub fn match_rows(a: &[SavedSummaryRow], b: &[SavedSummaryRow]) -> Matched {
+    let index_b: HashMap<&str, &SavedSummaryRow> =
         b.iter().rev().map(|r| (r.setting.as_str(), r)).collect();
     let in_a: std::collections::HashSet<&str> = a.iter().map(|r| r.setting.as_str()).collect();
     let mut changes = Vec::new();
@@ -720,9 +720,7 @@ pub fn write_csv(path: &Path, changes: &[MetricChange]) -> Result<()> {
     };
     let mut file = AtomicFile::create(path).map_err(err)?;
     {
-        let mut w = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(&mut file);
+        let mut w = csv_writer(&mut file);
         w.write_record(COLUMNS).map_err(|e| err(e.into()))?;
         for c in changes {
             w.write_record([
@@ -923,8 +921,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(setting: &str, values: &[(&str, Option<f64>)]) -> SummaryRow {
-        SummaryRow {
+    fn row(setting: &str, values: &[(&str, Option<f64>)]) -> SavedSummaryRow {
+        SavedSummaryRow {
             setting: setting.to_string(),
             values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }

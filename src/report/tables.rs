@@ -72,7 +72,9 @@ const PARAMETER_COLUMNS: [&str; 8] = [
     "length_penalty",
 ];
 
-fn csv_writer<W: Write>(w: W) -> csv::Writer<W> {
+/// The writer of every CSV file `sweep` leaves (`summary.csv`, `samples.csv`, `compare.csv`),
+/// so that all of them are RFC 4180 with CRLF rows.
+pub fn csv_writer<W: Write>(w: W) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(w)
