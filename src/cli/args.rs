@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Sweep decoding settings of a GPT-2-architecture model and measure what they change.
 /// The version, with the backends this binary was built with (`--backend` picks among them).
 const VERSION: &str = if cfg!(feature = "tch") && cfg!(feature = "flex") {
     concat!(env!("CARGO_PKG_VERSION"), " (backends: flex, tch)")

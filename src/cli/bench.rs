@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use sweep::engine::checkpoint;
 
 use super::args::BenchArgs;
-use super::common::model_or_default;
+use super::common::{load_model_at, model_or_default};
 use super::exit::BadInput;
 use super::peer::bench_peer;
 
@@ -19,8 +19,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         None => model_or_default(args.model.clone())?,
         Some(shape) => random_bench_model(shape, &device)?,
     };
-    let loaded = checkpoint::load(&model_path, &device)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let loaded = load_model_at(&model_path, &device)?;
     let n_positions = loaded.config.n_positions;
     let generator = args.device.generator(loaded.model);
     let plan = BenchPlan {

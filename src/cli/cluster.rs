@@ -1,14 +1,12 @@
 //! `sweep slurm` and `sweep merge`: an experiment split into Slurm array tasks, and the
 //! shards put back together as one run.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 
 use sweep::run::runner;
 
 use super::args::{MergeArgs, SlurmArgs};
-use super::common::load_experiment;
+use super::common::{default_results, load_experiment};
 
 pub fn merge(args: MergeArgs) -> Result<()> {
     if let Some(out) = &args.out {
@@ -30,9 +28,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
 pub fn slurm(args: SlurmArgs) -> Result<()> {
     let exp = load_experiment(&args.experiment)?;
     let shards = args.shards as usize;
-    let results = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
+    let results = args.out.unwrap_or_else(|| default_results(&exp));
     sweep::run::store::check_folder(&results, "--out")?;
     if args.sweep.is_none() {
         // The jobs run this binary: a backend or device it does not have would fail every

@@ -1,7 +1,7 @@
 //! Checks and loaders that several commands share: the device flags opened, a model or an
 //! experiment loaded, a text file or the sampling flags checked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -38,9 +38,13 @@ pub fn load_model(
     device: &burn::tensor::Device,
 ) -> Result<(PathBuf, checkpoint::Loaded)> {
     let path = model_or_default(model)?;
-    let loaded = checkpoint::load(&path, device)
-        .with_context(|| format!("loading model {}", path.display()))?;
+    let loaded = load_model_at(&path, device)?;
     Ok((path, loaded))
+}
+
+/// Load the model at `path` onto `device`, the error naming the path.
+pub fn load_model_at(path: &Path, device: &burn::tensor::Device) -> Result<checkpoint::Loaded> {
+    checkpoint::load(path, device).with_context(|| format!("loading model {}", path.display()))
 }
 
 /// `model`, or the shipped model (written to the user's cache folder on first use).
@@ -73,6 +77,8 @@ pub fn check_text_file(path: &std::path::Path, flag: &str, default: Option<&str>
     Err(BadInput(format!("{flag} {}: {problem}; {fix}", path.display())).into())
 }
 
+/// The sampling flags as the pipeline takes them, each refused by name when out of range,
+/// before a model is loaded.
 pub fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
     use sweep::spec::limits::MIN_TEMPERATURE;
     let SamplingArgs {
@@ -102,4 +108,10 @@ pub fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
 
 pub fn load_experiment(path: &std::path::Path) -> Result<Experiment> {
     Ok(Experiment::load(path)?)
+}
+
+/// Where an experiment's results go without --out; one definition, so that `validate` checks
+/// the folder `run` and `slurm` would use.
+pub fn default_results(exp: &Experiment) -> PathBuf {
+    PathBuf::from("results").join(&exp.name)
 }

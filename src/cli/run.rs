@@ -13,7 +13,7 @@ use sweep::spec::experiment::Experiment;
 use sweep::spec::grid::Strategy;
 
 use super::args::RunArgs;
-use super::common::{load_experiment, load_model, model_or_default};
+use super::common::{default_results, load_experiment, load_model, model_or_default};
 use super::exit::BadInput;
 
 /// Checks `exp` against the model it names (or the shipped one) before any work: the model's
@@ -47,7 +47,7 @@ pub fn validate(path: &std::path::Path) -> Result<()> {
     let exp = load_experiment(path)?;
     let (settings, folded) = runner::settings(&exp);
     let (model, inspected, footprint) = check_against_model(&exp, &settings)?;
-    let results = PathBuf::from("results").join(&exp.name);
+    let results = default_results(&exp);
     validate_results_folder(&exp, &settings, &inspected, &results)?;
     let cropped = cropped_prompts(&exp, &inspected.config);
     let planned = sweep::spec::grid::planned_tokens(&exp, &settings);
@@ -165,9 +165,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let exp = load_experiment(&path)?;
     check_against_model(&exp, &runner::settings(&exp).0)?;
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("results").join(&exp.name));
+    let dir = args.out.unwrap_or_else(|| default_results(&exp));
     sweep::run::store::check_folder(&dir, "--out")?;
     let shard = match &args.shard {
         Some(spec) => Some(spec.parse::<sweep::run::shard::Shard>()?),
