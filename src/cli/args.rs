@@ -1,6 +1,9 @@
 //! Every flag of every command (clap), whose doc comments are the `--help` text, and the
 //! value parsers they share; apart from the commands so that the interface reads in one place.
 
+// The doc comments here are `--help` text, where `<name>` is a placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
