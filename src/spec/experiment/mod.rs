@@ -35,7 +35,6 @@
 //! [`crate::spec::limits::check_experiment`] once its config is read. [`Experiment`] is the fully resolved
 //! result, every default filled in; the runner serialises it into `run.json` and compares its
 //! canonical JSON to notice that a TOML changed between runs.
-
 //!
 //! The reading is split by concern: `schema` holds the TOML as written, `resolve` checks it
 //! and fills in defaults, `diagnostics` words the TOML reader's errors, [`prompts`] reads
@@ -129,7 +128,7 @@ pub struct Prompt {
 #[serde(deny_unknown_fields)]
 pub struct GridSpec {
     /// Softmax temperatures; 0 means greedy (argmax), any other is at least
-    /// [`MIN_TEMPERATURE`].
+    /// [`MIN_TEMPERATURE`](crate::spec::limits::MIN_TEMPERATURE).
     pub temperature: Vec<f64>,
     /// Keep only the k most likely tokens; 0 means off.
     pub top_k: Vec<usize>,
