@@ -20,11 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::beam::EarlyStopping;
 use crate::engine::generate::Generator;
 use crate::run::runner::{self, Report, RunError, RunOptions, RunOutcome};
 use crate::run::store::{self, Fingerprint};
-use crate::spec::experiment::{BeamSpec, Experiment, GridSpec, Prompt};
+use crate::spec::experiment::Experiment;
 use crate::spec::grid::{self, Setting};
 use crate::util::exit::{Exit, ExitStatus};
 
@@ -423,7 +422,7 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         return Err(ShardError::NothingFinished { dir });
     };
     let record = first.record.clone().expect("finished");
-    let exp = experiment_from_json(&record.experiment).ok_or_else(|| ShardError::Unreadable {
+    let exp = read_experiment(&record.experiment).ok_or_else(|| ShardError::Unreadable {
         path: first.dir.join(RECORD),
         reason: "the experiment in it is not one this version of sweep writes".into(),
     })?;
@@ -440,7 +439,7 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
             });
         }
         let theirs = match &f.record {
-            Some(r) => experiment_from_json(&r.experiment).map(|e| {
+            Some(r) => read_experiment(&r.experiment).map(|e| {
                 Fingerprint::new(&e, &runner::settings(&e).0, &r.model_sha256, &r.backend)
             }),
             // An unfinished shard has its fingerprint but not yet its record.
@@ -642,103 +641,10 @@ fn common_results_dir(found: &[Found]) -> Option<PathBuf> {
     parents.all(|p| p.as_ref() == Some(&first)).then_some(first)
 }
 
-// The experiment as `shard.json` holds it. `Experiment` is only ever serialised elsewhere;
-// reading it back here, and checking that it serialises to the very same JSON, makes the
-// merged `run.json` the one an unsharded run writes.
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExperimentJson {
-    name: String,
-    source: PathBuf,
-    model: Option<PathBuf>,
-    prompts: Vec<PromptJson>,
-    max_new_tokens: usize,
-    samples: usize,
-    batch_size: usize,
-    baseline: Option<crate::spec::experiment::Baseline>,
-    grid: Option<GridsJson>,
-    beam: Option<BeamJson>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PromptJson {
-    text: String,
-    reference: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum GridsJson {
-    One(GridJson),
-    Many(Vec<GridJson>),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GridJson {
-    temperature: Vec<f64>,
-    top_k: Vec<usize>,
-    top_p: Vec<f64>,
-    seed: Vec<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BeamJson {
-    num_beams: Vec<usize>,
-    length_penalty: Vec<f64>,
-    early_stopping: serde_json::Value,
-    num_return_sequences: usize,
-}
-
-/// Rebuild an experiment from its serialised form; `None` if it is not one.
-pub fn experiment_from_json(value: &serde_json::Value) -> Option<Experiment> {
-    let raw: ExperimentJson = serde_json::from_value(value.clone()).ok()?;
-    let grid = |g: GridJson| GridSpec {
-        temperature: g.temperature,
-        top_k: g.top_k,
-        top_p: g.top_p,
-        seed: g.seed,
-    };
-    let beam = match raw.beam {
-        None => None,
-        Some(b) => Some(BeamSpec {
-            num_beams: b.num_beams,
-            length_penalty: b.length_penalty,
-            early_stopping: match &b.early_stopping {
-                serde_json::Value::Bool(true) => EarlyStopping::Always,
-                serde_json::Value::Bool(false) => EarlyStopping::Heuristic,
-                serde_json::Value::String(s) if s == "never" => EarlyStopping::Never,
-                _ => return None,
-            },
-            num_return_sequences: b.num_return_sequences,
-        }),
-    };
-    let exp = Experiment {
-        name: raw.name,
-        source: raw.source,
-        model: raw.model,
-        prompts: raw
-            .prompts
-            .into_iter()
-            .map(|p| Prompt {
-                text: p.text,
-                reference: p.reference,
-            })
-            .collect(),
-        max_new_tokens: raw.max_new_tokens,
-        samples: raw.samples,
-        batch_size: raw.batch_size,
-        baseline: raw.baseline,
-        grids: match raw.grid {
-            None => Vec::new(),
-            Some(GridsJson::One(g)) => vec![grid(g)],
-            Some(GridsJson::Many(gs)) => gs.into_iter().map(grid).collect(),
-        },
-        beam,
-    };
+/// The experiment as `shard.json` holds it; `None` unless it serialises back to the very same
+/// JSON, which makes the merged `run.json` the one an unsharded run writes.
+fn read_experiment(value: &serde_json::Value) -> Option<Experiment> {
+    let exp = serde_json::from_value::<Experiment>(value.clone()).ok()?;
     (serde_json::to_value(&exp).ok()? == *value).then_some(exp)
 }
 
@@ -918,11 +824,8 @@ mod tests {
         ] {
             let exp = experiment(text);
             let json = serde_json::to_value(&exp).unwrap();
-            assert_eq!(experiment_from_json(&json), Some(exp), "{text}");
+            assert_eq!(read_experiment(&json), Some(exp), "{text}");
         }
-        assert_eq!(
-            experiment_from_json(&serde_json::json!({"name": "x"})),
-            None
-        );
+        assert_eq!(read_experiment(&serde_json::json!({"name": "x"})), None);
     }
 }

@@ -17,10 +17,10 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::engine::beam::EarlyStopping;
-use crate::spec::experiment::{Experiment, serialize_early_stopping};
+use crate::spec::experiment::{Experiment, early_stopping};
 
 /// How a setting picks tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -70,21 +70,11 @@ pub struct Setting {
     /// Beam only.
     pub length_penalty: Option<f64>,
     /// Beam only; written as in the TOML (`true`, `false`, `"never"`).
-    #[serde(serialize_with = "serialize_optional_early_stopping")]
+    #[serde(serialize_with = "early_stopping::serialize_option")]
     pub early_stopping: Option<EarlyStopping>,
     /// Continuations per prompt: `samples` for sampling, 1 for greedy,
     /// `num_return_sequences` for beam.
     pub samples: usize,
-}
-
-fn serialize_optional_early_stopping<S: Serializer>(
-    value: &Option<EarlyStopping>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(e) => serialize_early_stopping(e, serializer),
-        None => serializer.serialize_none(),
-    }
 }
 
 impl Setting {

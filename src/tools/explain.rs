@@ -108,26 +108,9 @@ pub fn next_token_logits(generator: &Generator, prompt: &[u32]) -> Result<Vec<f3
 }
 
 /// A prompt as typed on the command line: `\n` is a newline and `\\` a backslash, the same
-/// rule as a `prompts_file` line, so `--prompt "ROMEO.\n"` explains what follows the speaker
-/// line. Any other backslash is kept as written.
-pub fn decode_prompt(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, chars.peek()) {
-            ('\\', Some('n')) => {
-                out.push('\n');
-                chars.next();
-            }
-            ('\\', Some('\\')) => {
-                out.push('\\');
-                chars.next();
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
+/// rule as a `prompts_file` line (it is that rule's decoder), so `--prompt "ROMEO.\n"`
+/// explains what follows the speaker line. Any other backslash is kept as written.
+pub use crate::spec::experiment::decode_escapes as decode_prompt;
 
 /// The `n` most probable tokens with nonzero probability, most probable first (the lower id
 /// first on a tie, so the listing is stable).
