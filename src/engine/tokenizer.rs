@@ -18,7 +18,7 @@ pub const MAX_RUN_BYTES: usize = 512;
 /// The special token that `encode` recognises in text; never cut in two.
 const END_OF_TEXT: &str = "<|endoftext|>";
 
-/// The id of [`END_OF_TEXT`] in GPT-2's vocabulary, its last: the token that ends a text, and
+/// The id of `<|endoftext|>` in GPT-2's vocabulary, its last: the token that ends a text, and
 /// the model's end-of-text id when its config names none.
 pub const END_OF_TEXT_ID: u32 = 50256;
 

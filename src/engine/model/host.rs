@@ -10,6 +10,8 @@ use crate::engine::kernels::matmul::PackedLinear;
 
 /// [`gelu_new`] on host values, in the same form: x sigmoid(2z) = x / (1 + exp(-2z)), with
 /// the exponentials taken a slice at a time by [`crate::engine::kernels::exponential`].
+///
+/// [`gelu_new`]: super::gelu_new
 pub fn gelu_new_in_place(values: &mut [f32]) {
     use rayon::prelude::*;
     const SLICE: usize = 512;
@@ -31,11 +33,12 @@ pub fn gelu_new_in_place(values: &mut [f32]) {
 }
 
 /// The model for decoding on the CPU: every projection and the head packed for the host
-/// kernels of [`crate::engine::kernels::matmul`], attention over a host cache ([`crate::engine::kernels::attention`]), and the
-/// layer norms, GELU and residual adds between them on plain rows. It computes what the tensor
-/// path computes, but a decoding step then builds no tensor at all: for the few rows of a step,
-/// the small ops between the products cost more as backend calls than as loops, and a loop
-/// over one row at a time cannot depend on the batch.
+/// kernels of [`crate::engine::kernels::matmul`], attention over a host cache
+/// ([`crate::engine::kernels::attention`]), and the layer norms, GELU and residual adds
+/// between them on plain rows. It computes what the tensor path computes, but a decoding step
+/// then builds no tensor at all: for the few rows of a step, the small ops between the
+/// products cost more as backend calls than as loops, and a loop over one row at a time
+/// cannot depend on the batch.
 pub struct HostModel {
     /// Position embedding `[n_positions, n_embd]`.
     wpe: Vec<f32>,

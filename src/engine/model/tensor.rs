@@ -140,6 +140,8 @@ impl std::str::FromStr for Precision {
 /// `x W + b` with the rows of `x` folded into one 2-D product through [`rows_matmul`], so
 /// that a row's result does not depend on how many rows share the batch (burn's
 /// `Linear::forward` does not promise that). The host path uses [`PackedLinear`] instead.
+///
+/// [`PackedLinear`]: crate::engine::kernels::matmul::PackedLinear
 fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
     let weight = layer.weight.val();
