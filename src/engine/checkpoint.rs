@@ -21,7 +21,7 @@ use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
-use crate::engine::model::{Attention, Block, Gpt2, Gpt2Config, Mlp};
+use crate::engine::model::{Attention, Block, ConfigError, Gpt2, Gpt2Config, Mlp};
 use crate::util::exit::{Exit, ExitStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,8 @@ pub enum CheckpointError {
     UnknownFormat { path: PathBuf },
     #[error("{path}: cannot read the file: {message}")]
     Unreadable { path: PathBuf, message: String },
-    #[error("{path}: invalid config: {message}")]
-    Config { path: PathBuf, message: String },
+    #[error("{path}: invalid config: {error}")]
+    Config { path: PathBuf, error: ConfigError },
     #[error(
         "{path}: no model config; put the Hugging Face config.json of this model beside it \
          (or use a nanoGPT ckpt.pt that stores `model_args`)"
@@ -199,9 +199,9 @@ fn resolve_config(
             });
         }
     };
-    config.check().map_err(|message| CheckpointError::Config {
+    config.check().map_err(|error| CheckpointError::Config {
         path: source.to_path_buf(),
-        message,
+        error,
     })?;
     check_shapes(weights, shapes, &config)?;
     Ok(config)
@@ -337,9 +337,9 @@ pub fn read_config(path: &Path) -> Result<Gpt2Config> {
         path: path.to_path_buf(),
         error,
     })?;
-    serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
+    Gpt2Config::from_json(&text).map_err(|error| CheckpointError::Config {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        error,
     })
 }
 

@@ -534,9 +534,9 @@ mod tests {
     use crate::engine::sampling::sample_rng;
 
     /// General matrix kernels take another path for a single row than for several at GPT-2's
-    /// width; a row's sample must not notice (see `matmul` and `model::rows_matmul`). A lone
-    /// row, the same row among others, and greedy rows that outlive their batch-mates all
-    /// agree bit for bit.
+    /// width; a row's sample must not notice (see `matmul` and `model::tensor::rows_matmul`).
+    /// A lone row, the same row among others, and greedy rows that outlive their batch-mates
+    /// all agree bit for bit.
     #[test]
     fn a_row_samples_the_same_alone_or_in_a_batch() {
         let device = burn::tensor::Device::default();

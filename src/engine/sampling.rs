@@ -82,8 +82,9 @@ pub fn softmax(logits: &[f32]) -> Vec<f64> {
 /// `log softmax(logits)[token]`: the log-probability of `token` under the model's own
 /// distribution (T = 1, no filtering), which is what perplexity is computed from.
 pub fn log_prob(logits: &[f32], token: usize) -> f32 {
-    // Exponentials in f32 (each within 2 ulp, see `exp`), summed in f64: this runs over the
-    // whole vocabulary for every generated token, and f64 `exp` would double its cost.
+    // Exponentials in f32 (each within 2 ulp, see `kernels::exponential`), summed in f64:
+    // this runs over the whole vocabulary for every generated token, and f64 `exp` would
+    // double its cost.
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     ((logits[token] - max) as f64 - exp_sum(logits, max).ln()) as f32
 }

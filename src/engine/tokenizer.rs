@@ -18,6 +18,10 @@ pub const MAX_RUN_BYTES: usize = 512;
 /// The special token that `encode` recognises in text; never cut in two.
 const END_OF_TEXT: &str = "<|endoftext|>";
 
+/// The id of `<|endoftext|>` in GPT-2's vocabulary, its last: the token that ends a text, and
+/// the model's end-of-text id when its config names none.
+pub const END_OF_TEXT_ID: u32 = 50256;
+
 /// The GPT-2 byte-level BPE tokenizer.
 pub struct Tokenizer {
     bpe: &'static CoreBPE,
@@ -57,7 +61,13 @@ impl Tokenizer {
     /// made from the bytes of a whole sequence, not token by token.
     pub fn decode_bytes(&self, tokens: &[u32]) -> Vec<u8> {
         self.bpe
-            ._decode_native_and_split(tokens.iter().copied().filter(|&t| t <= 50256).collect())
+            ._decode_native_and_split(
+                tokens
+                    .iter()
+                    .copied()
+                    .filter(|&t| t <= END_OF_TEXT_ID)
+                    .collect(),
+            )
             .flatten()
             .collect()
     }
@@ -180,7 +190,7 @@ mod tests {
         assert_eq!(t.decode(&ids), "ROMEO:\nBut soft!");
         // " the" is id 262 and "<|endoftext|>" 50256 in GPT-2's vocabulary.
         assert_eq!(t.encode(" the"), vec![262]);
-        assert_eq!(t.encode("<|endoftext|>"), vec![50256]);
+        assert_eq!(t.encode("<|endoftext|>"), vec![END_OF_TEXT_ID]);
     }
 
     /// Text without a run longer than the bound is tokenized exactly as tiktoken does: the
@@ -220,7 +230,7 @@ mod tests {
             assert!(seconds < 10.0, "{unit:?}: {seconds:.1} s");
             if unit == "<|endoftext|>" {
                 // Every special token survives the cuts whole.
-                let specials = tokens.iter().filter(|&&id| id == 50256).count();
+                let specials = tokens.iter().filter(|&&id| id == END_OF_TEXT_ID).count();
                 assert_eq!(specials, 1_000_000 / unit.len());
             } else {
                 assert_eq!(t.decode(&tokens), text, "{unit:?}");

@@ -1,0 +1,459 @@
+//! The burn module: the model as it trains, loads and runs on any backend, and the forward
+//! passes that decoding drives; on the CPU it hands them to its `HostModel`.
+
+use std::sync::Arc;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::cache::{KvCache, append};
+use super::config::Gpt2Config;
+use super::host::HostModel;
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query, key and value projections in one matrix, `[n_embd, 3 * n_embd]`.
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    pub n_head: usize,
+}
+
+impl Attention {
+    /// `x` holds the new positions `[batch, new, n_embd]`; `past` the cached ones, which the new
+    /// positions all see. Within the new positions attention is causal.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cache: Option<(Tensor<4>, Tensor<4>)>,
+        past: usize,
+        reserve: usize,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [batch, new, n_embd] = x.dims();
+        let head_dim = n_embd / self.n_head;
+        let heads = |t: Tensor<3>| {
+            t.reshape([batch, new, self.n_head, head_dim])
+                .swap_dims(1, 2)
+        };
+        let qkv = linear(&self.c_attn, x);
+        let mut parts = qkv.chunk(3, 2).into_iter();
+        let (q, k, v) = (
+            heads(parts.next().unwrap()),
+            heads(parts.next().unwrap()),
+            heads(parts.next().unwrap()),
+        );
+        let (cache_k, cache_v) = match cache {
+            Some((ck, cv)) => (Some(ck), Some(cv)),
+            None => (None, None),
+        };
+        let cache_k = append(cache_k, k, past, reserve);
+        let cache_v = append(cache_v, v, past, reserve);
+        let total = past + new;
+        let held = [0..batch, 0..self.n_head, 0..total, 0..head_dim];
+        let (k, v) = (
+            cache_k.clone().slice(held.clone()),
+            cache_v.clone().slice(held),
+        );
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (head_dim as f64).sqrt());
+        let scores = if new > 1 {
+            let mask = causal_mask(new, total, &scores.device());
+            scores.mask_fill(
+                mask.unsqueeze::<4>()
+                    .expand([batch, self.n_head, new, total]),
+                f32::NEG_INFINITY,
+            )
+        } else {
+            scores
+        };
+        let y = softmax(scores, 3).matmul(v);
+        let y = y.swap_dims(1, 2).reshape([batch, new, n_embd]);
+        (linear(&self.c_proj, y), (cache_k, cache_v))
+    }
+}
+
+/// `true` where query `i` (the `i`-th of the `new` last positions) may not see key `j`.
+fn causal_mask(new: usize, total: usize, device: &Device) -> Tensor<2, Bool> {
+    let past = total - new;
+    let mask: Vec<bool> = (0..new)
+        .flat_map(|i| (0..total).map(move |j| j > past + i))
+        .collect();
+    Tensor::from_data(TensorData::new(mask, [new, total]), device)
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        linear(&self.c_proj, gelu_new(linear(&self.c_fc, x)))
+    }
+}
+
+/// Floating-point type of a model's weights and compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown dtype `{other}`; use f32, f16 or bf16")),
+        }
+    }
+}
+
+/// `x W + b` with the rows of `x` folded into one 2-D product through [`rows_matmul`], so
+/// that a row's result does not depend on how many rows share the batch (burn's
+/// `Linear::forward` does not promise that). The host path uses [`PackedLinear`] instead.
+///
+/// [`PackedLinear`]: crate::engine::kernels::matmul::PackedLinear
+fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, len, d_in] = x.dims();
+    let weight = layer.weight.val();
+    let d_out = weight.dims()[1];
+    let y = rows_matmul(x.reshape([batch * len, d_in]), weight);
+    let y = match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze::<2>(),
+        None => y,
+    };
+    y.reshape([batch, len, d_out])
+}
+
+/// `x W` for `x` `[rows, d_in]`, computing each row exactly as it would be computed among
+/// any number of other rows. CPU kernels take a separate matrix-vector path for a single row,
+/// whose sums round differently; a lone row is therefore run as two, so that a sample does not
+/// depend on how many other rows happen to share its batch.
+fn rows_matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
+    if x.dims()[0] != 1 {
+        return x.matmul(weight);
+    }
+    let d_out = weight.dims()[1];
+    Tensor::cat(vec![x.clone(), x], 0)
+        .matmul(weight)
+        .slice([0..1, 0..d_out])
+}
+
+/// A tensor's values on the host, row-major.
+pub(super) fn host_rows<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data().try_into_vec::<f32>().expect("f32 values")
+}
+
+/// GPT-2's `gelu_new`, the tanh approximation of GELU (the exact erf GELU drifts by ~1e-3):
+/// 0.5 x (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3). Written as the identical
+/// x sigmoid(2z) with x^3 as products, since CPU backends compute `tanh` and `powf` an order
+/// of magnitude slower than `exp`.
+pub fn gelu_new(x: Tensor<3>) -> Tensor<3> {
+    let two_c = 2.0 * (2.0 / std::f64::consts::PI).sqrt();
+    let z2 = x.clone() * (x.clone() * x.clone() * (0.044715 * two_c) + two_c);
+    x * sigmoid(z2)
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: Attention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cache: Option<(Tensor<4>, Tensor<4>)>,
+        past: usize,
+        reserve: usize,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let (a, kv) = self
+            .attn
+            .forward(self.ln_1.forward(x.clone()), cache, past, reserve);
+        let x = x + a;
+        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
+        (x, kv)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embedding `[vocab_size, n_embd]`, also the LM head.
+    pub wte: Param<Tensor<2>>,
+    /// Position embedding `[n_positions, n_embd]`.
+    pub wpe: Param<Tensor<2>>,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+    /// `wte` transposed once for inference (see [`Gpt2::for_inference`]).
+    #[module(skip)]
+    pub lm_head: Option<Tensor<2>>,
+    /// The model as decoding runs it on the CPU, on the host's batch-invariant kernels (see
+    /// [`Gpt2::for_inference`]); `None` on other devices and in training.
+    #[module(skip)]
+    pub host: Option<Arc<HostModel>>,
+    #[module(skip)]
+    pub config: Gpt2Config,
+}
+
+impl Gpt2 {
+    /// A freshly initialised model, as GPT-2 and nanoGPT initialise one: N(0, 0.02) weights,
+    /// residual projections scaled by 1/sqrt(2 n_layer), zero biases, unit LayerNorms.
+    pub fn init(config: &Gpt2Config, device: &Device) -> Self {
+        use burn::nn::Initializer;
+        let c = config.n_embd;
+        let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
+        let residual_std = 0.02 / (2.0 * config.n_layer as f64).sqrt();
+        let linear = |d_in, d_out, std| {
+            LinearConfig::new(d_in, d_out)
+                .with_initializer(normal(std))
+                .init(device)
+        };
+        // A fresh parameter, not the initialised one mapped to zeros: a mapped value is a new
+        // tensor outside the autodiff graph, and the bias would never train.
+        let zero_bias = |mut l: Linear| {
+            let d_out = l.weight.dims()[1];
+            l.bias = Some(Initializer::Zeros.init([d_out], device));
+            l
+        };
+        let ln = || {
+            LayerNormConfig::new(c)
+                .with_epsilon(config.layer_norm_epsilon)
+                .init(device)
+        };
+        let h = (0..config.n_layer)
+            .map(|_| Block {
+                ln_1: ln(),
+                attn: Attention {
+                    c_attn: zero_bias(linear(c, 3 * c, 0.02)),
+                    c_proj: zero_bias(linear(c, c, residual_std)),
+                    n_head: config.n_head,
+                },
+                ln_2: ln(),
+                mlp: Mlp {
+                    c_fc: zero_bias(linear(c, 4 * c, 0.02)),
+                    c_proj: zero_bias(linear(4 * c, c, residual_std)),
+                },
+            })
+            .collect();
+        Self {
+            wte: normal(0.02).init([config.vocab_size, c], device),
+            wpe: normal(0.01).init([config.n_positions, c], device),
+            h,
+            ln_f: ln(),
+            lm_head: None,
+            host: None,
+            config: config.clone(),
+        }
+    }
+
+    /// Prepare for decoding. On the CPU (in f32), the model is copied into a
+    /// [`HostModel`], which then runs every forward pass of this model on the host;
+    /// elsewhere the tied head is materialised as a contiguous `[n_embd, vocab]`.
+    ///
+    /// The tensor path keeps the `[in, out]` row-major layout on purpose. Read through a
+    /// transposed view, general matmul kernels run the big products faster, but a row's result
+    /// then depends on how many rows share the product, and samples must not depend on the batch.
+    /// Training must not call this, since the copies do not follow updates to the weights.
+    pub fn for_inference(mut self) -> Self {
+        let wte = self.wte.val();
+        let (device, dtype) = (wte.device(), wte.dtype());
+        if crate::engine::backend::is_host(&device) && dtype == DType::F32 {
+            self.host = Some(Arc::new(HostModel::new(&self)));
+            return self;
+        }
+        self.for_tensor_inference()
+    }
+
+    /// Prepare for decoding through the backend's tensors, as on a GPU, whatever the device.
+    pub fn for_tensor_inference(mut self) -> Self {
+        let wte = self.wte.val();
+        let (device, dtype) = (wte.device(), wte.dtype());
+        self.lm_head = Some(Tensor::from_data(
+            wte.transpose().into_data(),
+            (&device, dtype),
+        ));
+        self.host = None;
+        self
+    }
+
+    pub fn device(&self) -> Device {
+        self.wte.val().device()
+    }
+
+    /// Run `tokens` `[batch, new]` after the positions held in `cache`, appending theirs.
+    /// Returns the final hidden states `[batch, new, n_embd]` (after `ln_f`).
+    pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let [batch, new] = tokens.dims();
+        let device = tokens.device();
+        if let Some(host) = &self.host {
+            let hidden = host.forward(&host_tokens(tokens), batch, cache);
+            let c = self.config.n_embd;
+            return Tensor::from_data(TensorData::new(hidden, [batch, new, c]), &device);
+        }
+        let past = cache.len();
+        let positions = Tensor::<1, Int>::arange(past as i64..(past + new) as i64, &device);
+        let mut x = burn::tensor::module::embedding(self.wte.val(), tokens)
+            + self.wpe.val().select(0, positions).unsqueeze::<3>();
+        // Taken out of the cache so each layer's tensors are uniquely owned and written in place.
+        let mut held = cache.take_tensor_layers().into_iter();
+        let mut layers = Vec::with_capacity(self.h.len());
+        for block in &self.h {
+            let (y, kv) = block.forward(x, held.next(), past, cache.capacity());
+            x = y;
+            layers.push(kv);
+        }
+        cache.store_tensor_layers(layers, new);
+        self.ln_f.forward(x)
+    }
+
+    /// Cast weights (and so all compute) to `precision`. Half precision is for GPUs: it
+    /// halves memory traffic there, while CPU backends gain nothing from it.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        struct Cast(FloatDType);
+        impl ModuleMapper for Cast {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let dtype = self.0;
+                param.map(|t| t.cast(dtype))
+            }
+        }
+        match precision {
+            Precision::F32 => self,
+            other => self.map(&mut Cast(other.float_dtype())),
+        }
+    }
+
+    /// Logits `[batch, new, vocab]` from hidden states, always f32: sampling and scoring read
+    /// them on the host as f32 whatever the model computes in.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [batch, new, c] = hidden.dims();
+        if let Some(host) = &self.host {
+            let device = hidden.device();
+            let logits = host.lm_head.forward(&host_rows(hidden), batch * new);
+            let vocab = host.lm_head.d_out();
+            return Tensor::from_data(TensorData::new(logits, [batch, new, vocab]), &device);
+        }
+        let w = match &self.lm_head {
+            Some(w) => w.clone(),
+            None => self.wte.val().transpose(),
+        };
+        let vocab = w.dims()[1];
+        let logits = rows_matmul(hidden.reshape([batch * new, c]), w).reshape([batch, new, vocab]);
+        if logits.dtype() == DType::F32 {
+            logits
+        } else {
+            logits.cast(FloatDType::F32)
+        }
+    }
+
+    /// Logits for every position of `tokens` `[batch, len]`, with no cache: training and scoring.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let mut cache = KvCache::empty();
+        self.head(self.forward_hidden(tokens, &mut cache))
+    }
+
+    /// Logits of the last of the new positions only (decoding never needs the others, and the
+    /// head is the largest matmul of a small model), written to `out` (`[batch * vocab]`,
+    /// row-major) on the host, where sampling reads them, reusing its memory. On the CPU (a
+    /// [`HostModel`]) the head writes there directly. From a device they come back in chunks
+    /// of rows small enough for the allocator to recycle (see `main.rs`), instead of a fresh
+    /// buffer of the whole size at every step.
+    pub fn forward_last_into(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        out: &mut Vec<f32>,
+    ) {
+        const CHUNK_BYTES: usize = 8 << 20;
+        if let Some(host) = &self.host {
+            let [batch, new] = tokens.dims();
+            let hidden = host.forward(&host_tokens(tokens), batch, cache);
+            // In a decoding step (one new position) the hidden rows already are the last ones.
+            let last = if new == 1 {
+                hidden
+            } else {
+                let c = self.config.n_embd;
+                hidden
+                    .chunks_exact(new * c)
+                    .flat_map(|row| &row[(new - 1) * c..])
+                    .copied()
+                    .collect()
+            };
+            out.resize(batch * host.lm_head.d_out(), 0.0);
+            host.lm_head.forward_into(&last, batch, out);
+            return;
+        }
+        let logits = self.forward_last(tokens, cache);
+        let [batch, vocab] = logits.dims();
+        out.clear();
+        let per_chunk = (CHUNK_BYTES / (4 * vocab.max(1))).max(1);
+        out.reserve(batch * vocab);
+        if batch <= per_chunk {
+            out.extend_from_slice(&host_rows(logits));
+            return;
+        }
+        for start in (0..batch).step_by(per_chunk) {
+            let end = (start + per_chunk).min(batch);
+            out.extend_from_slice(&host_rows(logits.clone().slice([start..end, 0..vocab])));
+        }
+    }
+
+    /// Logits `[batch, vocab]` (f32) of the last of the new positions, left on the model's
+    /// device: on a GPU, sampling takes from them only what it needs (see `shortlist`).
+    pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let last = self.forward_last_hidden(tokens, cache);
+        let [batch, c] = last.dims();
+        let logits = self.head(last.reshape([batch, 1, c]));
+        let vocab = logits.dims()[2];
+        logits.reshape([batch, vocab])
+    }
+
+    /// Final hidden states `[batch, n_embd]` of the last new position of each row.
+    fn forward_last_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let hidden = self.forward_hidden(tokens, cache);
+        let [batch, new, c] = hidden.dims();
+        hidden
+            .slice([0..batch, new - 1..new, 0..c])
+            .reshape([batch, c])
+    }
+}
+
+/// Token ids of an integer tensor, row-major.
+pub(super) fn host_tokens(tokens: Tensor<2, Int>) -> Vec<i64> {
+    tokens
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("integer token ids")
+}
