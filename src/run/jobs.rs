@@ -87,7 +87,6 @@ pub(super) fn describe(members: &[&Setting]) -> String {
                 ("t", knob(|s| Some(s.temperature))),
                 ("k", knob(|s| Some(s.top_k as f64))),
                 ("p", knob(|s| Some(s.top_p))),
-                ("seed", knob(|s| s.seed.map(|x| x as f64))),
             ],
         ),
     }

@@ -71,7 +71,7 @@ impl Bars {
         let bar = self.add(len, template, unit);
         bar.set_message(fit(
             message,
-            self.width.saturating_sub(fixed_width(template)),
+            self.width.saturating_sub(fixed_width(template, unit)),
         ));
         bar
     }
@@ -113,10 +113,12 @@ fn terminal_width() -> usize {
 /// The overall bar's template for a terminal `width` columns wide: the parts that fit, most
 /// useful first, so that the line never wraps.
 pub fn overall_template(width: usize) -> &'static str {
-    if width >= 80 {
-        "{prefix:.bold} [{bar:24.cyan/blue}] {pos}/{len} settings · {elapsed_precise} · eta {eta}"
-    } else if width >= 36 {
-        "{pos}/{len} settings · {elapsed} · eta {eta}"
+    // No ETA here: settings finish in batches, so their rate says little until the end; the
+    // batch bar's ETA, from tokens, is the one to read.
+    if width >= 72 {
+        "{prefix:.bold} [{bar:24.cyan/blue}] {pos}/{len} settings · {elapsed_precise}"
+    } else if width >= 30 {
+        "{pos}/{len} settings · {elapsed}"
     } else {
         "{pos}/{len}"
     }
@@ -125,24 +127,28 @@ pub fn overall_template(width: usize) -> &'static str {
 /// The batch bar's template for a terminal `width` columns wide; the message takes what room
 /// is left.
 pub fn batch_template(width: usize) -> &'static str {
-    if width >= 70 {
-        "[{bar:24.cyan/blue}] {percent:>3}% · {rate} · eta {eta} · {wide_msg}"
-    } else if width >= 36 {
+    if width >= 100 {
+        "[{bar:20.cyan/blue}] {percent:>3}% · {rate} · eta {eta} · {wide_msg}"
+    } else if width >= 72 {
+        "{percent:>3}% · {rate} · eta {eta} · {wide_msg}"
+    } else if width >= 40 {
         "{percent:>3}% · {rate} · {wide_msg}"
     } else {
         "{percent:>3}% {wide_msg}"
     }
 }
 
-/// The most columns a template's parts other than its message take, with the widest values
-/// they show in a run (a 7-digit rate, a 4-character ETA, 4-digit counts).
-fn fixed_width(template: &str) -> usize {
+/// The columns a template's parts other than its message take, with the widest values they
+/// commonly show (a 5-digit rate of `unit`s, a 3-character ETA, 4-digit counts); a wider
+/// value takes its room from the message, which the bar then cuts.
+fn fixed_width(template: &str, unit: &str) -> usize {
     let mut text = template.to_owned();
     for (key, widest) in [
         ("{prefix:.bold}", "sweep".to_owned()),
         ("{bar:24.cyan/blue}", " ".repeat(24)),
+        ("{bar:20.cyan/blue}", " ".repeat(20)),
         ("{percent:>3}", "100".to_owned()),
-        ("{rate}", "1234567 references/s".to_owned()),
+        ("{rate}", format!("12345 {unit}/s")),
         ("{eta}", "59m".to_owned()),
         ("{elapsed_precise}", "00:00:00".to_owned()),
         ("{elapsed}", "59m".to_owned()),
@@ -260,10 +266,10 @@ mod tests {
 
     #[test]
     fn every_template_leaves_room_in_its_width() {
-        for width in [20, 36, 50, 69, 70, 79, 80, 120, 200] {
+        for width in [20, 30, 39, 40, 71, 72, 99, 100, 200] {
             for template in [overall_template(width), batch_template(width)] {
                 assert!(
-                    fixed_width(template) <= width.max(16),
+                    fixed_width(template, "references") <= width.max(16),
                     "{template} does not fit in {width} columns"
                 );
                 ProgressStyle::with_template(template).expect("valid template");
