@@ -42,7 +42,7 @@ pub fn println(bar: &ProgressBar, quiet: bool, line: impl AsRef<str>) {
 /// A run's two bars on a terminal: the settings finished of all, and the batch in flight
 /// below it. Both are drawn by one `MultiProgress` from the moment they exist, so neither is
 /// ever drawn on its own first (which left copies of the bar on the screen). Without a
-/// terminal, or when quiet, the bars are hidden and [`println`] writes plain lines.
+/// terminal, or when quiet, the bars are hidden and [`println()`] writes plain lines.
 pub struct Bars {
     multi: Option<MultiProgress>,
     width: usize,
