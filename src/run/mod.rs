@@ -1,5 +1,6 @@
 //! Running an experiment: the runner, the results folder it owns, shards and Slurm scripts.
 
+mod jobs;
 pub mod runner;
 pub mod shard;
 pub mod slurm;

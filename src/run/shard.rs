@@ -26,6 +26,7 @@ use crate::run::store::{self, Fingerprint};
 use crate::spec::experiment::Experiment;
 use crate::spec::grid::{self, Setting};
 use crate::util::exit::{Exit, ExitStatus};
+use crate::util::files::{PathError, io_at};
 
 /// The file a finished shard writes last.
 pub const RECORD: &str = store::SHARD_RECORD;
@@ -40,11 +41,8 @@ pub enum ShardError {
     BadSpec { spec: String, reason: String },
     #[error("{reason}; pass --shard INDEX/COUNT to say which share this process runs")]
     BadEnvironment { reason: String },
-    #[error("{path}: {error}")]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error(
         "{dir}: not a shard (no {RECORD}, and not a {SHARDS_DIR}/<i>-of-<n> folder) and no \
          {SHARDS_DIR}/ folder in it; pass the results folder of `sweep run --shard` or its \
@@ -148,7 +146,7 @@ pub enum ShardError {
 impl ExitStatus for ShardError {
     fn exit(&self) -> Exit {
         match self {
-            ShardError::Io { .. } => Exit::Failed,
+            ShardError::Io(_) => Exit::Failed,
             ShardError::Run(e) => e.exit(),
             _ => Exit::BadInput,
         }
@@ -167,13 +165,6 @@ fn list(items: impl Iterator<Item = String>) -> String {
             items[..SHOWN].join(", "),
             items.len() - SHOWN
         )
-    }
-}
-
-fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ShardError + '_ {
-    move |error| ShardError::Io {
-        path: path.to_path_buf(),
-        error,
     }
 }
 
@@ -627,7 +618,7 @@ fn read_shard(dir: &Path) -> Result<Found, ShardError> {
                 record: None,
             })
         }
-        Err(error) => Err(ShardError::Io { path, error }),
+        Err(error) => Err(PathError { path, error }.into()),
     }
 }
 

@@ -10,6 +10,7 @@
 //! and the model exactly as `sweep run` there would, and `run.json` records the same paths.
 
 use crate::util::exit::{Exit, ExitStatus};
+use crate::util::files::{PathError, io_at};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -18,11 +19,8 @@ use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
-    #[error("{path}: {error}")]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("--shards {0}: need at least 1 shard")]
     NoShards(usize),
     #[error(
@@ -82,13 +80,6 @@ pub struct Scripts {
     pub shards: PathBuf,
     pub merge: PathBuf,
     pub submit: PathBuf,
-}
-
-fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> SlurmError + '_ {
-    move |error| SlurmError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
 }
 
 /// `text` as one word for sh.

@@ -31,7 +31,7 @@ use crate::report::summary::Sample;
 use crate::spec::experiment::Experiment;
 use crate::spec::grid::{Setting, Strategy};
 use crate::util::exit::{Exit, ExitStatus};
-use crate::util::files::{hex, space_hint, sync_dir, write_all_counted, write_atomic};
+use crate::util::files::{PathError, hex, io_at, sync_dir, write_all_counted, write_atomic};
 
 /// The layout and encoding of a results folder. Folders of another format are refused with
 /// a message, never read: format 1 (no `format` key) saved each setting whole, without
@@ -69,11 +69,8 @@ const SLURM_FILES: [&str; 3] = ["shards.sbatch", "merge.sbatch", "submit.sh"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {error}{}", space_hint(error))]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error(
         "{path} is a file, not a folder; {flag} names the folder the results go to (created if \
          missing): pass the path of a folder, or of one that does not exist yet"
@@ -129,16 +126,9 @@ pub enum StoreError {
 impl ExitStatus for StoreError {
     fn exit(&self) -> Exit {
         match self {
-            StoreError::Io { .. } | StoreError::NonFinite { .. } => Exit::Failed,
+            StoreError::Io(_) | StoreError::NonFinite { .. } => Exit::Failed,
             _ => Exit::BadInput,
         }
-    }
-}
-
-fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |error| StoreError::Io {
-        path: path.to_path_buf(),
-        error,
     }
 }
 
@@ -424,7 +414,7 @@ pub fn read_fingerprint(dir: &Path) -> Result<Option<Fingerprint>, StoreError> {
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(StoreError::Io { path, error }),
+        Err(error) => return Err(PathError { path, error }.into()),
     };
     let unreadable = |reason: String| StoreError::Unreadable {
         path: path.clone(),
@@ -534,7 +524,7 @@ impl Store {
     /// Write one of the folder's whole files (a report, `shard.json`) atomically.
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.dir.join(name);
-        write_atomic(&path, bytes).map_err(io_at(&path))
+        Ok(write_atomic(&path, bytes).map_err(io_at(&path))?)
     }
 
     /// What is saved of `setting`: `None` when nothing is. A file saved for another
@@ -680,7 +670,7 @@ fn clear(dir: &Path) -> Result<(), StoreError> {
         };
         removed.map_err(io_at(&path))?;
     }
-    sync_dir(dir).map_err(io_at(dir))
+    Ok(sync_dir(dir).map_err(io_at(dir))?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,7 +682,7 @@ fn holds_rows(settings_dir: &Path) -> Result<bool, StoreError> {
     let entries = match fs::read_dir(settings_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_at(settings_dir)(e)),
+        Err(e) => return Err(io_at(settings_dir)(e).into()),
     };
     for entry in entries {
         let path = entry.map_err(io_at(settings_dir))?.path();
@@ -962,7 +952,7 @@ pub fn read_setting(
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(StoreError::Io { path, error }),
+        Err(error) => return Err(PathError { path, error }.into()),
     };
     parse_setting(&bytes, expected)
         .map(Some)
@@ -1068,10 +1058,11 @@ impl SettingWriter {
                 // Leave no partial record behind (a kill here leaves one, which the reader drops).
                 let _ = self.file.set_len(self.len);
                 let _ = self.file.sync_all();
-                Err(StoreError::Io {
+                Err(PathError {
                     path: self.path.clone(),
                     error,
-                })
+                }
+                .into())
             }
         }
     }

@@ -10,6 +10,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+/// An I/O error and the file or folder it happened at: every error of the crate that a file
+/// operation causes names the path first, and says what to do about a full disk.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {error}{}", space_hint(error), path = path.display())]
+pub struct PathError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// For `map_err(io_at(path))?`: the error of an operation on `path`, which `?` turns into
+/// the caller's error.
+pub fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> PathError + '_ {
+    move |error| PathError {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
 /// What to do about a full disk, said after the error.
 pub fn space_hint(error: &std::io::Error) -> &'static str {
     // The CSV writer wraps the disk's error in its own.
