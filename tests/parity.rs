@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::Value;
 use sweep::engine::beam::{BeamParams, EarlyStopping};
 use sweep::engine::checkpoint;
-use sweep::engine::generate::{Generator, Row};
+use sweep::engine::generate::{Generator, SampleRow};
 use sweep::engine::sampling::{SamplingParams, filtered_distribution, sample_rng};
 
 fn fixtures() -> PathBuf {
@@ -155,7 +155,7 @@ fn greedy_cases(g: &Generator, exp: &Value, prompts: &[Vec<u32>]) {
         let prepared = g.prepare(prompt, max_new).unwrap();
         // Three greedy rows in one batch: each must be the reference continuation.
         let rows = (0..3)
-            .map(|i| Row {
+            .map(|i| SampleRow {
                 params: SamplingParams::GREEDY,
                 rng: sample_rng(0, 0, i),
             })
@@ -181,7 +181,7 @@ fn greedy_equals_one_beam() {
         let greedy = g
             .sample(
                 &prepared,
-                vec![Row {
+                vec![SampleRow {
                     params: SamplingParams::GREEDY,
                     rng: sample_rng(0, 0, 0),
                 }],

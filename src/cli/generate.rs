@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use sweep::engine::generate::Row;
+use sweep::engine::generate::SampleRow;
 use sweep::engine::sampling::sample_rng;
 use sweep::engine::tokenizer::{TextStream, Tokenizer};
 
@@ -33,7 +33,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     let mut stream = TextStream::default();
     let mut write_error = None;
     let eos = generator.eos();
-    let rows = vec![Row {
+    let rows = vec![SampleRow {
         params,
         rng: sample_rng(args.seed, 0, 0),
     }];

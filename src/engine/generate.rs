@@ -18,7 +18,7 @@ use crate::engine::sampling::{
     SamplingParams, first_non_finite, log_prob, log_softmax_into, sample_with_log_prob,
     shortlist_needed,
 };
-use crate::engine::shortlist::Shortlists;
+use crate::engine::shortlist::DeviceReadback;
 use crate::util::exit::{Exit, ExitStatus};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -64,7 +64,7 @@ impl ExitStatus for GenerateError {
 
 /// One row to sample: its settings and its own random stream.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub struct SampleRow {
     pub params: SamplingParams,
     pub rng: ChaCha20Rng,
 }
@@ -101,7 +101,7 @@ enum StepLogits {
     /// Every row in full, `[rows * vocab]`: the host kernels write them there.
     Whole(Vec<f32>),
     /// What each row's setting needs, from a device.
-    Short(Shortlists),
+    Short(DeviceReadback),
 }
 
 impl StepLogits {
@@ -121,7 +121,7 @@ impl StepLogits {
     }
 
     /// A value of row `r` that is NaN or infinite, if there is one (see
-    /// [`Shortlists::non_finite`] for what a shortlist can tell).
+    /// [`DeviceReadback::non_finite`] for what a shortlist can tell).
     fn non_finite(&self, r: usize, vocab: usize) -> Option<f32> {
         match self {
             Self::Whole(logits) => first_non_finite(&logits[r * vocab..(r + 1) * vocab]),
@@ -267,7 +267,7 @@ impl Generator {
     pub fn sample(
         &self,
         prompt: &PreparedPrompt,
-        rows: Vec<Row>,
+        rows: Vec<SampleRow>,
         max_new_tokens: usize,
         on_token: impl FnMut(usize, u32),
     ) -> Result<Vec<Continuation>, GenerateError> {
@@ -279,7 +279,7 @@ impl Generator {
     pub fn sample_full_length(
         &self,
         prompt: &PreparedPrompt,
-        rows: Vec<Row>,
+        rows: Vec<SampleRow>,
         max_new_tokens: usize,
     ) -> Result<Vec<Continuation>, GenerateError> {
         self.sample_rows(prompt, rows, max_new_tokens, false, |_, _| {})
@@ -288,7 +288,7 @@ impl Generator {
     fn sample_rows(
         &self,
         prompt: &PreparedPrompt,
-        mut rows: Vec<Row>,
+        mut rows: Vec<SampleRow>,
         max_new_tokens: usize,
         stop_at_eos: bool,
         mut on_token: impl FnMut(usize, u32),
@@ -405,7 +405,7 @@ impl Generator {
     ) -> StepLogits {
         if self.shortlists {
             let logits = self.model.forward_last(tokens, cache);
-            return StepLogits::Short(Shortlists::read(logits, needs));
+            return StepLogits::Short(DeviceReadback::read(logits, needs));
         }
         let mut buffer = match previous {
             StepLogits::Whole(buffer) => buffer,
@@ -543,7 +543,7 @@ mod tests {
         device.seed(7);
         let generator = Generator::new(Gpt2::init(&Gpt2Config::with_shape(1, 12, 768), &device));
         let prompt = generator.prepare(&[464, 2068, 7586], 8).unwrap();
-        let row = |sample: u32, temperature: f64| Row {
+        let row = |sample: u32, temperature: f64| SampleRow {
             params: SamplingParams {
                 temperature,
                 top_k: 0,
@@ -592,11 +592,11 @@ mod tests {
             (1.5, 5, 1.0),
             (0.7, 1, 1.0),
         ];
-        let rows = || -> Vec<Row> {
+        let rows = || -> Vec<SampleRow> {
             settings
                 .iter()
                 .enumerate()
-                .map(|(i, &(temperature, top_k, top_p))| Row {
+                .map(|(i, &(temperature, top_k, top_p))| SampleRow {
                     params: SamplingParams {
                         temperature,
                         top_k,

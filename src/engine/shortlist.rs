@@ -23,7 +23,7 @@ const FIXED_ONE: f64 = (1u64 << 46) as f64;
 const MAX_VOCAB: usize = 1 << 17;
 
 /// One step's logits on the host: a shortlist per row, and the rows that came back in full.
-pub struct Shortlists {
+pub struct DeviceReadback {
     vocab: usize,
     width: usize,
     logits: Vec<f32>,
@@ -34,7 +34,7 @@ pub struct Shortlists {
     full: Vec<f32>,
 }
 
-impl Shortlists {
+impl DeviceReadback {
     /// Read back what sampling needs of `logits` `[rows, vocab]` (on any device).
     /// `needs[r]` is how many of row r's largest logits its sampler reads
     /// ([`sampling::shortlist_needed`]); `None` reads the whole row.
@@ -207,7 +207,7 @@ mod tests {
             vocab,
         );
         assert!(need.is_some(), "a top-k row reads a shortlist");
-        let lists = Shortlists::read(tensor, &vec![need; rows.len()]);
+        let lists = DeviceReadback::read(tensor, &vec![need; rows.len()]);
         let seen: Vec<bool> = (0..rows.len())
             .map(|r| lists.non_finite(r).is_some())
             .collect();
@@ -243,7 +243,7 @@ mod tests {
             let need = shortlist_needed(&params, vocab);
             let tensor =
                 Tensor::<2>::from_data(TensorData::new(flat.clone(), [rows.len(), vocab]), &device);
-            let lists = Shortlists::read(tensor, &vec![need; rows.len()]);
+            let lists = DeviceReadback::read(tensor, &vec![need; rows.len()]);
             match need {
                 None => assert_eq!(lists.rows_in_full(), rows.len()),
                 Some(_) => assert!(lists.rows_in_full() >= 1, "the flat row: {params:?}"),
@@ -279,7 +279,7 @@ mod tests {
             TensorData::new(row.repeat(params.len()), [params.len(), vocab]),
             &device,
         );
-        let lists = Shortlists::read(tensor, &needs);
+        let lists = DeviceReadback::read(tensor, &needs);
         assert_eq!(
             lists.rows_in_full(),
             needs.iter().filter(|n| n.is_none()).count()
@@ -303,7 +303,7 @@ mod tests {
             .collect();
         let device = burn::tensor::Device::default();
         let tensor = Tensor::<2>::from_data(TensorData::new(row.clone(), [1, vocab]), &device);
-        let lists = Shortlists::read(tensor, &[Some(10)]);
+        let lists = DeviceReadback::read(tensor, &[Some(10)]);
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
         let exact: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
         let got = lists.row(0).exp_sum;
@@ -320,7 +320,7 @@ mod tests {
             .collect();
         let device = burn::tensor::Device::default();
         let tensor = Tensor::<2>::from_data(TensorData::new(row.clone(), [1, vocab]), &device);
-        let lists = Shortlists::read(tensor, &[Some(50)]);
+        let lists = DeviceReadback::read(tensor, &[Some(50)]);
         assert_eq!(lists.rows_in_full(), 1);
         let params = SamplingParams {
             temperature: 0.8,

@@ -216,9 +216,9 @@ mod tests {
         }
     }
 
-    /// A run of a million characters used to panic inside tiktoken (spaces: the regex's
-    /// backtracking stack) or take minutes (letters: quadratic BPE merging). Now it is cut
-    /// into bounded pieces, encoded in linear time, and still decodes to the same text.
+    /// A run of a million characters handed to tiktoken whole panics (spaces: the regex's
+    /// backtracking stack) or takes minutes (letters: quadratic BPE merging); cut into bounded
+    /// pieces, it is encoded in linear time and still decodes to the same text.
     #[test]
     fn regression_a_million_character_run_tokenizes_quickly() {
         let t = Tokenizer::gpt2();

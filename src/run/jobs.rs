@@ -8,7 +8,7 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 
 use crate::engine::beam::BeamParams;
-use crate::engine::generate::{Generator, PreparedPrompt, Row};
+use crate::engine::generate::{Generator, PreparedPrompt, SampleRow};
 use crate::engine::sampling::{SamplingParams, sample_rng};
 use crate::engine::tokenizer::Tokenizer;
 use crate::report::record::SettingTiming;
@@ -226,7 +226,7 @@ impl Job<'_> {
                     .iter()
                     .map(|&(g, i)| {
                         let s = &self.settings[group[g].index];
-                        Row {
+                        SampleRow {
                             params: SamplingParams {
                                 temperature: s.temperature,
                                 top_k: s.top_k,

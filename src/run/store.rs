@@ -34,17 +34,13 @@ use crate::util::exit::{Exit, ExitStatus};
 use crate::util::files::{PathError, hex, io_at, sync_dir, write_all_counted, write_atomic};
 
 /// The layout and encoding of a results folder. Folders of another format are refused with
-/// a message, never read: format 1 (no `format` key) saved each setting whole, without
-/// checksums, and keyed the folder by the whole experiment.
+/// a message, never read; what each format was is in `CHANGELOG.md`.
 pub const FORMAT: u32 = 2;
 
 /// Raised whenever a change to `sweep` changes what a setting produces on the same backend
 /// (a kernel that rounds differently, a fixed sampler), so that resuming never mixes settings
-/// computed by two versions. Folders written before it existed read as 1. Version 4: beam
-/// search's log-softmax sums f32 exponentials in f64, as sampling's `log_prob` does (it took
-/// f64 exponentials), which moves the last bits of some beams' log-probabilities; and on a
-/// device (GPU, or half precision) a sampled token's log-probability takes its normaliser
-/// from the device's fixed-point sum (see `shortlist`). Sampling on the CPU is as in 3.
+/// computed by two versions. Folders written before it existed read as 1. What changed in
+/// each version is in `CHANGELOG.md`.
 pub const NUMERICS: u32 = 4;
 
 pub const EXPERIMENT: &str = "experiment.json";

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::beam::{BeamParams, EarlyStopping};
-use crate::engine::generate::{Continuation, Generator, PreparedPrompt, Row};
+use crate::engine::generate::{Continuation, Generator, PreparedPrompt, SampleRow};
 use crate::engine::sampling::{SamplingParams, sample_rng};
 
 /// One measured case.
@@ -118,21 +118,21 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
     let p = generator
         .prepare(&prompt(16, vocab), longest)
         .expect("bench prompt fits");
-    let rows = |n: usize, params: SamplingParams, seed: u64| -> Vec<Row> {
+    let rows = |n: usize, params: SamplingParams, seed: u64| -> Vec<SampleRow> {
         (0..n)
-            .map(|i| Row {
+            .map(|i| SampleRow {
                 params,
                 rng: sample_rng(seed, 0, i as u32),
             })
             .collect()
     };
-    let sample_after = |p: &PreparedPrompt, rows: Vec<Row>, new_tokens: usize| -> usize {
+    let sample_after = |p: &PreparedPrompt, rows: Vec<SampleRow>, new_tokens: usize| -> usize {
         let out: Vec<Continuation> = generator
             .sample_full_length(p, rows, new_tokens)
             .expect("a random model's logits are finite");
         out.iter().map(|c| c.tokens.len()).sum()
     };
-    let sample = |rows: Vec<Row>, new_tokens: usize| sample_after(&p, rows, new_tokens);
+    let sample = |rows: Vec<SampleRow>, new_tokens: usize| sample_after(&p, rows, new_tokens);
     // Warm-up: first calls pay for allocation and thread start.
     let _ = sample(rows(2, SamplingParams::PURE, 0), 4);
 
@@ -185,7 +185,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
         grid_case(settings.len(), plan.grid_samples),
         || {
             // All settings' rows in one batch, as a sweep runs them.
-            let all: Vec<Row> = settings
+            let all: Vec<SampleRow> = settings
                 .iter()
                 .enumerate()
                 .flat_map(|(s, &params)| rows(plan.grid_samples, params, s as u64))

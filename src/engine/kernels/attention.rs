@@ -212,9 +212,8 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
 /// While the first query reads its keys and values, it asks for the cache lines of `next`
 /// (the keys and values of the task that follows) at the same pace. A decoding step reads
 /// every row's cache once, from memory, in streams of a few kilobytes per head; without the
-/// hint each stream starts cold and the hardware prefetcher ramps up anew (32 rows × 12
-/// layers at 80 positions, six interleaved runs each: 12.6–15.2 ms a step without, 12.1–13.3
-/// with). A hint changes no result.
+/// hint each stream starts cold and the hardware prefetcher ramps up anew (measured in
+/// `results/bench/README.md`). A hint changes no result.
 fn head_outputs<'a>(
     queries: impl Iterator<Item = &'a [f32]>,
     keys: [&[f32]; 2],

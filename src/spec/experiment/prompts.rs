@@ -174,7 +174,7 @@ mod tests {
         );
     }
 
-    /// An empty reference used to blank the human row's perplexity without a word; a file
+    /// An empty reference would blank the human row's perplexity without a word, and a file
     /// where only some prompts have one would score the human row on other prompts than the
     /// generated rows.
     #[test]
