@@ -80,24 +80,21 @@ pub fn check_text_file(path: &std::path::Path, flag: &str, default: Option<&str>
 /// The sampling flags as the pipeline takes them, each refused by name when out of range,
 /// before a model is loaded.
 pub fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
-    use sweep::spec::limits::MIN_TEMPERATURE;
+    use sweep::spec::limits;
     let SamplingArgs {
         temperature,
         top_k,
         top_p,
     } = *args;
-    if !(temperature == 0.0 || (temperature >= MIN_TEMPERATURE && temperature.is_finite())) {
+    if !limits::valid_temperature(temperature) {
         let temperature = sweep::spec::grid::number(temperature);
-        return Err(BadInput(format!(
-            "--temperature {temperature}: must be 0 (greedy) or a finite number >= \
-             {MIN_TEMPERATURE:e}; below that the scaled logits overflow f32 or the distribution \
-             is one-hot: use 0 for greedy, or a temperature >= {MIN_TEMPERATURE:e}"
-        ))
-        .into());
+        let rule = limits::temperature_rule();
+        return Err(BadInput(format!("--temperature {temperature}: {rule}")).into());
     }
-    if !(top_p > 0.0 && top_p <= 1.0) {
+    if !limits::valid_top_p(top_p) {
         let top_p = sweep::spec::grid::number(top_p);
-        return Err(BadInput(format!("--top-p {top_p}: must be in (0, 1] (1.0 = off)")).into());
+        let rule = limits::TOP_P_RULE;
+        return Err(BadInput(format!("--top-p {top_p}: {rule}")).into());
     }
     Ok(SamplingParams {
         temperature,

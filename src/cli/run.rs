@@ -114,14 +114,16 @@ fn cropped_prompts(
     config: &sweep::engine::model::Gpt2Config,
 ) -> Vec<(usize, usize)> {
     let tokenizer = Tokenizer::gpt2();
-    let room = config.n_positions.saturating_sub(exp.max_new_tokens);
     exp.prompts
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
-            // An empty prompt is one end-of-text token.
-            let len = tokenizer.encode(&p.text).len().max(1);
-            let cropped = len.saturating_sub(room);
+            let len = tokenizer.encode(&p.text).len();
+            let cropped = sweep::engine::generate::cropped_tokens(
+                len,
+                config.n_positions,
+                exp.max_new_tokens,
+            );
             (cropped > 0).then_some((i, cropped))
         })
         .collect()

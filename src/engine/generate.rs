@@ -62,6 +62,14 @@ impl ExitStatus for GenerateError {
     }
 }
 
+/// How many tokens [`Generator::prepare`] crops from the left of a prompt of `len` tokens so
+/// that `max_new_tokens` fit in a context of `n_positions`; an empty prompt counts as its one
+/// end-of-text token. Checks made before any model is loaded use it too.
+pub fn cropped_tokens(len: usize, n_positions: usize, max_new_tokens: usize) -> usize {
+    len.max(1)
+        .saturating_sub(n_positions.saturating_sub(max_new_tokens))
+}
+
 /// One row to sample: its settings and its own random stream.
 #[derive(Debug, Clone)]
 pub struct SampleRow {
@@ -178,13 +186,12 @@ impl Generator {
                 vocab_size: config.vocab_size,
             });
         }
-        let room = config.n_positions - max_new_tokens;
         let mut tokens = if prompt.is_empty() {
             vec![config.eos_token_id]
         } else {
             prompt.to_vec()
         };
-        let cropped = tokens.len().saturating_sub(room);
+        let cropped = cropped_tokens(tokens.len(), config.n_positions, max_new_tokens);
         tokens.drain(..cropped);
         Ok(PreparedPrompt { tokens, cropped })
     }
@@ -532,6 +539,29 @@ mod tests {
     use crate::engine::beam::EarlyStopping;
     use crate::engine::model::Gpt2Config;
     use crate::engine::sampling::sample_rng;
+
+    /// The count that checks report before loading a model is the count `prepare` crops.
+    #[test]
+    fn cropping_is_counted_as_prepare_crops() {
+        let mut config = Gpt2Config::with_shape(1, 1, 8);
+        config.n_positions = 8;
+        config.vocab_size = 16;
+        let device = burn::tensor::Device::default();
+        let generator = Generator::new(Gpt2::init(&config, &device));
+        for (len, max_new_tokens) in [(0, 3), (1, 7), (5, 3), (6, 3), (12, 3), (12, 7)] {
+            let prompt: Vec<u32> = (0..len as u32).map(|t| t % 16).collect();
+            let prepared = generator.prepare(&prompt, max_new_tokens).unwrap();
+            assert_eq!(
+                cropped_tokens(len, 8, max_new_tokens),
+                prepared.cropped,
+                "{len} tokens, {max_new_tokens} new"
+            );
+            assert_eq!(
+                prepared.tokens.len() + max_new_tokens,
+                (len.max(1)).min(8 - max_new_tokens) + max_new_tokens
+            );
+        }
+    }
 
     /// General matrix kernels take another path for a single row than for several at GPT-2's
     /// width; a row's sample must not notice (see `matmul` and `model::tensor::rows_matmul`).

@@ -29,6 +29,29 @@ pub const MAX_NEW_TOKENS: usize = 1_000_000;
 /// division overflows, and long before that the distribution is one-hot in f32, so tiny
 /// temperatures would be neither greedy nor sampling. 0 is the exact greedy.
 pub const MIN_TEMPERATURE: f64 = 1e-6;
+
+/// Whether `temperature` is 0 (greedy) or a finite value at or above [`MIN_TEMPERATURE`]: the
+/// one rule for the experiment file and the command line.
+pub fn valid_temperature(temperature: f64) -> bool {
+    temperature == 0.0 || (temperature.is_finite() && temperature >= MIN_TEMPERATURE)
+}
+
+/// What a temperature outside [`valid_temperature`] is told.
+pub fn temperature_rule() -> String {
+    format!(
+        "must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE:e}; below that the scaled \
+         logits overflow f32 or the distribution is one-hot: use 0 for greedy, or a temperature \
+         >= {MIN_TEMPERATURE:e}"
+    )
+}
+
+/// Whether `top_p` is in (0, 1], 1 being off.
+pub fn valid_top_p(top_p: f64) -> bool {
+    top_p > 0.0 && top_p <= 1.0
+}
+
+/// What a `top_p` outside [`valid_top_p`] is told.
+pub const TOP_P_RULE: &str = "must be in (0, 1] (1.0 = off)";
 /// Memory assumed when the machine's cannot be read (no `/proc/meminfo`).
 pub const ASSUMED_MEMORY: u64 = 16 << 30;
 /// Bytes one generated token of a finished text takes while its setting is held in memory:

@@ -16,7 +16,7 @@ use crate::spec::experiment::{
     Position, Prompt,
 };
 use crate::spec::limits::{
-    MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_SAMPLES, MAX_SETTINGS, MIN_TEMPERATURE,
+    self, MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_SAMPLES, MAX_SETTINGS,
 };
 
 /// What resolving needs to know besides the parsed file.
@@ -498,12 +498,8 @@ impl Ctx<'_> {
             Some(t) => self.list(
                 "temperature",
                 t,
-                &format!(
-                    "temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE:e}; \
-                     below that the scaled logits overflow f32 or the distribution is one-hot: \
-                     use 0 for greedy, or a temperature >= {MIN_TEMPERATURE:e}"
-                ),
-                |Num(v)| (v == 0.0 || (v.is_finite() && v >= MIN_TEMPERATURE)).then_some(v + 0.0),
+                &format!("temperature {}", limits::temperature_rule()),
+                |Num(v)| limits::valid_temperature(v).then_some(v + 0.0),
             )?,
             None => vec![1.0],
         };
@@ -520,8 +516,8 @@ impl Ctx<'_> {
             Some(p) => self.list(
                 "top_p",
                 p,
-                "top_p must be in (0, 1] (1.0 = off)",
-                |Num(v)| (v > 0.0 && v <= 1.0).then_some(v),
+                &format!("top_p {}", limits::TOP_P_RULE),
+                |Num(v)| limits::valid_top_p(v).then_some(v),
             )?,
             None => vec![1.0],
         };
