@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod generate;
 pub mod kernels;
 pub mod model;
+pub mod processors;
 pub mod sampling;
 pub mod shipped;
 pub mod shortlist;

@@ -1,0 +1,389 @@
+//! Logits processors beyond temperature, top-k and top-p: penalties, n-gram blocking and the
+//! truncation warpers of the decoding literature. Each one edits a single row of logits in
+//! place and removes a token by setting it to `-inf`, exactly as the transformers class of the
+//! same name does to `scores` (`transformers/generation/logits_process.py`, with
+//! `min_tokens_to_keep = 1`). Two have no transformers peer and cite their own source.
+//!
+//! Probabilities, entropies and cumulative sums are computed in f64: transformers works in f32,
+//! and the decisions are the same wherever f32 rounding cannot flip them. Decisions at exact
+//! ties (equal logits, a ratio of exactly 1) are made the way transformers makes them.
+//!
+//! A NaN logit is left for the caller (the sampler rejects non-finite rows); these functions
+//! never panic on one, but what they remove from such a row is unspecified.
+
+/// The largest logit, ignoring NaN; `-inf` for an empty or all-`-inf` row.
+fn max_logit(logits: &[f32]) -> f32 {
+    logits.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Log-probabilities in f64, or `None` when the row has no finite maximum (nothing to filter).
+fn log_softmax(logits: &[f32]) -> Option<Vec<f64>> {
+    let max = max_logit(logits);
+    if !max.is_finite() {
+        return None;
+    }
+    let max = max as f64;
+    let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let ln_total = total.ln();
+    Some(
+        logits
+            .iter()
+            .map(|&l| l as f64 - max - ln_total)
+            .collect(),
+    )
+}
+
+/// Shannon entropy in nats of the distribution whose log-probabilities are `log_probs`;
+/// removed tokens (`-inf`) contribute nothing, as in transformers' `nansum` and
+/// `Categorical.entropy`.
+fn entropy(log_probs: &[f64]) -> f64 {
+    -log_probs
+        .iter()
+        .filter(|lp| lp.is_finite())
+        .map(|&lp| lp.exp() * lp)
+        .sum::<f64>()
+}
+
+/// The CTRL repetition penalty (Keskar et al. 2019, `RepetitionPenaltyLogitsProcessor`): every
+/// token that occurs in `context` (prompt and generated tokens alike) has its logit divided by
+/// `penalty` when positive and multiplied by it when negative, so a penalty above 1 always
+/// lowers it. A token repeated in the context is penalised once, not once per occurrence.
+/// Arithmetic is f32, as transformers does it. Token ids outside the row are ignored.
+pub fn repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) {
+    let mut seen = vec![false; logits.len()];
+    for &token in context {
+        let Some(slot) = seen.get_mut(token as usize) else {
+            continue;
+        };
+        if std::mem::replace(slot, true) {
+            continue;
+        }
+        let l = &mut logits[token as usize];
+        *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
+    }
+}
+
+/// No-repeat n-gram blocking (fairseq's rule, `NoRepeatNGramLogitsProcessor`): ban every token
+/// that would complete an n-gram already present in `context`, which is the prompt and the
+/// generated tokens together. The last `n - 1` tokens are matched against the first `n - 1`
+/// of every n-token window, and a matching window bans its last token. `ngram_size == 0` is
+/// off; a context shorter than `ngram_size` has no complete n-gram and bans nothing; with
+/// `ngram_size == 1` every token of the context is banned.
+pub fn no_repeat_ngram(logits: &mut [f32], context: &[u32], ngram_size: usize) {
+    if ngram_size == 0 || context.len() < ngram_size {
+        return;
+    }
+    let prefix = &context[context.len() + 1 - ngram_size..];
+    for window in context.windows(ngram_size) {
+        let (head, last) = window.split_at(ngram_size - 1);
+        if head == prefix
+            && let Some(l) = logits.get_mut(last[0] as usize)
+        {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// Min-p sampling (Nguyen et al. 2024, "Turning Up the Heat", `MinPLogitsWarper`): remove the
+/// tokens whose probability is below `min_p` times the most likely token's. The ratio
+/// p_i / p_max is exp(l_i − l_max), so no normalising sum is needed; a token tied with the
+/// maximum has ratio exactly 1 and is kept even at `min_p = 1`. The most likely token is
+/// always kept (the first one, if `min_p` is above 1 and the maximum is tied).
+pub fn min_p(logits: &mut [f32], min_p: f32) {
+    let max = max_logit(logits);
+    if !max.is_finite() {
+        return;
+    }
+    let keep = logits.iter().position(|&l| l == max);
+    let min_p = min_p as f64;
+    for (i, l) in logits.iter_mut().enumerate() {
+        if Some(i) != keep && ((*l - max) as f64).exp() < min_p {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// Locally typical sampling (Meister et al. 2023, "Locally Typical Sampling",
+/// `TypicalLogitsWarper`): rank tokens by how far their surprisal −log p is from the
+/// distribution's entropy H, and keep the closest ones until their probabilities add up to
+/// `mass`. transformers' exact rule: with the tokens sorted by |−log p − H| ascending and `c`
+/// the cumulative probability in that order, `last` is the number of positions with c < mass
+/// (at most the last index); every token farther from H than the token at `last` is removed,
+/// so tokens tied with it stay, and the closest token always stays. `mass >= 1` is off, as in
+/// transformers, which adds no typical warper for `typical_p = 1`.
+pub fn typical(logits: &mut [f32], mass: f32) {
+    if mass >= 1.0 {
+        return;
+    }
+    let Some(log_probs) = log_softmax(logits) else {
+        return;
+    };
+    let h = entropy(&log_probs);
+    // A removed token has surprisal +inf and sorts last with a distance of +inf.
+    let distance: Vec<f64> = log_probs.iter().map(|&lp| (-lp - h).abs()).collect();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
+    // The threshold depends only on values, not on how ties are ordered: a tie group's
+    // cumulative sum at its end is the same in every order.
+    let mass = mass as f64;
+    let mut cumulative = 0.0;
+    let mut below = 0;
+    for &i in &order {
+        cumulative += log_probs[i].exp();
+        if cumulative < mass {
+            below += 1;
+        }
+    }
+    let last = below.min(order.len() - 1);
+    let threshold = distance[order[last]];
+    for &i in &order[1..] {
+        if distance[i] > threshold {
+            logits[i] = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// ε-sampling (Hewitt et al. 2022, "Truncation Sampling as Language Model Desmoothing",
+/// `EpsilonLogitsWarper`): remove the tokens with probability below `epsilon`, except the most
+/// likely token and every token tied with it, so an `epsilon` above p_max leaves the argmax.
+pub fn epsilon(logits: &mut [f32], epsilon: f32) {
+    let Some(log_probs) = log_softmax(logits) else {
+        return;
+    };
+    cut_below(logits, &log_probs, epsilon as f64);
+}
+
+/// η-sampling (Hewitt et al. 2022, `EtaLogitsWarper`): ε-sampling with a cutoff that adapts to
+/// the entropy H of the row, min(η, √η·exp(−H)): a flat row (high H) cuts less. The most likely
+/// token and its ties are always kept.
+pub fn eta(logits: &mut [f32], eta: f32) {
+    let Some(log_probs) = log_softmax(logits) else {
+        return;
+    };
+    let eta = eta as f64;
+    let cutoff = eta.min(eta.sqrt() * (-entropy(&log_probs)).exp());
+    cut_below(logits, &log_probs, cutoff);
+}
+
+/// Remove tokens with probability below `cutoff`, keeping every token whose logit equals the
+/// maximum (transformers' `scores < topk(scores, 1)` guard).
+fn cut_below(logits: &mut [f32], log_probs: &[f64], cutoff: f64) {
+    let max = max_logit(logits);
+    for (l, &lp) in logits.iter_mut().zip(log_probs) {
+        if lp.exp() < cutoff && *l < max {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// Top-nσ (Tang et al. 2024, "Top-nσ: Not All Logits Are You Need"; llama.cpp's
+/// `top_n_sigma` sampler): keep the logits at least max − n·σ, where σ is the population
+/// standard deviation of the finite logits, as llama.cpp computes it. Working on logits rather
+/// than probabilities makes the cut independent of temperature. `n <= 0` is off, as in
+/// llama.cpp. transformers has no peer.
+pub fn top_n_sigma(logits: &mut [f32], n: f32) {
+    // `!(n > 0)` also turns a NaN n off.
+    if !(n > 0.0) {
+        return;
+    }
+    let finite = || logits.iter().filter(|l| l.is_finite()).map(|&l| l as f64);
+    let count = finite().count();
+    if count == 0 {
+        return;
+    }
+    let max = finite().fold(f64::NEG_INFINITY, f64::max);
+    let mean = finite().sum::<f64>() / count as f64;
+    let variance = finite().map(|l| (l - mean) * (l - mean)).sum::<f64>() / count as f64;
+    let threshold = max - n as f64 * variance.sqrt();
+    for l in logits.iter_mut() {
+        if (*l as f64) < threshold {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// OpenAI's frequency and presence penalties, as the OpenAI API reference and vLLM define them:
+/// l −= frequency·count + presence·[count > 0], where count is how often the token occurs in
+/// `generated` (the generated tokens only, never the prompt). Positive values discourage
+/// repetition, negative ones encourage it; the subtraction is additive, unlike
+/// [`repetition_penalty`]. Arithmetic is f32, in vLLM's order (frequency, then presence).
+/// transformers has no peer. Token ids outside the row are ignored.
+pub fn frequency_presence(logits: &mut [f32], generated: &[u32], frequency: f32, presence: f32) {
+    let mut counts = vec![0u32; logits.len()];
+    for &token in generated {
+        if let Some(c) = counts.get_mut(token as usize) {
+            *c += 1;
+        }
+    }
+    for (l, &c) in logits.iter_mut().zip(&counts) {
+        if c > 0 {
+            *l -= frequency * c as f32;
+            *l -= presence;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEG: f32 = f32::NEG_INFINITY;
+
+    fn removed(row: &[f32]) -> Vec<usize> {
+        (0..row.len()).filter(|&i| row[i] == NEG).collect()
+    }
+
+    #[test]
+    fn repetition_penalty_divides_positive_multiplies_negative_once() {
+        // CTRL (Keskar et al. 2019, eq. 2) as transformers applies it: l / θ for l ≥ 0, l · θ
+        // for l < 0, each token at most once however often it occurs.
+        let mut row = vec![3.0, -1.0, 0.5, 2.0, 0.0];
+        repetition_penalty(&mut row, &[0, 1, 0, 0, 1, 4, 99], 2.0);
+        assert_eq!(row, vec![1.5, -2.0, 0.5, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn no_repeat_ngram_bans_completions_including_prompt_tokens() {
+        // Context 5 6 7 5 6, bigrams: (6 7) already seen, so after 6 token 7 is banned.
+        let mut row = vec![0.0; 10];
+        no_repeat_ngram(&mut row, &[5, 6, 7, 5, 6], 2);
+        assert_eq!(removed(&row), vec![7]);
+        // Trigrams: prefix (5 6) was followed by 7.
+        let mut row = vec![0.0; 10];
+        no_repeat_ngram(&mut row, &[5, 6, 7, 5, 6], 3);
+        assert_eq!(removed(&row), vec![7]);
+        // n = 1 bans every token seen; a context shorter than n bans nothing.
+        let mut row = vec![0.0; 10];
+        no_repeat_ngram(&mut row, &[2, 4, 2], 1);
+        assert_eq!(removed(&row), vec![2, 4]);
+        let mut row = vec![0.0; 10];
+        no_repeat_ngram(&mut row, &[2, 4], 3);
+        assert!(removed(&row).is_empty());
+        // A run 3 3: the prefix (3) matches the window (3 3), which bans 3.
+        let mut row = vec![0.0; 10];
+        no_repeat_ngram(&mut row, &[3, 3], 2);
+        assert_eq!(removed(&row), vec![3]);
+    }
+
+    #[test]
+    fn min_p_keeps_ratios_at_least_min_p_and_ties_at_one() {
+        // p_i / p_max = exp(l_i − l_max): ln 0.5 ≈ −0.693, so −0.6 stays and −0.8 goes.
+        let mut row = vec![0.0, -0.6, -0.8, 0.0, -5.0];
+        min_p(&mut row, 0.5);
+        assert_eq!(removed(&row), vec![2, 4]);
+        let mut row = vec![1.0, 1.0, 0.999];
+        min_p(&mut row, 1.0);
+        assert_eq!(removed(&row), vec![2]);
+        let mut row = vec![1.0, -3.0];
+        min_p(&mut row, 0.0);
+        assert!(removed(&row).is_empty());
+    }
+
+    #[test]
+    fn typical_keeps_the_tokens_closest_to_the_entropy() {
+        // Probabilities 0.5, 0.25, 0.125, 0.125 (logits ln p): H = 1.75 ln 2 nats.
+        // Distances |−ln p − H| in units of ln 2: 0.75, 0.25, 1.25, 1.25. Sorted: 0.25 (p 0.25),
+        // 0.75 (p 0.5), 1.25, 1.25; cumulative 0.25, 0.75, 0.875, 1.0.
+        let row: Vec<f32> = [0.5f64, 0.25, 0.125, 0.125]
+            .iter()
+            .map(|p| p.ln() as f32)
+            .collect();
+        // mass 0.5: one position below it, so the threshold is the second-closest token's
+        // distance: tokens 0 and 1 stay.
+        let mut r = row.clone();
+        typical(&mut r, 0.5);
+        assert_eq!(removed(&r), vec![2, 3]);
+        // mass 0.8: two positions below it (0.875 is not), threshold 1.25: the tied pair
+        // stays together.
+        let mut r = row.clone();
+        typical(&mut r, 0.8);
+        assert!(removed(&r).is_empty());
+        // mass → 0: only the closest token (token 1, not the argmax) stays.
+        let mut r = row.clone();
+        typical(&mut r, 1e-9);
+        assert_eq!(removed(&r), vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn epsilon_and_eta_keep_the_argmax_and_its_ties() {
+        // Probabilities 0.4, 0.4, 0.15, 0.05.
+        let row: Vec<f32> = [0.4f64, 0.4, 0.15, 0.05]
+            .iter()
+            .map(|p| p.ln() as f32)
+            .collect();
+        let mut r = row.clone();
+        epsilon(&mut r, 0.1);
+        assert_eq!(removed(&r), vec![3]);
+        // ε above p_max removes everything but the (tied) maximum.
+        let mut r = row.clone();
+        epsilon(&mut r, 0.9);
+        assert_eq!(removed(&r), vec![2, 3]);
+        // η = 0.5: H ≈ 1.1674 nats, √0.5·e^−H ≈ 0.2200 < 0.5, so the cutoff is 0.2200.
+        let mut r = row.clone();
+        eta(&mut r, 0.5);
+        assert_eq!(removed(&r), vec![2, 3]);
+        // η = 0.01: cutoff min(0.01, 0.0311) = 0.01 removes nothing.
+        let mut r = row.clone();
+        eta(&mut r, 0.01);
+        assert!(removed(&r).is_empty());
+    }
+
+    #[test]
+    fn eta_cuts_less_on_a_flat_row() {
+        // 32 equal logits: H = ln 32, √η·e^−H = √0.09 / 32 ≈ 0.0094 < 1/32, so nothing goes.
+        let mut r = vec![0.25f32; 32];
+        eta(&mut r, 0.09);
+        assert!(removed(&r).is_empty());
+    }
+
+    #[test]
+    fn top_n_sigma_keeps_logits_within_n_population_sigmas_of_the_max() {
+        // Tang et al. 2024 / llama.cpp: logits 4, 2, 0, −2 have mean 1 and population σ = √5
+        // ≈ 2.236. n = 1: threshold 4 − 2.236 = 1.764 keeps 4 and 2. n = 2: 4 − 4.472 = −0.472
+        // keeps 4, 2 and 0. The −inf entry is left out of σ and stays removed.
+        let row = vec![4.0, 2.0, 0.0, -2.0, NEG];
+        let mut r = row.clone();
+        top_n_sigma(&mut r, 1.0);
+        assert_eq!(removed(&r), vec![2, 3, 4]);
+        let mut r = row.clone();
+        top_n_sigma(&mut r, 2.0);
+        assert_eq!(removed(&r), vec![3, 4]);
+        let mut r = row.clone();
+        top_n_sigma(&mut r, 0.0);
+        assert_eq!(r[..4], row[..4]);
+    }
+
+    #[test]
+    fn frequency_presence_subtracts_per_count_and_once_per_token() {
+        // OpenAI API reference / vLLM: l −= f·count + p·[count > 0]. Token 1 occurs 3 times,
+        // token 2 once: 1 − (0.5·3 + 0.25) = −0.75, 1 − (0.5 + 0.25) = 0.25.
+        let mut row = vec![1.0, 1.0, 1.0];
+        frequency_presence(&mut row, &[1, 2, 1, 1, 7], 0.5, 0.25);
+        assert_eq!(row, vec![1.0, -0.75, 0.25]);
+    }
+
+    #[test]
+    fn nan_and_empty_rows_do_not_panic() {
+        let nan_row = vec![f32::NAN, 1.0, 0.0, f32::NAN];
+        let mut r = nan_row.clone();
+        repetition_penalty(&mut r, &[0, 1], 1.3);
+        no_repeat_ngram(&mut r, &[0, 1, 0], 2);
+        min_p(&mut r, 0.1);
+        typical(&mut r, 0.5);
+        epsilon(&mut r, 0.1);
+        eta(&mut r, 0.1);
+        top_n_sigma(&mut r, 1.0);
+        frequency_presence(&mut r, &[0], 0.1, 0.1);
+        let mut all_nan = vec![f32::NAN; 3];
+        typical(&mut all_nan, 0.5);
+        min_p(&mut all_nan, 0.5);
+        let mut empty: Vec<f32> = vec![];
+        typical(&mut empty, 0.5);
+        min_p(&mut empty, 0.5);
+        top_n_sigma(&mut empty, 1.0);
+        eta(&mut empty, 0.1);
+        let mut all_removed = vec![NEG; 3];
+        typical(&mut all_removed, 0.5);
+        eta(&mut all_removed, 0.1);
+    }
+}
