@@ -25,12 +25,7 @@ fn log_softmax(logits: &[f32]) -> Option<Vec<f64>> {
     let max = max as f64;
     let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
     let ln_total = total.ln();
-    Some(
-        logits
-            .iter()
-            .map(|&l| l as f64 - max - ln_total)
-            .collect(),
-    )
+    Some(logits.iter().map(|&l| l as f64 - max - ln_total).collect())
 }
 
 /// Shannon entropy in nats of the distribution whose log-probabilities are `log_probs`;
