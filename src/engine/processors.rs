@@ -177,8 +177,8 @@ fn cut_below(logits: &mut [f32], log_probs: &[f64], cutoff: f64) {
 /// than probabilities makes the cut independent of temperature. `n <= 0` is off, as in
 /// llama.cpp. transformers has no peer.
 pub fn top_n_sigma(logits: &mut [f32], n: f32) {
-    // `!(n > 0)` also turns a NaN n off.
-    if !(n > 0.0) {
+    // A NaN n is off too.
+    if n.is_nan() || n <= 0.0 {
         return;
     }
     let finite = || logits.iter().filter(|l| l.is_finite()).map(|&l| l as f64);
