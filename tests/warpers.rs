@@ -77,20 +77,20 @@ fn top_k(logits: &mut [f32], k: usize) {
 /// most 1 − p, and always keep the last (largest). The sort is stable, as torch's CPU sort is
 /// for these sizes; it decides which of two tied tokens at the cut goes.
 fn top_p(logits: &mut [f32], p: f64) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    // In f32, as torch: the boundary cases are built from exact binary fractions, which f32
+    // sums exactly and f64 arithmetic on f32 inputs would too only by luck of rounding.
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[a].total_cmp(&logits[b]));
-    let exps: Vec<f64> = order
-        .iter()
-        .map(|&i| (logits[i] as f64 - max).exp())
-        .collect();
-    let total: f64 = exps.iter().sum();
-    let mut cumulative = 0.0;
+    let exps: Vec<f32> = order.iter().map(|&i| (logits[i] - max).exp()).collect();
+    let total: f32 = exps.iter().sum();
+    let threshold = 1.0 - p as f32;
+    let mut cumulative = 0.0f32;
     let last = order.len() - 1;
     let mut remove = Vec::new();
     for (rank, (&i, e)) in order.iter().zip(&exps).enumerate() {
         cumulative += e / total;
-        if cumulative <= 1.0 - p && rank != last {
+        if cumulative <= threshold && rank != last {
             remove.push(i);
         }
     }

@@ -90,9 +90,11 @@ pub fn min_p(logits: &mut [f32], min_p: f32) {
         return;
     }
     let keep = logits.iter().position(|&l| l == max);
-    let min_p = min_p as f64;
+    // In f32, as transformers' softmax: a token whose exp(l − max) rounds to exactly min_p
+    // (say l − max = f32(ln 0.25)) sits on the cut and stays, where f64 would put it a hair
+    // below and remove it.
     for (i, l) in logits.iter_mut().enumerate() {
-        if Some(i) != keep && ((*l - max) as f64).exp() < min_p {
+        if Some(i) != keep && (*l - max).exp() < min_p {
             *l = f32::NEG_INFINITY;
         }
     }
