@@ -17,8 +17,9 @@ use super::exponential::{exp, exp_in_place};
 
 /// Below this |x| the series is used (see the module documentation).
 const SERIES_BELOW: f32 = 1.0;
-/// Abramowitz and Stegun 7.1.26.
+/// Abramowitz and Stegun 7.1.26, as printed there (the last digits round away in f32).
 const P: f32 = 0.327_591_1;
+#[allow(clippy::excessive_precision)]
 const A: [f32; 5] = [
     0.254_829_592,
     -0.284_496_736,
@@ -28,7 +29,7 @@ const A: [f32; 5] = [
 ];
 /// (-1)^n 2 / (sqrt(pi) n! (2n + 1)), the Maclaurin coefficients of erf, for n = 0..=10.
 const SERIES: [f32; 11] = [
-    1.128_379_2,
+    std::f32::consts::FRAC_2_SQRT_PI,
     -0.376_126_4,
     0.112_837_92,
     -0.026_866_17,
