@@ -112,8 +112,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
 ///
 /// A state dict in the nn.Linear layout is nanoGPT's, whose MLP computes the exact GELU, so
 /// it gets that activation whatever `config` says: the presets (`Gpt2Config::gpt2()`, ...)
-/// describe the shape, and carry GPT-2's tanh GELU. A config.json beside the weights decides
-/// instead.
+/// describe the shape, and carry GPT-2's tanh GELU.
 pub fn load_with_config(
     path: &Path,
     config: Option<Gpt2Config>,
@@ -183,7 +182,7 @@ fn canonical_shapes<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize])>) -
 /// nanoGPT checkpoint's `model_args`; checked, and compared with the file's shapes, so that
 /// nothing is allocated for sizes the file does not hold.
 ///
-/// The activation is config.json's when there is one. Otherwise the layout tells: weights in
+/// The activation is config.json's when the config comes from there. Otherwise the layout tells: weights in
 /// the nn.Linear layout were written by nanoGPT (or code like it), whose `nn.GELU()` is the
 /// exact GELU; Hugging Face's Conv1D layout is GPT-2's, with its tanh GELU.
 fn resolve_config(
