@@ -21,7 +21,7 @@ use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
-use crate::engine::model::{Attention, Block, ConfigError, Gpt2, Gpt2Config, Mlp};
+use crate::engine::model::{Activation, Attention, Block, ConfigError, Gpt2, Gpt2Config, Mlp};
 use crate::util::exit::{Exit, ExitStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +109,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
 }
 
 /// Load a model, with an explicit config for a bare state dict that has none beside it.
+///
+/// A state dict in the nn.Linear layout is nanoGPT's, whose MLP computes the exact GELU, so
+/// it gets that activation whatever `config` says: the presets (`Gpt2Config::gpt2()`, ...)
+/// describe the shape, and carry GPT-2's tanh GELU.
 pub fn load_with_config(
     path: &Path,
     config: Option<Gpt2Config>,
@@ -177,6 +181,10 @@ fn canonical_shapes<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize])>) -
 /// The config to build with: `explicit`, else `config.json` beside the weights, else a
 /// nanoGPT checkpoint's `model_args`; checked, and compared with the file's shapes, so that
 /// nothing is allocated for sizes the file does not hold.
+///
+/// The activation is config.json's when the config comes from there. Otherwise the layout tells: weights in
+/// the nn.Linear layout were written by nanoGPT (or code like it), whose `nn.GELU()` is the
+/// exact GELU; Hugging Face's Conv1D layout is GPT-2's, with its tanh GELU.
 fn resolve_config(
     weights: &Path,
     explicit: Option<Gpt2Config>,
@@ -184,7 +192,7 @@ fn resolve_config(
 ) -> Result<Gpt2Config> {
     let beside = weights.with_file_name("config.json");
     // The file a config error points at: config.json when the config came from there.
-    let (config, source) = match explicit {
+    let (mut config, source) = match explicit {
         Some(c) => (c, weights),
         None if beside.is_file() => (read_config(&beside)?, beside.as_path()),
         None if is_torch(weights) => (
@@ -204,7 +212,17 @@ fn resolve_config(
         error,
     })?;
     check_shapes(weights, shapes, &config)?;
+    if source != beside && is_linear_layout(shapes.get("h.0.attn.c_attn.weight"), config.n_embd) {
+        config.activation = Activation::Gelu;
+    }
     Ok(config)
+}
+
+/// Whether the fused QKV matrix (canonical name `h.0.attn.c_attn.weight`) is stored in the
+/// nn.Linear layout `[out, in]` rather than Conv1D's `[in, out]`; it is never square, so its
+/// shape tells which layout the whole file uses.
+fn is_linear_layout(c_attn: Option<&(String, Vec<usize>)>, n_embd: usize) -> bool {
+    c_attn.is_some_and(|(_, shape)| shape[..] == [3 * n_embd, n_embd])
 }
 
 /// The sizes a config allocates by: the embeddings' shapes (vocab_size, n_positions, n_embd)
@@ -813,7 +831,7 @@ fn model_config_json(config: &Gpt2Config) -> String {
     let value = serde_json::json!({
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
-        "activation_function": "gelu_new",
+        "activation_function": config.activation.name(),
         "vocab_size": config.vocab_size,
         "n_positions": config.n_positions,
         "n_ctx": config.n_positions,
@@ -899,6 +917,63 @@ mod tests {
             resolve_config(&pt, Some(wide), &shapes),
             Err(CheckpointError::Shape { ref name, .. }) if name.ends_with("wpe.weight")
         ));
+    }
+
+    /// Every nanoGPT model decoded with GPT-2's tanh GELU, though nanoGPT trains with the
+    /// exact one. What the weights' own files say decides; failing that, the layout.
+    #[test]
+    fn regression_nanogpt_layouts_get_the_exact_gelu() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let device = Device::default();
+        let activation = |path: &Path, config: Option<Gpt2Config>| {
+            let loaded = load_with_config(path, config, &device).unwrap();
+            assert_eq!(loaded.model.config, loaded.config);
+            loaded.config.activation
+        };
+        let shape = Gpt2Config {
+            vocab_size: 512,
+            n_positions: 64,
+            eos_token_id: 511,
+            ..Gpt2Config::with_shape(2, 4, 64)
+        };
+        assert_eq!(shape.activation, Activation::GeluTanh);
+        // model_args; config.json ("gelu"); the HF folder ("gelu_new").
+        assert_eq!(
+            inspect(&nanogpt()).unwrap().config.activation,
+            Activation::Gelu
+        );
+        assert_eq!(activation(&nanogpt(), None), Activation::Gelu);
+        let sd = fixtures.join("nanogpt-sd/model.pt");
+        assert_eq!(activation(&sd, None), Activation::Gelu);
+        assert_eq!(
+            activation(&fixtures.join("tiny-hf"), None),
+            Activation::GeluTanh
+        );
+        // Bare state dicts with an explicit config: the layout decides.
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = tmp.path().join("model.pt");
+        fs::copy(&sd, &bare).unwrap();
+        assert_eq!(activation(&bare, Some(shape.clone())), Activation::Gelu);
+        let conv1d = tmp.path().join("model.safetensors");
+        fs::copy(fixtures.join("tiny-hf/model.safetensors"), &conv1d).unwrap();
+        assert_eq!(
+            activation(&conv1d, Some(shape.clone())),
+            Activation::GeluTanh
+        );
+        // A config.json beside a state dict decides, even against its layout.
+        let config = fs::read_to_string(fixtures.join("nanogpt-sd/config.json")).unwrap();
+        let tanh = config.replace(
+            r#""activation_function": "gelu""#,
+            r#""activation_function": "gelu_new""#,
+        );
+        assert_ne!(tanh, config);
+        fs::write(tmp.path().join("config.json"), tanh).unwrap();
+        assert_eq!(activation(&bare, None), Activation::GeluTanh);
+        // Saving writes the activation, so the saved folder decodes as the model did.
+        let model = load(&nanogpt(), &device).unwrap().model;
+        let out = tmp.path().join("saved");
+        save(&model, &out, SaveDtype::F32).unwrap();
+        assert_eq!(activation(&out, None), Activation::Gelu);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub const MAX_VOCAB_SIZE: usize = 1 << 22;
 /// The shape of a GPT-2 model, as written in a Hugging Face `config.json`.
 ///
 /// Keys follow transformers' `GPT2Config`. Those that change what the model computes are
-/// either honoured (the shape, `layer_norm_epsilon`, `eos_token_id`) or, when they ask for
+/// either honoured (the shape, `layer_norm_epsilon`, `activation_function`, `eos_token_id`) or, when they ask for
 /// something this model does not compute, refused by name; keys that only
 /// matter for training or other heads (dropouts, `summary_*`, `initializer_range`,
 /// `use_cache`, `dtype`) are ignored.
@@ -29,8 +29,48 @@ pub struct Gpt2Config {
     pub n_layer: usize,
     pub n_head: usize,
     pub layer_norm_epsilon: f64,
+    /// The MLP's GELU: models decode correctly only with the one they were trained with.
+    #[serde(rename = "activation_function")]
+    pub activation: Activation,
     /// The token that ends a text; generation stops a row when it is produced.
     pub eos_token_id: u32,
+}
+
+/// The MLP activation, by what it computes rather than by its many names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Activation {
+    /// GPT-2's tanh approximation of GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))):
+    /// OpenAI's GPT-2 and every Hugging Face GPT-2 were trained with it.
+    #[default]
+    #[serde(rename = "gelu_new")]
+    GeluTanh,
+    /// The exact GELU, x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)): PyTorch's `nn.GELU()`, which
+    /// nanoGPT's `model.py` uses. It differs from the tanh form by up to ~5e-4 per unit, enough
+    /// to change close greedy and beam decisions.
+    #[serde(rename = "gelu")]
+    Gelu,
+}
+
+impl Activation {
+    /// transformers' `activation_function` names of each, the first being the one written.
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Activation::GeluTanh => &["gelu_new", "gelu_pytorch_tanh", "gelu_fast"],
+            Activation::Gelu => &["gelu"],
+        }
+    }
+
+    /// The activation an `activation_function` value names, if this model computes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Activation::GeluTanh, Activation::Gelu]
+            .into_iter()
+            .find(|a| a.names().contains(&name))
+    }
+
+    /// The name transformers' `GPT2Config` gives it (`activation_function`).
+    pub fn name(self) -> &'static str {
+        self.names()[0]
+    }
 }
 
 /// Why a config was refused. A config is the user's file, so each case is theirs to fix.
@@ -43,8 +83,10 @@ pub enum ConfigError {
     ModelType(String),
     #[error(
         "activation_function = {0:?} is not implemented; the MLP computes GPT-2's tanh \
-         GELU ({tanh}), and a model trained with another activation would decode wrongly",
-        tanh = TANH_GELU.join(", ")
+         GELU ({tanh}) or the exact GELU ({exact}), and a model trained with another \
+         activation would decode wrongly",
+        tanh = Activation::GeluTanh.names().join(", "),
+        exact = Activation::Gelu.names().join(", ")
     )]
     Activation(String),
     #[error("n_inner = {n_inner} is not implemented; the MLP is 4 x n_embd = {width} wide (null)")]
@@ -126,10 +168,6 @@ struct RawConfig {
     tie_word_embeddings: Option<bool>,
 }
 
-/// The MLP activations that are GPT-2's tanh approximation of GELU, which is what this model
-/// computes: transformers' `gelu_new`, `gelu_pytorch_tanh` and `gelu_fast` are one formula.
-const TANH_GELU: &[&str] = &["gelu_new", "gelu_pytorch_tanh", "gelu_fast"];
-
 impl RawConfig {
     /// The first key that asks for a computation this model does not implement.
     fn unsupported(&self) -> Option<ConfigError> {
@@ -139,7 +177,7 @@ impl RawConfig {
             return Some(ConfigError::ModelType(t.clone()));
         }
         if let Some(a) = &self.activation_function
-            && !TANH_GELU.contains(&a.as_str())
+            && Activation::from_name(a).is_none()
         {
             return Some(ConfigError::Activation(a.clone()));
         }
@@ -184,6 +222,12 @@ impl TryFrom<RawConfig> for Gpt2Config {
             n_layer: raw.n_layer,
             n_head: raw.n_head,
             layer_norm_epsilon: raw.layer_norm_epsilon,
+            // transformers' GPT2Config defaults to "gelu_new".
+            activation: raw
+                .activation_function
+                .as_deref()
+                .and_then(Activation::from_name)
+                .unwrap_or_default(),
             eos_token_id: raw.eos_token_id.unwrap_or(END_OF_TEXT_ID),
         })
     }
@@ -222,7 +266,8 @@ impl Gpt2Config {
         Self::with_shape(48, 25, 1600)
     }
 
-    /// A GPT-2-vocabulary model of the given depth, heads and width, with GPT-2's context.
+    /// A GPT-2-vocabulary model of the given depth, heads and width, with GPT-2's context and
+    /// activation.
     pub fn with_shape(n_layer: usize, n_head: usize, n_embd: usize) -> Self {
         Self {
             vocab_size: 50257,
@@ -231,6 +276,7 @@ impl Gpt2Config {
             n_layer,
             n_head,
             layer_norm_epsilon: 1e-5,
+            activation: Activation::GeluTanh,
             eos_token_id: END_OF_TEXT_ID,
         }
     }
@@ -314,6 +360,7 @@ mod tests {
             r#", "activation_function": "gelu_new""#,
             r#", "activation_function": "gelu_pytorch_tanh""#,
             r#", "activation_function": "gelu_fast""#,
+            r#", "activation_function": "gelu""#,
             r#", "n_inner": null, "scale_attn_weights": true"#,
             r#", "n_inner": 16, "scale_attn_by_inverse_layer_idx": false"#,
             r#", "add_cross_attention": false, "tie_word_embeddings": true"#,
@@ -327,8 +374,8 @@ mod tests {
                 "activation_function = \"relu\"",
             ),
             (
-                r#", "activation_function": "gelu""#,
-                "activation_function = \"gelu\"",
+                r#", "activation_function": "gelu_python""#,
+                "activation_function = \"gelu_python\"",
             ),
             (r#", "n_inner": 12"#, "n_inner = 12"),
             (
@@ -386,8 +433,8 @@ mod tests {
             (
                 ConfigError::Activation("relu".into()),
                 "activation_function = \"relu\" is not implemented; the MLP computes GPT-2's \
-                 tanh GELU (gelu_new, gelu_pytorch_tanh, gelu_fast), and a model trained with \
-                 another activation would decode wrongly",
+                 tanh GELU (gelu_new, gelu_pytorch_tanh, gelu_fast) or the exact GELU (gelu), \
+                 and a model trained with another activation would decode wrongly",
             ),
             (
                 ConfigError::ModelType("gpt_bigcode".into()),
@@ -423,6 +470,29 @@ mod tests {
                 .to_string()
                 .starts_with("missing field `n_positions`")
         );
+    }
+
+    /// `activation_function = "gelu"` (exact, nanoGPT's) was refused; each name now chooses
+    /// what the MLP computes, and a config without the key is GPT-2's tanh GELU, as in
+    /// transformers.
+    #[test]
+    fn activation_function_chooses_the_gelu() {
+        let base = r#""vocab_size": 10, "n_positions": 8, "n_embd": 4, "n_layer": 1, "n_head": 2"#;
+        let parse = |extra: &str| Gpt2Config::from_json(&format!("{{{base}{extra}}}")).unwrap();
+        assert_eq!(parse("").activation, Activation::GeluTanh);
+        for (name, activation) in [
+            ("gelu_new", Activation::GeluTanh),
+            ("gelu_pytorch_tanh", Activation::GeluTanh),
+            ("gelu_fast", Activation::GeluTanh),
+            ("gelu", Activation::Gelu),
+        ] {
+            let config = parse(&format!(r#", "activation_function": "{name}""#));
+            assert_eq!(config.activation, activation, "{name}");
+            let written = serde_json::to_value(&config).unwrap();
+            assert_eq!(written["activation_function"], activation.name());
+            let back: Gpt2Config = serde_json::from_value(written).unwrap();
+            assert_eq!(back, config);
+        }
     }
 
     #[test]

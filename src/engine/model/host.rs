@@ -4,6 +4,7 @@
 use burn::nn::{LayerNorm, Linear};
 
 use super::cache::KvCache;
+use super::config::Activation;
 use super::tensor::{Gpt2, host_rows};
 use crate::engine::kernels::attention::{self, LayerCache};
 use crate::engine::kernels::matmul::PackedLinear;
@@ -32,6 +33,28 @@ pub fn gelu_new_in_place(values: &mut [f32]) {
     });
 }
 
+/// The exact GELU, x (1 + erf(x / sqrt 2)) / 2 as burn's `gelu` and PyTorch's `nn.GELU()`
+/// write it, on host values, with the error functions taken a slice at a time by
+/// [`crate::engine::kernels::erf`] (within 2e-7 of erf, so within ~1e-7 |x| of the exact GELU).
+pub fn gelu_in_place(values: &mut [f32]) {
+    use rayon::prelude::*;
+    const SLICE: usize = 512;
+    let sqrt_half = std::f32::consts::FRAC_1_SQRT_2;
+    values.par_chunks_mut(1 << 14).for_each(|chunk| {
+        let mut e = [0.0f32; SLICE];
+        for xs in chunk.chunks_mut(SLICE) {
+            let e = &mut e[..xs.len()];
+            for (e, &x) in e.iter_mut().zip(xs.iter()) {
+                *e = x * sqrt_half;
+            }
+            crate::engine::kernels::erf::erf_in_place(e);
+            for (x, e) in xs.iter_mut().zip(e.iter()) {
+                *x = 0.5 * *x * (1.0 + e);
+            }
+        }
+    });
+}
+
 /// The model for decoding on the CPU: every projection and the head packed for the host
 /// kernels of [`crate::engine::kernels::matmul`], attention over a host cache
 /// ([`crate::engine::kernels::attention`]), and the layer norms, GELU and residual adds
@@ -47,6 +70,7 @@ pub struct HostModel {
     /// The tied LM head; its columns are also the token embeddings.
     pub(super) lm_head: PackedLinear,
     n_head: usize,
+    activation: Activation,
 }
 
 struct HostBlock {
@@ -92,6 +116,7 @@ impl HostModel {
             ln_f: norm(&model.ln_f),
             lm_head: PackedLinear::from_out_in(&host_rows(model.wte.val()), vocab, c, None),
             n_head: model.config.n_head,
+            activation: model.config.activation,
         }
     }
 
@@ -132,7 +157,10 @@ impl HostModel {
             add_in_place(&mut x, &projected);
             block.ln_2.forward_into(&x, &mut normed);
             block.c_fc.forward_into(&normed, rows, &mut hidden);
-            gelu_new_in_place(&mut hidden);
+            match self.activation {
+                Activation::GeluTanh => gelu_new_in_place(&mut hidden),
+                Activation::Gelu => gelu_in_place(&mut hidden),
+            }
             block.mlp_proj.forward_into(&hidden, rows, &mut projected);
             add_in_place(&mut x, &projected);
         }
@@ -199,6 +227,7 @@ mod tests {
 
     use super::super::{Gpt2Config, gelu_new};
     use super::*;
+    use crate::engine::kernels::erf::erf;
     use crate::engine::tokenizer::END_OF_TEXT_ID;
 
     #[test]
@@ -219,18 +248,60 @@ mod tests {
         }
     }
 
+    /// The exact GELU of the host path against burn's, from -10 to 10 (with 0, ±tiny and the
+    /// points where the error function changes formula), and beyond.
+    #[test]
+    fn gelu_matches_burns_exact_gelu() {
+        let device = Device::default();
+        let mut xs: Vec<f32> = (-1000..=1000).map(|i| i as f32 / 100.0).collect();
+        xs.extend([0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 1e-3, -1e-3]);
+        xs.extend([std::f32::consts::SQRT_2, -std::f32::consts::SQRT_2]);
+        xs.extend([30.0, -30.0, 1e4, -1e4]);
+        let x = Tensor::<1>::from_floats(xs.as_slice(), &device);
+        let want: Vec<f32> = burn::tensor::activation::gelu(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let mut host = xs.clone();
+        gelu_in_place(&mut host);
+        for ((h, w), x) in host.iter().zip(&want).zip(&xs) {
+            assert!((h - w).abs() <= 1e-6 * (1.0 + w.abs()), "x={x}: {h} vs {w}");
+            // And to the bit what the scalar error function gives.
+            let exact = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            assert_eq!(h.to_bits(), exact.to_bits(), "x={x}");
+        }
+        assert_eq!(host[1000], 0.0);
+        // gelu(-10) = -7.6e-23, where erf is -1 in f32.
+        assert!(
+            host[0] <= 0.0 && host[0] > -1e-20,
+            "gelu(-10) = {}",
+            host[0]
+        );
+    }
+
     /// The host path (packed weights, host cache and norms) against the tensor path on the
-    /// same weights, through a prompt and two decoding steps of two rows. The layer norms are
-    /// given random scales and shifts, which a fresh model (ones and zeros) would not test.
+    /// same weights, through a prompt and two decoding steps of two rows, with either GELU.
+    /// The layer norms are given random scales and shifts, which a fresh model (ones and
+    /// zeros) would not test.
     #[test]
     fn the_host_path_computes_what_the_tensor_path_computes() {
+        for activation in [Activation::GeluTanh, Activation::Gelu] {
+            host_and_tensor_paths_agree(activation);
+        }
+    }
+
+    fn host_and_tensor_paths_agree(activation: Activation) {
         use burn::tensor::Distribution;
         let device = Device::default();
         if !crate::engine::backend::is_host(&device) {
             return;
         }
         device.seed(11);
-        let mut model = Gpt2::init(&Gpt2Config::with_shape(2, 4, 64), &device);
+        let config = Gpt2Config {
+            activation,
+            ..Gpt2Config::with_shape(2, 4, 64)
+        };
+        let mut model = Gpt2::init(&config, &device);
         let random =
             |n| Param::from_tensor(Tensor::random([n], Distribution::Normal(1.0, 0.3), &device));
         for ln in model

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::cache::{KvCache, append};
-use super::config::Gpt2Config;
+use super::config::{Activation, Gpt2Config};
 use super::host::HostModel;
 
 #[derive(Module, Debug)]
@@ -91,8 +91,13 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        linear(&self.c_proj, gelu_new(linear(&self.c_fc, x)))
+    fn forward(&self, x: Tensor<3>, activation: Activation) -> Tensor<3> {
+        let h = linear(&self.c_fc, x);
+        let h = match activation {
+            Activation::GeluTanh => gelu_new(h),
+            Activation::Gelu => gelu(h),
+        };
+        linear(&self.c_proj, h)
     }
 }
 
@@ -173,7 +178,7 @@ pub(super) fn host_rows<const D: usize>(x: Tensor<D>) -> Vec<f32> {
     x.into_data().try_into_vec::<f32>().expect("f32 values")
 }
 
-/// GPT-2's `gelu_new`, the tanh approximation of GELU (the exact erf GELU drifts by ~1e-3):
+/// GPT-2's `gelu_new`, the tanh approximation of GELU (the exact erf GELU drifts by ~5e-4):
 /// 0.5 x (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3). Written as the identical
 /// x sigmoid(2z) with x^3 as products, since CPU backends compute `tanh` and `powf` an order
 /// of magnitude slower than `exp`.
@@ -198,12 +203,13 @@ impl Block {
         cache: Option<(Tensor<4>, Tensor<4>)>,
         past: usize,
         reserve: usize,
+        activation: Activation,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let (a, kv) = self
             .attn
             .forward(self.ln_1.forward(x.clone()), cache, past, reserve);
         let x = x + a;
-        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
+        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x), activation);
         (x, kv)
     }
 }
@@ -330,7 +336,13 @@ impl Gpt2 {
         let mut held = cache.take_tensor_layers().into_iter();
         let mut layers = Vec::with_capacity(self.h.len());
         for block in &self.h {
-            let (y, kv) = block.forward(x, held.next(), past, cache.capacity());
+            let (y, kv) = block.forward(
+                x,
+                held.next(),
+                past,
+                cache.capacity(),
+                self.config.activation,
+            );
             x = y;
             layers.push(kv);
         }
