@@ -14,42 +14,50 @@ use crate::engine::kernels::matmul::PackedLinear;
 ///
 /// [`gelu_new`]: super::gelu_new
 pub fn gelu_new_in_place(values: &mut [f32]) {
-    use rayon::prelude::*;
-    const SLICE: usize = 512;
     let two_c = (2.0 * (2.0 / std::f64::consts::PI).sqrt()) as f32;
     let cubic = 0.044715 * two_c;
-    values.par_chunks_mut(1 << 14).for_each(|chunk| {
-        let mut e = [0.0f32; SLICE];
-        for xs in chunk.chunks_mut(SLICE) {
-            let e = &mut e[..xs.len()];
-            for (e, &x) in e.iter_mut().zip(xs.iter()) {
-                *e = -(x * (x * x * cubic + two_c));
-            }
-            crate::engine::kernels::exponential::exp_in_place(e);
-            for (x, e) in xs.iter_mut().zip(e.iter()) {
-                *x /= 1.0 + e;
-            }
-        }
-    });
+    through_slices(
+        values,
+        |x| -(x * (x * x * cubic + two_c)),
+        crate::engine::kernels::exponential::exp_in_place,
+        |x, e| x / (1.0 + e),
+    );
 }
 
 /// The exact GELU, x (1 + erf(x / sqrt 2)) / 2 as burn's `gelu` and PyTorch's `nn.GELU()`
 /// write it, on host values, with the error functions taken a slice at a time by
 /// [`crate::engine::kernels::erf`] (within 2e-7 of erf, so within ~1e-7 |x| of the exact GELU).
 pub fn gelu_in_place(values: &mut [f32]) {
+    let sqrt_half = std::f32::consts::FRAC_1_SQRT_2;
+    through_slices(
+        values,
+        |x| x * sqrt_half,
+        crate::engine::kernels::erf::erf_in_place,
+        |x, e| 0.5 * x * (1.0 + e),
+    );
+}
+
+/// `x ← after(x, kernel(before(x)))` for every value, with `kernel` run on slices of 512
+/// values (the vector kernels' unit) and the slices spread over rayon's pool: the shape both
+/// GELUs share.
+fn through_slices(
+    values: &mut [f32],
+    before: impl Fn(f32) -> f32 + Sync,
+    kernel: fn(&mut [f32]),
+    after: impl Fn(f32, f32) -> f32 + Sync,
+) {
     use rayon::prelude::*;
     const SLICE: usize = 512;
-    let sqrt_half = std::f32::consts::FRAC_1_SQRT_2;
     values.par_chunks_mut(1 << 14).for_each(|chunk| {
         let mut e = [0.0f32; SLICE];
         for xs in chunk.chunks_mut(SLICE) {
             let e = &mut e[..xs.len()];
             for (e, &x) in e.iter_mut().zip(xs.iter()) {
-                *e = x * sqrt_half;
+                *e = before(x);
             }
-            crate::engine::kernels::erf::erf_in_place(e);
+            kernel(e);
             for (x, e) in xs.iter_mut().zip(e.iter()) {
-                *x = 0.5 * *x * (1.0 + e);
+                *x = after(*x, *e);
             }
         }
     });
