@@ -91,12 +91,9 @@ fn param_ids(model: &Gpt2) -> Vec<u64> {
     ids.0
 }
 
-/// `model` with its parameters given `ids` in visiting order, so a saved optimizer state finds
-/// them; `None` when the count differs.
-fn with_param_ids(model: Gpt2, ids: &[u64]) -> Option<Gpt2> {
-    if param_ids(&model).len() != ids.len() {
-        return None;
-    }
+/// `model` with its parameters given `ids` in visiting order (one per parameter), so a saved
+/// optimizer state finds them.
+fn with_param_ids(model: Gpt2, ids: &[u64]) -> Gpt2 {
     struct Assign<'a>(std::slice::Iter<'a, u64>);
     impl ModuleMapper for Assign<'_> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -105,7 +102,7 @@ fn with_param_ids(model: Gpt2, ids: &[u64]) -> Option<Gpt2> {
             Param::from_mapped_value(id, value, mapper)
         }
     }
-    Some(model.map(&mut Assign(ids.iter())))
+    model.map(&mut Assign(ids.iter()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -420,22 +417,20 @@ pub fn train(run: &TrainRun, device: &Device) -> Result<TrainState, TrainError> 
     let (mut model, mut state) = match resume {
         Some(state) => {
             let loaded = checkpoint::load(&run.out, &autodiff)?;
-            let model = match with_param_ids(loaded.model.clone(), &state.param_ids) {
-                Some(model) if optim_path.is_file() => {
-                    optim = optim.load(&optim_path).map_err(|e| TrainError::Io {
-                        path: optim_path.clone(),
-                        error: std::io::Error::other(e.to_string()),
-                    })?;
-                    model
-                }
-                _ => {
-                    eprintln!(
-                        "{}: the optimizer state cannot be matched to the checkpoint's \
-                         parameters; AdamW's moments start again from zero",
-                        run.out.display()
-                    );
-                    loaded.model
-                }
+            let matched = param_ids(&loaded.model).len() == state.param_ids.len();
+            let model = if matched && optim_path.is_file() {
+                optim = optim.load(&optim_path).map_err(|e| TrainError::Io {
+                    path: optim_path.clone(),
+                    error: std::io::Error::other(e.to_string()),
+                })?;
+                with_param_ids(loaded.model, &state.param_ids)
+            } else {
+                eprintln!(
+                    "{}: the optimizer state cannot be matched to the checkpoint's \
+                     parameters; AdamW's moments start again from zero",
+                    run.out.display()
+                );
+                loaded.model
             };
             (model, state)
         }
