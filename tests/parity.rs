@@ -9,7 +9,7 @@ use serde_json::Value;
 use sweep::engine::beam::{BeamParams, EarlyStopping};
 use sweep::engine::checkpoint;
 use sweep::engine::generate::{Generator, SampleRow};
-use sweep::engine::sampling::{SamplingParams, filtered_distribution, sample_rng};
+use sweep::engine::sampling::{Processors, SamplingParams, filtered_distribution, sample_rng};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -309,6 +309,7 @@ fn filtered_distributions_match_transformers_warpers() {
             temperature: case["temperature"].as_f64().unwrap(),
             top_k: case["top_k"].as_u64().unwrap() as usize,
             top_p: case["top_p"].as_f64().unwrap(),
+            processors: Processors::OFF,
         };
         let ours = filtered_distribution(&logits, &params);
         let theirs: Vec<f64> = case["probs"]

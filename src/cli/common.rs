@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use sweep::engine::backend;
 use sweep::engine::checkpoint;
 use sweep::engine::generate::Generator;
-use sweep::engine::sampling::SamplingParams;
+use sweep::engine::sampling::{Processors, SamplingParams};
 use sweep::spec::experiment::Experiment;
 
 use super::args::{DeviceArgs, SamplingArgs};
@@ -100,6 +100,7 @@ pub fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
         temperature,
         top_k,
         top_p,
+        processors: Processors::OFF,
     })
 }
 

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::engine::beam::{BeamParams, BeamSearch, Hypothesis};
 use crate::engine::model::{Gpt2, KvCache};
 use crate::engine::sampling::{
-    SamplingParams, first_non_finite, log_prob, log_softmax_into, sample_with_log_prob,
+    Context, SamplingParams, first_non_finite, log_prob, log_softmax_into, sample_in_context,
     shortlist_needed,
 };
 use crate::engine::shortlist::DeviceReadback;
@@ -118,13 +118,14 @@ impl StepLogits {
         r: usize,
         vocab: usize,
         params: &SamplingParams,
+        context: Context,
         rng: &mut ChaCha20Rng,
     ) -> (usize, f32) {
         match self {
             Self::Whole(logits) => {
-                sample_with_log_prob(&logits[r * vocab..(r + 1) * vocab], params, rng)
+                sample_in_context(&logits[r * vocab..(r + 1) * vocab], params, context, rng)
             }
-            Self::Short(lists) => lists.sample(r, params, rng),
+            Self::Short(lists) => lists.sample(r, params, context, rng),
         }
     }
 
@@ -327,6 +328,21 @@ impl Generator {
             &[first_need],
             StepLogits::Whole(Vec::new()),
         );
+        // The context each penalised row has seen, prompt then generated tokens; empty for
+        // the rows without penalties, which never read it.
+        let prompt_len = prompt.tokens.len();
+        let mut contexts: Vec<Vec<u32>> = rows
+            .iter()
+            .map(|row| {
+                if row.params.processors.penalises() {
+                    let mut context = Vec::with_capacity(prompt_len + max_new_tokens);
+                    context.extend_from_slice(&prompt.tokens);
+                    context
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
         // Rows still running, by original index; their cache rows are in this order.
         let mut active: Vec<usize> = (0..n).collect();
         let mut running = vec![true; n];
@@ -346,18 +362,23 @@ impl Generator {
             // ascending, so the k-th running row is the k-th row of the cache and logits.
             let picks: Vec<Result<(u32, f32), f32>> = rows
                 .iter_mut()
+                .zip(&contexts)
                 .enumerate()
                 .filter(|(i, _)| running[*i])
                 .map(|(_, row)| row)
                 .collect::<Vec<_>>()
                 .into_par_iter()
                 .enumerate()
-                .map(|(k, row)| {
+                .map(|(k, (row, context))| {
                     let r = if shared_first { 0 } else { k };
                     if !shared_first && let Some(value) = logits.non_finite(r, vocab) {
                         return Err(value);
                     }
-                    let (token, lp) = logits.sample(r, vocab, &row.params, &mut row.rng);
+                    let context = Context {
+                        tokens: context,
+                        prompt_len,
+                    };
+                    let (token, lp) = logits.sample(r, vocab, &row.params, context, &mut row.rng);
                     Ok((token as u32, lp))
                 })
                 .collect();
@@ -374,6 +395,9 @@ impl Generator {
             for (k, (&i, &(token, lp))) in active.iter().zip(&picks).enumerate() {
                 out[i].tokens.push(token);
                 out[i].logprobs.push(lp);
+                if rows[i].params.processors.penalises() {
+                    contexts[i].push(token);
+                }
                 on_token(i, token);
                 if token == eos && stop_at_eos {
                     out[i].ended_with_eos = true;
@@ -538,7 +562,7 @@ mod tests {
     use super::*;
     use crate::engine::beam::EarlyStopping;
     use crate::engine::model::Gpt2Config;
-    use crate::engine::sampling::sample_rng;
+    use crate::engine::sampling::{Processors, sample_rng};
 
     /// The count that checks report before loading a model is the count `prepare` crops.
     #[test]
@@ -578,6 +602,7 @@ mod tests {
                 temperature,
                 top_k: 0,
                 top_p: 1.0,
+                processors: Processors::OFF,
             },
             rng: sample_rng(1, 0, sample),
         };
@@ -631,6 +656,7 @@ mod tests {
                         temperature,
                         top_k,
                         top_p,
+                        processors: Processors::OFF,
                     },
                     rng: sample_rng(5, 0, i as u32),
                 })

@@ -11,6 +11,214 @@
 //! A NaN logit is left for the caller (the sampler rejects non-finite rows); these functions
 //! never panic on one, but what they remove from such a row is unspecified.
 
+/// The knobs beyond temperature, top-k and top-p, each with the value that switches it off.
+/// They come in two kinds, which decoding treats differently:
+///
+/// - *penalties* (`repetition_penalty`, `frequency_penalty`, `presence_penalty`,
+///   `no_repeat_ngram_size`) change the scores from the tokens already in the context; as in
+///   transformers they apply to greedy decoding and beam search too;
+/// - *truncation filters* (`min_p`, `typical_p`, `epsilon_cutoff`, `eta_cutoff`,
+///   `top_n_sigma`) remove unlikely tokens before a draw, and so apply only to sampling.
+///
+/// `temperature_last` moves the temperature after every filter (see [`warp`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Processors {
+    pub repetition_penalty: f64,
+    pub frequency_penalty: f64,
+    pub presence_penalty: f64,
+    pub no_repeat_ngram_size: usize,
+    pub min_p: f64,
+    pub typical_p: f64,
+    pub epsilon_cutoff: f64,
+    pub eta_cutoff: f64,
+    pub top_n_sigma: f64,
+    pub temperature_last: bool,
+}
+
+impl Processors {
+    /// Every knob off: decoding is plain temperature, top-k and top-p.
+    pub const OFF: Self = Self {
+        repetition_penalty: 1.0,
+        frequency_penalty: 0.0,
+        presence_penalty: 0.0,
+        no_repeat_ngram_size: 0,
+        min_p: 0.0,
+        typical_p: 1.0,
+        epsilon_cutoff: 0.0,
+        eta_cutoff: 0.0,
+        top_n_sigma: 0.0,
+        temperature_last: false,
+    };
+
+    pub fn is_off(&self) -> bool {
+        *self == Self::OFF
+    }
+
+    /// Whether a penalty is on: the scores then depend on the row's context.
+    pub fn penalises(&self) -> bool {
+        self.repetition_penalty != 1.0
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+            || self.no_repeat_ngram_size > 0
+    }
+
+    /// Whether a truncation filter is on.
+    pub fn truncates(&self) -> bool {
+        self.min_p > 0.0
+            || self.typical_p < 1.0
+            || self.epsilon_cutoff > 0.0
+            || self.eta_cutoff > 0.0
+            || self.top_n_sigma > 0.0
+    }
+
+    /// These knobs with the truncation filters and `temperature_last` off: what greedy
+    /// decoding and beam search keep of a setting.
+    pub fn penalties_only(&self) -> Self {
+        Self {
+            repetition_penalty: self.repetition_penalty,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            ..Self::OFF
+        }
+    }
+}
+
+impl Default for Processors {
+    fn default() -> Self {
+        Self::OFF
+    }
+}
+
+/// The penalties that are on, in transformers' order: repetition penalty, then the OpenAI
+/// frequency and presence penalties (which transformers lacks; they sit beside the other
+/// count-based penalty), then no-repeat n-gram blocking, which must come last so that no
+/// later subtraction can lift a banned token back from `-inf`. `context` is the prompt the
+/// model sees followed by the generated tokens; `prompt_len` says where the generated ones
+/// start (the OpenAI penalties count only those).
+pub fn penalise(logits: &mut [f32], knobs: &Processors, context: &[u32], prompt_len: usize) {
+    if knobs.repetition_penalty != 1.0 {
+        repetition_penalty(logits, context, knobs.repetition_penalty as f32);
+    }
+    if knobs.frequency_penalty != 0.0 || knobs.presence_penalty != 0.0 {
+        frequency_presence(
+            logits,
+            &context[prompt_len.min(context.len())..],
+            knobs.frequency_penalty as f32,
+            knobs.presence_penalty as f32,
+        );
+    }
+    if knobs.no_repeat_ngram_size > 0 {
+        no_repeat_ngram(logits, context, knobs.no_repeat_ngram_size);
+    }
+}
+
+/// The whole sampling pipeline on one row of logits, in place, before the draw:
+///
+/// - `temperature_last = false` (transformers' `_get_logits_processor` order): penalties →
+///   temperature → top-k → top-p → min-p → typical → ε → η → top-nσ. transformers has no
+///   top-nσ; it runs last so that it cuts on the logits the other filters left.
+/// - `temperature_last = true` (llama.cpp's order, and the min-p paper's high-temperature
+///   runs): penalties → top-k → top-p → min-p → typical → ε → η → top-nσ → temperature, so
+///   every filter sees the untempered distribution and the temperature only reshapes the
+///   survivors.
+///
+/// `temperature` must be positive (greedy decoding uses [`penalise`] and an argmax).
+#[allow(clippy::too_many_arguments)]
+pub fn warp(
+    logits: &mut [f32],
+    temperature: f64,
+    top_k: usize,
+    top_p: f64,
+    knobs: &Processors,
+    context: &[u32],
+    prompt_len: usize,
+) {
+    penalise(logits, knobs, context, prompt_len);
+    if !knobs.temperature_last {
+        divide(logits, temperature);
+    }
+    self::top_k(logits, top_k);
+    self::top_p(logits, top_p);
+    if knobs.min_p > 0.0 {
+        min_p(logits, knobs.min_p as f32);
+    }
+    if knobs.typical_p < 1.0 {
+        typical(logits, knobs.typical_p as f32);
+    }
+    if knobs.epsilon_cutoff > 0.0 {
+        epsilon(logits, knobs.epsilon_cutoff as f32);
+    }
+    if knobs.eta_cutoff > 0.0 {
+        eta(logits, knobs.eta_cutoff as f32);
+    }
+    if knobs.top_n_sigma > 0.0 {
+        top_n_sigma(logits, knobs.top_n_sigma as f32);
+    }
+    if knobs.temperature_last {
+        divide(logits, temperature);
+    }
+}
+
+/// `TemperatureLogitsWarper`: every logit divided by `temperature`, in f32. 1 is off.
+pub fn divide(logits: &mut [f32], temperature: f64) {
+    if temperature == 1.0 {
+        return;
+    }
+    let t = temperature as f32;
+    for l in logits.iter_mut() {
+        *l /= t;
+    }
+}
+
+/// `TopKLogitsWarper`: remove every logit below the k-th largest, so ties with it stay.
+/// `k = 0` or `k` at least the row's length is off.
+pub fn top_k(logits: &mut [f32], k: usize) {
+    if k == 0 || k >= logits.len() {
+        return;
+    }
+    let mut copy = logits.to_vec();
+    let (_, &mut kth, _) = copy.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    for l in logits.iter_mut() {
+        if *l < kth {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// `TopPLogitsWarper`: with the tokens sorted by logit ascending (stably, as torch's CPU sort),
+/// remove those whose cumulative probability is at most 1 − p, always keeping the largest.
+/// Sums are f32, as torch's. `p >= 1` is off.
+pub fn top_p(logits: &mut [f32], p: f64) {
+    if p >= 1.0 || logits.is_empty() {
+        return;
+    }
+    let max = max_logit(logits);
+    if !max.is_finite() {
+        return;
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[a].total_cmp(&logits[b]));
+    let exps: Vec<f32> = order.iter().map(|&i| (logits[i] - max).exp()).collect();
+    let total: f32 = exps.iter().sum();
+    let threshold = 1.0 - p as f32;
+    let mut cumulative = 0.0f32;
+    let last = order.len() - 1;
+    let mut remove = Vec::new();
+    for (rank, (&i, e)) in order.iter().zip(&exps).enumerate() {
+        cumulative += e / total;
+        if cumulative > threshold {
+            break;
+        }
+        if rank != last {
+            remove.push(i);
+        }
+    }
+    for i in remove {
+        logits[i] = f32::NEG_INFINITY;
+    }
+}
+
 /// The largest logit, ignoring NaN; `-inf` for an empty or all-`-inf` row.
 fn max_logit(logits: &[f32]) -> f32 {
     logits.iter().copied().fold(f32::NEG_INFINITY, f32::max)

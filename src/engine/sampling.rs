@@ -10,6 +10,8 @@
 //! and is what generation runs.
 
 use crate::engine::kernels::exponential;
+use crate::engine::processors;
+pub use crate::engine::processors::Processors;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -20,6 +22,9 @@ pub struct SamplingParams {
     pub temperature: f64,
     pub top_k: usize,
     pub top_p: f64,
+    /// Penalties and the other truncation filters; with all of them off a row takes the
+    /// fast path of [`sample_token`], which never materialises the filtered row.
+    pub processors: Processors,
 }
 
 impl SamplingParams {
@@ -27,6 +32,7 @@ impl SamplingParams {
         temperature: 0.0,
         top_k: 0,
         top_p: 1.0,
+        processors: Processors::OFF,
     };
 
     /// Pure ancestral sampling: T = 1, no filters.
@@ -34,6 +40,7 @@ impl SamplingParams {
         temperature: 1.0,
         top_k: 0,
         top_p: 1.0,
+        processors: Processors::OFF,
     };
 
     pub fn is_greedy(&self) -> bool {
@@ -220,6 +227,94 @@ pub fn sample_with_log_prob(
     (token, lp)
 }
 
+/// The tokens a row has seen, for the penalties: the prompt as the model sees it, then the
+/// generated tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    pub tokens: &'a [u32],
+    /// Where the generated tokens start in `tokens`.
+    pub prompt_len: usize,
+}
+
+/// The distribution a row with [`Processors`] on samples from: the pipeline of
+/// [`processors::warp`](crate::engine::processors::warp), then a softmax over the survivors.
+/// Greedy decoding applies only the penalties and puts all mass on the argmax of what they
+/// leave, as transformers' greedy search does. With every knob off this is
+/// [`filtered_distribution`].
+pub fn filtered_distribution_in_context(
+    logits: &[f32],
+    params: &SamplingParams,
+    context: Context,
+) -> Vec<f64> {
+    if params.processors.is_off() {
+        return filtered_distribution(logits, params);
+    }
+    let mut row = logits.to_vec();
+    if params.is_greedy() {
+        processors::penalise(
+            &mut row,
+            &params.processors,
+            context.tokens,
+            context.prompt_len,
+        );
+        let mut one_hot = vec![0.0; logits.len()];
+        one_hot[argmax(&row)] = 1.0;
+        return one_hot;
+    }
+    warp_row(&mut row, params, context);
+    softmax(&row)
+}
+
+fn warp_row(row: &mut [f32], params: &SamplingParams, context: Context) {
+    processors::warp(
+        row,
+        params.temperature,
+        params.top_k,
+        params.top_p,
+        &params.processors,
+        context.tokens,
+        context.prompt_len,
+    );
+}
+
+/// [`sample_with_log_prob`] for a row that may have [`Processors`] on: the token is drawn from
+/// [`filtered_distribution_in_context`], the log-probability is still the model's own (T = 1,
+/// no penalty, no filter), so perplexity means the same for every setting. With every knob
+/// off this is [`sample_with_log_prob`], draw for draw. The processed row's survivors are
+/// drawn in vocabulary order with one uniform, as [`sample_token`] draws.
+pub fn sample_in_context(
+    logits: &[f32],
+    params: &SamplingParams,
+    context: Context,
+    rng: &mut impl RngCore,
+) -> (usize, f32) {
+    if params.processors.is_off() {
+        return sample_with_log_prob(logits, params, rng);
+    }
+    let mut row = logits.to_vec();
+    let token = if params.is_greedy() {
+        processors::penalise(
+            &mut row,
+            &params.processors,
+            context.tokens,
+            context.prompt_len,
+        );
+        argmax(&row)
+    } else {
+        warp_row(&mut row, params, context);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let candidates: Vec<(usize, f64)> = row
+            .iter()
+            .enumerate()
+            .filter(|&(_, &l)| l > f32::NEG_INFINITY)
+            .map(|(i, &l)| (i, exponential::exp(l - max) as f64))
+            .collect();
+        let mass = LaneSum::of(candidates.iter().map(|&(_, w)| w));
+        draw_among(candidates, mass, 1.0, rng)
+    };
+    (token, log_prob(logits, token))
+}
+
 /// Σ exp(l - max) over the vocabulary, f32 exponentials summed in f64 (see `log_prob`).
 fn exp_sum(logits: &[f32], max: f32) -> f64 {
     const CHUNK: usize = 1024;
@@ -387,7 +482,11 @@ pub fn sample_from_shortlist(
 /// `None` for a row that reads the whole vocabulary. A [`Shortlist`] must hold one entry
 /// more, to show that no tie runs past them.
 pub fn shortlist_needed(params: &SamplingParams, vocab: usize) -> Option<usize> {
-    if params.is_greedy() {
+    if !params.processors.is_off() {
+        // Penalties move tokens up from anywhere in the row, and the filters read its whole
+        // distribution.
+        None
+    } else if params.is_greedy() {
         Some(1)
     } else if params.top_k > 0 && params.top_k < vocab {
         Some(params.top_k)
@@ -484,21 +583,25 @@ mod tests {
                 temperature: 1.0,
                 top_k: 0,
                 top_p: 0.9,
+                processors: Processors::OFF,
             },
             SamplingParams {
                 temperature: 1.0,
                 top_k: 40,
                 top_p: 1.0,
+                processors: Processors::OFF,
             },
             SamplingParams {
                 temperature: 0.7,
                 top_k: 0,
                 top_p: 1.0,
+                processors: Processors::OFF,
             },
             SamplingParams {
                 temperature: 1.3,
                 top_k: 10,
                 top_p: 0.8,
+                processors: Processors::OFF,
             },
         ];
         for params in settings {
@@ -653,16 +756,19 @@ mod tests {
                 temperature: 0.7,
                 top_k: 20,
                 top_p: 1.0,
+                processors: Processors::OFF,
             },
             SamplingParams {
                 temperature: 1.3,
                 top_k: 0,
                 top_p: 0.8,
+                processors: Processors::OFF,
             },
             SamplingParams {
                 temperature: 0.9,
                 top_k: 50,
                 top_p: 0.9,
+                processors: Processors::OFF,
             },
         ];
         for params in cases {
@@ -697,6 +803,7 @@ mod tests {
             temperature: 1.0,
             top_k: 0,
             top_p: 0.5,
+            processors: Processors::OFF,
         };
         let d = filtered_distribution(&logits, &params);
         assert_eq!(d.iter().filter(|&&p| p > 0.0).count(), 512);

@@ -15,7 +15,11 @@
 use burn::tensor::{Int, IntDType, Tensor, TensorData};
 use rand_core::RngCore;
 
-use crate::engine::sampling::{self, SamplingParams, sample_from_shortlist, sample_with_log_prob};
+use crate::engine::sampling::{
+    self, Context, SamplingParams, sample_from_shortlist, sample_in_context,
+};
+#[cfg(test)]
+use crate::engine::sampling::{Processors, sample_with_log_prob};
 
 /// 2⁴⁶: exp(l − max) ≤ 1 in fixed point, with room for a 2¹⁷-token vocabulary in an i64.
 const FIXED_ONE: f64 = (1u64 << 46) as f64;
@@ -105,16 +109,17 @@ impl DeviceReadback {
         }
     }
 
-    /// Row `r`'s token and its log-probability, as [`sample_with_log_prob`] on the whole row
+    /// Row `r`'s token and its log-probability, as [`sample_in_context`] on the whole row
     /// would choose it. `params` must read no more of the row than its need in [`Self::read`].
     pub fn sample(
         &self,
         r: usize,
         params: &SamplingParams,
+        context: Context,
         rng: &mut impl RngCore,
     ) -> (usize, f32) {
         if let Some(at) = self.full_at[r] {
-            return sample_with_log_prob(&self.full[at..at + self.vocab], params, rng);
+            return sample_in_context(&self.full[at..at + self.vocab], params, context, rng);
         }
         sample_from_shortlist(&self.row(r), self.vocab, params, rng)
             .expect("a row's shortlist was checked against its need when read")
@@ -176,6 +181,7 @@ mod tests {
                 temperature,
                 top_k,
                 top_p,
+                processors: Processors::OFF,
             });
         }
         out
@@ -203,6 +209,7 @@ mod tests {
                 temperature: 1.0,
                 top_k: 5,
                 top_p: 1.0,
+                processors: Processors::OFF,
             },
             vocab,
         );
@@ -252,7 +259,7 @@ mod tests {
                 for seed in 0..10 {
                     let mut a = sample_rng(seed, 0, r as u32);
                     let mut b = a.clone();
-                    let (token, lp) = lists.sample(r, &params, &mut a);
+                    let (token, lp) = lists.sample(r, &params, Context::default(), &mut a);
                     let (want, want_lp) = sample_with_log_prob(row, &params, &mut b);
                     assert_eq!(token, want, "row {r}, {params:?}, seed {seed}");
                     assert!((lp - want_lp).abs() <= 1e-5, "{lp} vs {want_lp}");
@@ -288,7 +295,7 @@ mod tests {
             let mut a = sample_rng(3, 1, r as u32);
             let mut b = a.clone();
             assert_eq!(
-                lists.sample(r, p, &mut a).0,
+                lists.sample(r, p, Context::default(), &mut a).0,
                 sample_with_log_prob(&row, p, &mut b).0
             );
         }
@@ -326,11 +333,12 @@ mod tests {
             temperature: 0.8,
             top_k: 50,
             top_p: 0.9,
+            processors: Processors::OFF,
         };
         let mut a = sample_rng(2, 0, 0);
         let mut b = a.clone();
         assert_eq!(
-            lists.sample(0, &params, &mut a),
+            lists.sample(0, &params, Context::default(), &mut a),
             sample_with_log_prob(&row, &params, &mut b)
         );
     }

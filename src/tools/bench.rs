@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::beam::{BeamParams, EarlyStopping};
 use crate::engine::generate::{Continuation, Generator, PreparedPrompt, SampleRow};
-use crate::engine::sampling::{SamplingParams, sample_rng};
+use crate::engine::sampling::{Processors, SamplingParams, sample_rng};
 
 /// One measured case.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +75,7 @@ pub const NUCLEUS: SamplingParams = SamplingParams {
     temperature: 0.8,
     top_k: 50,
     top_p: 0.9,
+    processors: Processors::OFF,
 };
 
 /// Case names, shared with the peer script.
@@ -178,6 +179,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
                 temperature: t,
                 top_k: k,
                 top_p: 1.0,
+                processors: Processors::OFF,
             })
         })
         .collect();

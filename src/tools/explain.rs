@@ -380,6 +380,7 @@ fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::sampling::Processors;
 
     const LOGITS: [f32; 8] = [2.0, 1.0, 0.5, 0.5, 0.5, -1.0, -3.0, 0.0];
 
@@ -388,6 +389,7 @@ mod tests {
             temperature,
             top_k,
             top_p,
+            processors: Processors::OFF,
         }
     }
 
