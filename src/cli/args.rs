@@ -363,6 +363,36 @@ pub struct SamplingArgs {
     /// Keep the smallest most-probable set of tokens whose probability reaches p; 1.0 = off.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
+    /// Keep tokens with probability at least min_p times the most likely one's; 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f64,
+    /// Locally typical sampling: keep this mass of the tokens closest to the entropy; 1.0 = off.
+    #[arg(long, default_value_t = 1.0)]
+    pub typical_p: f64,
+    /// ε-sampling: drop tokens with probability below this; 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub epsilon_cutoff: f64,
+    /// η-sampling: drop tokens below min(η, √η·exp(−entropy)); 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub eta_cutoff: f64,
+    /// Top-nσ: keep logits within n standard deviations of the largest; 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub top_n_sigma: f64,
+    /// CTRL repetition penalty on prompt and generated tokens; 1.0 = off.
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f64,
+    /// Subtract this times each token's count in the generated text (OpenAI); 0 = off.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub frequency_penalty: f64,
+    /// Subtract this once from every token already generated (OpenAI); 0 = off.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub presence_penalty: f64,
+    /// Never repeat an n-gram of this size from prompt and generated text; 0 = off.
+    #[arg(long, default_value_t = 0, value_parser = whole::<usize>)]
+    pub no_repeat_ngram_size: usize,
+    /// Apply the temperature after every filter (llama.cpp's order) instead of first.
+    #[arg(long)]
+    pub temperature_last: bool,
 }
 
 #[derive(Args, Debug)]

@@ -85,6 +85,7 @@ pub fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
         temperature,
         top_k,
         top_p,
+        ..
     } = *args;
     if !limits::valid_temperature(temperature) {
         let temperature = sweep::spec::grid::number(temperature);
@@ -96,11 +97,40 @@ pub fn check_sampling(args: &SamplingArgs) -> Result<SamplingParams> {
         let rule = limits::TOP_P_RULE;
         return Err(BadInput(format!("--top-p {top_p}: {rule}")).into());
     }
+    let processors = Processors {
+        min_p: args.min_p,
+        typical_p: args.typical_p,
+        epsilon_cutoff: args.epsilon_cutoff,
+        eta_cutoff: args.eta_cutoff,
+        top_n_sigma: args.top_n_sigma,
+        repetition_penalty: args.repetition_penalty,
+        frequency_penalty: args.frequency_penalty,
+        presence_penalty: args.presence_penalty,
+        no_repeat_ngram_size: args.no_repeat_ngram_size,
+        temperature_last: args.temperature_last,
+    };
+    for (key, value) in [
+        ("min_p", processors.min_p),
+        ("typical_p", processors.typical_p),
+        ("epsilon_cutoff", processors.epsilon_cutoff),
+        ("eta_cutoff", processors.eta_cutoff),
+        ("top_n_sigma", processors.top_n_sigma),
+        ("repetition_penalty", processors.repetition_penalty),
+        ("frequency_penalty", processors.frequency_penalty),
+        ("presence_penalty", processors.presence_penalty),
+    ] {
+        let (check, rule) = limits::knob_rule(key);
+        if !check(value) {
+            let flag = key.replace('_', "-");
+            let value = sweep::spec::grid::number(value);
+            return Err(BadInput(format!("--{flag} {value}: {key} {rule}")).into());
+        }
+    }
     Ok(SamplingParams {
         temperature,
         top_k,
         top_p,
-        processors: Processors::OFF,
+        processors,
     })
 }
 

@@ -17,8 +17,11 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let generator = args.device.generator(loaded.model);
     let tokenizer = Tokenizer::gpt2();
     let prompt = explain::decode_prompt(&args.prompt);
-    let logits = explain::next_token_logits(&generator, &tokenizer.encode(&prompt))?;
-    let stages = explain::explain(&logits, &params);
+    let tokens = tokenizer.encode(&prompt);
+    let logits = explain::next_token_logits(&generator, &tokens)?;
+    // The penalties see the prompt as the model does.
+    let context = generator.prepare(&tokens, 1)?.tokens;
+    let stages = explain::explain(&logits, &params, &context);
     let label = |token: usize| explain::token_label(&tokenizer, token);
     let top = usize::from(args.top);
     let title = format!(

@@ -11,6 +11,8 @@
 //! A NaN logit is left for the caller (the sampler rejects non-finite rows); these functions
 //! never panic on one, but what they remove from such a row is unspecified.
 
+use serde::Serialize;
+
 /// The knobs beyond temperature, top-k and top-p, each with the value that switches it off.
 /// They come in two kinds, which decoding treats differently:
 ///
@@ -21,18 +23,43 @@
 ///   `top_n_sigma`) remove unlikely tokens before a draw, and so apply only to sampling.
 ///
 /// `temperature_last` moves the temperature after every filter (see [`warp`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+///
+/// Serialised, a knob that is off is left out, so a setting without any keeps the exact form
+/// (and so the saved-results key) it has always had.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Processors {
+    #[serde(skip_serializing_if = "is_one")]
     pub repetition_penalty: f64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub frequency_penalty: f64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub presence_penalty: f64,
+    #[serde(skip_serializing_if = "is_zero_usize")]
     pub no_repeat_ngram_size: usize,
+    #[serde(skip_serializing_if = "is_zero")]
     pub min_p: f64,
+    #[serde(skip_serializing_if = "is_one")]
     pub typical_p: f64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub epsilon_cutoff: f64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub eta_cutoff: f64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub top_n_sigma: f64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub temperature_last: bool,
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Processors {
@@ -90,30 +117,95 @@ impl Default for Processors {
     }
 }
 
-/// The penalties that are on, in transformers' order: repetition penalty, then the OpenAI
-/// frequency and presence penalties (which transformers lacks; they sit beside the other
-/// count-based penalty), then no-repeat n-gram blocking, which must come last so that no
-/// later subtraction can lift a banned token back from `-inf`. `context` is the prompt the
-/// model sees followed by the generated tokens; `prompt_len` says where the generated ones
-/// start (the OpenAI penalties count only those).
-pub fn penalise(logits: &mut [f32], knobs: &Processors, context: &[u32], prompt_len: usize) {
-    if knobs.repetition_penalty != 1.0 {
-        repetition_penalty(logits, context, knobs.repetition_penalty as f32);
+/// One stage of the pipeline with its parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stage {
+    RepetitionPenalty(f64),
+    FrequencyPresence { frequency: f64, presence: f64 },
+    NoRepeatNgram(usize),
+    Temperature(f64),
+    TopK(usize),
+    TopP(f64),
+    MinP(f64),
+    Typical(f64),
+    Epsilon(f64),
+    Eta(f64),
+    TopNSigma(f64),
+}
+
+impl Stage {
+    /// Applies the stage to one row in place. `context` is the prompt the model sees followed
+    /// by the generated tokens; `prompt_len` says where the generated ones start (the OpenAI
+    /// penalties count only those).
+    pub fn apply(&self, logits: &mut [f32], context: &[u32], prompt_len: usize) {
+        match *self {
+            Stage::RepetitionPenalty(penalty) => {
+                repetition_penalty(logits, context, penalty as f32)
+            }
+            Stage::FrequencyPresence {
+                frequency,
+                presence,
+            } => frequency_presence(
+                logits,
+                &context[prompt_len.min(context.len())..],
+                frequency as f32,
+                presence as f32,
+            ),
+            Stage::NoRepeatNgram(n) => no_repeat_ngram(logits, context, n),
+            Stage::Temperature(t) => divide(logits, t),
+            Stage::TopK(k) => top_k(logits, k),
+            Stage::TopP(p) => top_p(logits, p),
+            Stage::MinP(p) => min_p(logits, p as f32),
+            Stage::Typical(mass) => typical(logits, mass as f32),
+            Stage::Epsilon(e) => epsilon(logits, e as f32),
+            Stage::Eta(e) => eta(logits, e as f32),
+            Stage::TopNSigma(n) => top_n_sigma(logits, n as f32),
+        }
     }
-    if knobs.frequency_penalty != 0.0 || knobs.presence_penalty != 0.0 {
-        frequency_presence(
-            logits,
-            &context[prompt_len.min(context.len())..],
-            knobs.frequency_penalty as f32,
-            knobs.presence_penalty as f32,
-        );
-    }
-    if knobs.no_repeat_ngram_size > 0 {
-        no_repeat_ngram(logits, context, knobs.no_repeat_ngram_size);
+
+    /// The stage as its knob is written, e.g. `min_p = 0.1`.
+    pub fn describe(&self) -> String {
+        match *self {
+            Stage::RepetitionPenalty(v) => format!("repetition_penalty = {v}"),
+            Stage::FrequencyPresence {
+                frequency,
+                presence,
+            } => format!("frequency_penalty = {frequency}, presence_penalty = {presence}"),
+            Stage::NoRepeatNgram(n) => format!("no_repeat_ngram_size = {n}"),
+            Stage::Temperature(t) => format!("temperature = {t}"),
+            Stage::TopK(k) => format!("top_k = {k}"),
+            Stage::TopP(p) => format!("top_p = {p}"),
+            Stage::MinP(p) => format!("min_p = {p}"),
+            Stage::Typical(p) => format!("typical_p = {p}"),
+            Stage::Epsilon(e) => format!("epsilon_cutoff = {e}"),
+            Stage::Eta(e) => format!("eta_cutoff = {e}"),
+            Stage::TopNSigma(n) => format!("top_n_sigma = {n}"),
+        }
     }
 }
 
-/// The whole sampling pipeline on one row of logits, in place, before the draw:
+/// The penalties that are on, in transformers' order: repetition penalty, then the OpenAI
+/// frequency and presence penalties (which transformers lacks; they sit beside the other
+/// count-based penalty), then no-repeat n-gram blocking, last so that no later subtraction can
+/// lift a banned token back from `-inf`. These are all greedy decoding applies.
+pub fn penalty_stages(knobs: &Processors) -> Vec<Stage> {
+    let mut stages = Vec::new();
+    if knobs.repetition_penalty != 1.0 {
+        stages.push(Stage::RepetitionPenalty(knobs.repetition_penalty));
+    }
+    if knobs.frequency_penalty != 0.0 || knobs.presence_penalty != 0.0 {
+        stages.push(Stage::FrequencyPresence {
+            frequency: knobs.frequency_penalty,
+            presence: knobs.presence_penalty,
+        });
+    }
+    if knobs.no_repeat_ngram_size > 0 {
+        stages.push(Stage::NoRepeatNgram(knobs.no_repeat_ngram_size));
+    }
+    stages
+}
+
+/// Every stage of the sampling pipeline that is on, in the order it runs:
 ///
 /// - `temperature_last = false` (transformers' `_get_logits_processor` order): penalties →
 ///   temperature → top-k → top-p → min-p → typical → ε → η → top-nσ. transformers has no
@@ -123,7 +215,48 @@ pub fn penalise(logits: &mut [f32], knobs: &Processors, context: &[u32], prompt_
 ///   every filter sees the untempered distribution and the temperature only reshapes the
 ///   survivors.
 ///
-/// `temperature` must be positive (greedy decoding uses [`penalise`] and an argmax).
+/// `temperature` must be positive (greedy decoding runs [`penalty_stages`] and an argmax). A
+/// temperature of 1 is still listed, as the identity it is.
+pub fn stages(temperature: f64, top_k: usize, top_p: f64, knobs: &Processors) -> Vec<Stage> {
+    let mut stages = penalty_stages(knobs);
+    if !knobs.temperature_last {
+        stages.push(Stage::Temperature(temperature));
+    }
+    if top_k > 0 {
+        stages.push(Stage::TopK(top_k));
+    }
+    if top_p < 1.0 {
+        stages.push(Stage::TopP(top_p));
+    }
+    if knobs.min_p > 0.0 {
+        stages.push(Stage::MinP(knobs.min_p));
+    }
+    if knobs.typical_p < 1.0 {
+        stages.push(Stage::Typical(knobs.typical_p));
+    }
+    if knobs.epsilon_cutoff > 0.0 {
+        stages.push(Stage::Epsilon(knobs.epsilon_cutoff));
+    }
+    if knobs.eta_cutoff > 0.0 {
+        stages.push(Stage::Eta(knobs.eta_cutoff));
+    }
+    if knobs.top_n_sigma > 0.0 {
+        stages.push(Stage::TopNSigma(knobs.top_n_sigma));
+    }
+    if knobs.temperature_last {
+        stages.push(Stage::Temperature(temperature));
+    }
+    stages
+}
+
+/// The penalties of [`penalty_stages`] on one row, in place.
+pub fn penalise(logits: &mut [f32], knobs: &Processors, context: &[u32], prompt_len: usize) {
+    for stage in penalty_stages(knobs) {
+        stage.apply(logits, context, prompt_len);
+    }
+}
+
+/// The whole pipeline of [`stages`] on one row, in place, before the draw.
 #[allow(clippy::too_many_arguments)]
 pub fn warp(
     logits: &mut [f32],
@@ -134,29 +267,8 @@ pub fn warp(
     context: &[u32],
     prompt_len: usize,
 ) {
-    penalise(logits, knobs, context, prompt_len);
-    if !knobs.temperature_last {
-        divide(logits, temperature);
-    }
-    self::top_k(logits, top_k);
-    self::top_p(logits, top_p);
-    if knobs.min_p > 0.0 {
-        min_p(logits, knobs.min_p as f32);
-    }
-    if knobs.typical_p < 1.0 {
-        typical(logits, knobs.typical_p as f32);
-    }
-    if knobs.epsilon_cutoff > 0.0 {
-        epsilon(logits, knobs.epsilon_cutoff as f32);
-    }
-    if knobs.eta_cutoff > 0.0 {
-        eta(logits, knobs.eta_cutoff as f32);
-    }
-    if knobs.top_n_sigma > 0.0 {
-        top_n_sigma(logits, knobs.top_n_sigma as f32);
-    }
-    if knobs.temperature_last {
-        divide(logits, temperature);
+    for stage in stages(temperature, top_k, top_p, knobs) {
+        stage.apply(logits, context, prompt_len);
     }
 }
 

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::engine::processors::Processors;
 use crate::report::summary::{COMPARED, Metrics, Sample};
 use crate::spec::grid::{Setting, Strategy};
 use crate::util::files::AtomicFile;
@@ -61,6 +62,80 @@ fn parameters(setting: &Setting) -> [String; 7] {
     ]
 }
 
+/// A processor knob's column (`min_p`, `repetition_penalty`, ...). A run writes the column of
+/// every knob some setting turns on, after `length_penalty`, and leaves out the others, so an
+/// experiment without them keeps the columns it always had.
+pub struct KnobColumn {
+    pub name: &'static str,
+    /// Whether the knob is on.
+    on: fn(&Processors) -> bool,
+    /// The value, as a cell.
+    value: fn(&Processors) -> String,
+    /// A penalty applies to greedy decoding and beam search too; a truncation filter only to
+    /// sampling.
+    penalty: bool,
+}
+
+impl KnobColumn {
+    /// The cell of a setting: its value where the strategy has the knob (off values written,
+    /// so that a filter such as `min_p == 0` selects plain sampling), empty where it has none.
+    fn cell(&self, setting: &Setting) -> String {
+        let applies = match setting.strategy {
+            Strategy::Sample => true,
+            Strategy::Greedy | Strategy::Beam => self.penalty,
+            Strategy::Human => false,
+        };
+        if applies {
+            (self.value)(&setting.processors)
+        } else {
+            String::new()
+        }
+    }
+}
+
+macro_rules! number_knob {
+    ($name:ident, $penalty:expr) => {
+        KnobColumn {
+            name: stringify!($name),
+            on: |p| p.$name != Processors::OFF.$name,
+            value: |p| number(p.$name, 6),
+            penalty: $penalty,
+        }
+    };
+}
+
+/// Every knob column, in the order they are written.
+pub const KNOB_COLUMNS: [KnobColumn; 10] = [
+    number_knob!(min_p, false),
+    number_knob!(typical_p, false),
+    number_knob!(epsilon_cutoff, false),
+    number_knob!(eta_cutoff, false),
+    number_knob!(top_n_sigma, false),
+    number_knob!(repetition_penalty, true),
+    number_knob!(frequency_penalty, true),
+    number_knob!(presence_penalty, true),
+    KnobColumn {
+        name: "no_repeat_ngram_size",
+        on: |p| p.no_repeat_ngram_size != 0,
+        value: |p| p.no_repeat_ngram_size.to_string(),
+        penalty: true,
+    },
+    KnobColumn {
+        name: "temperature_last",
+        on: |p| p.temperature_last,
+        value: |p| p.temperature_last.to_string(),
+        penalty: false,
+    },
+];
+
+/// The knob columns of a run: those of the knobs some setting turns on.
+pub fn knob_columns(settings: &[Setting]) -> Vec<&'static KnobColumn> {
+    KNOB_COLUMNS
+        .iter()
+        .filter(|c| settings.iter().any(|s| (c.on)(&s.processors)))
+        .collect()
+}
+
 const PARAMETER_COLUMNS: [&str; 8] = [
     "setting",
     "strategy",
@@ -87,9 +162,10 @@ pub struct SummaryRow<'a> {
     pub tokens_per_s: f64,
 }
 
-/// The columns of `summary.csv`, in order.
-pub fn summary_header() -> Vec<String> {
+/// The columns of `summary.csv`, in order, with the given knob columns.
+pub fn summary_header(knobs: &[&KnobColumn]) -> Vec<String> {
     let mut h: Vec<String> = PARAMETER_COLUMNS.iter().map(|s| s.to_string()).collect();
+    h.extend(knobs.iter().map(|k| k.name.to_string()));
     for c in [
         "samples",
         "mean_perplexity",
@@ -128,17 +204,19 @@ pub fn write_summary(
     path: &Path,
     rows: &[SummaryRow<'_>],
     baseline: Option<usize>,
+    knobs: &[&KnobColumn],
 ) -> std::io::Result<()> {
     let mut file = AtomicFile::create(path)?;
     {
         let mut w = csv_writer(&mut file);
-        w.write_record(summary_header())?;
+        w.write_record(summary_header(knobs))?;
         let base = baseline.map(|i| rows[i].metrics);
         let base_id = baseline.map(|i| rows[i].setting.id()).unwrap_or_default();
         for row in rows {
             let m = row.metrics;
             let mut rec: Vec<String> = vec![row.setting.id()];
             rec.extend(parameters(row.setting));
+            rec.extend(knobs.iter().map(|k| k.cell(row.setting)));
             rec.push(m.samples.to_string());
             for x in [
                 m.mean_perplexity,
@@ -178,16 +256,16 @@ pub fn write_summary(
     file.finish()
 }
 
-/// The columns of `samples.csv`, in order.
-pub const SAMPLE_COLUMNS: [&str; 16] = [
-    "setting",
-    "strategy",
-    "temperature",
-    "top_k",
-    "top_p",
-    "seed",
-    "num_beams",
-    "length_penalty",
+/// The columns of `samples.csv`, in order, with the given knob columns.
+pub fn sample_header(knobs: &[&KnobColumn]) -> Vec<String> {
+    let mut h: Vec<String> = PARAMETER_COLUMNS.iter().map(|s| s.to_string()).collect();
+    h.extend(knobs.iter().map(|k| k.name.to_string()));
+    h.extend(SAMPLE_COLUMNS.iter().map(|s| s.to_string()));
+    h
+}
+
+/// The columns of `samples.csv` after the parameter and knob columns.
+const SAMPLE_COLUMNS: [&str; 8] = [
     "prompt_index",
     "sample_index",
     "prompt",
@@ -201,13 +279,17 @@ pub const SAMPLE_COLUMNS: [&str; 16] = [
 /// Streams `samples.csv` one setting at a time, so memory does not grow with the run.
 pub struct SamplesWriter {
     writer: csv::Writer<AtomicFile>,
+    knobs: Vec<&'static KnobColumn>,
 }
 
 impl SamplesWriter {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
+    pub fn create(path: &Path, knobs: &[&'static KnobColumn]) -> std::io::Result<Self> {
         let mut writer = csv_writer(AtomicFile::create(path)?);
-        writer.write_record(SAMPLE_COLUMNS)?;
-        Ok(Self { writer })
+        writer.write_record(sample_header(knobs))?;
+        Ok(Self {
+            writer,
+            knobs: knobs.to_vec(),
+        })
     }
 
     pub fn write(
@@ -217,7 +299,8 @@ impl SamplesWriter {
         samples: &[Sample],
     ) -> std::io::Result<()> {
         let id = setting.id();
-        let params = parameters(setting);
+        let mut params = parameters(setting).to_vec();
+        params.extend(self.knobs.iter().map(|k| k.cell(setting)));
         for s in samples {
             let mut rec: Vec<String> = vec![id.clone()];
             rec.extend(params.iter().cloned());

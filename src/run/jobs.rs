@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 
 use crate::engine::beam::BeamParams;
 use crate::engine::generate::{Generator, PreparedPrompt, SampleRow};
-use crate::engine::sampling::{Processors, SamplingParams, sample_rng};
+use crate::engine::sampling::{SamplingParams, sample_rng};
 use crate::engine::tokenizer::Tokenizer;
 use crate::report::record::SettingTiming;
 use crate::report::summary::Sample;
@@ -231,7 +231,7 @@ impl Job<'_> {
                                 temperature: s.temperature,
                                 top_k: s.top_k,
                                 top_p: s.top_p,
-                                processors: Processors::OFF,
+                                processors: s.processors,
                             },
                             rng: sample_rng(s.seed.unwrap_or(0), p as u32, i as u32),
                         }

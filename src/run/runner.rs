@@ -354,7 +354,9 @@ pub fn write_run_reports(
     let prompts: Vec<String> = exp.prompts.iter().map(|p| p.text.clone()).collect();
     let fingerprint = Fingerprint::new(exp, settings, report.model_sha256, report.backend);
     let samples_path = dir.join("samples.csv");
-    let mut samples_csv = SamplesWriter::create(&samples_path).map_err(io_at(&samples_path))?;
+    let knobs = tables::knob_columns(settings);
+    let mut samples_csv =
+        SamplesWriter::create(&samples_path, &knobs).map_err(io_at(&samples_path))?;
     let mut metrics = Vec::with_capacity(settings.len());
     let mut timings = Vec::with_capacity(settings.len());
     let mut beam_scores = Vec::with_capacity(settings.len());
@@ -409,7 +411,7 @@ pub fn write_run_reports(
         })
         .collect();
     let summary_path = dir.join("summary.csv");
-    tables::write_summary(&summary_path, &rows, baseline).map_err(io_at(&summary_path))?;
+    tables::write_summary(&summary_path, &rows, baseline, &knobs).map_err(io_at(&summary_path))?;
     // Plots are a convenience: failing to draw them must not fail the run or lose the CSVs.
     let plot_rows: Vec<crate::report::plot::PlotRow> = settings
         .iter()

@@ -2,17 +2,21 @@
 //!
 //! The order is deterministic so that progress output, CSV rows and resumed runs line up:
 //! sampling settings first, as the cartesian product with `temperature` outermost, then
-//! `top_k`, `top_p` and `seed` innermost, each in the order the TOML lists them; then beam
+//! `top_k`, `top_p`, the processor knobs (in the order of [`GridSpec::processors`]) and `seed`
+//! innermost, each in the order the TOML lists them; then beam
 //! settings, `num_beams` outer and `length_penalty` inner. With several `[[grid]]` tables the
 //! sampling settings are each table's product in turn, in file order; a setting an earlier
 //! table already produced (the same [`Setting::id`]) is kept once, where it first appeared,
 //! and counted in [`Expansion::duplicates`].
 //!
-//! Greedy decoding is argmax, so seed, `top_k` and `top_p` cannot change it: every
-//! temperature-0 grid point, in whichever table, is the same setting. They are folded into one
-//! greedy setting,
-//! placed where the first of them would have been, so the sweep does not repeat identical
-//! work; [`Expansion::folded_greedy`] says how many points were dropped that way.
+//! Greedy decoding is argmax, so seed, `top_k`, `top_p`, the truncation filters and
+//! `temperature_last` cannot change it (transformers' greedy search ignores them too); only the
+//! penalties can. Every temperature-0 grid point with the same penalties, in whichever table, is
+//! the same setting. They are folded into one greedy setting, placed where the first of them
+//! would have been, so the sweep does not repeat identical work;
+//! [`Expansion::folded_greedy`] says how many points were dropped that way.
+//!
+//! [`GridSpec::processors`]: crate::spec::experiment::GridSpec::processors
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,6 +24,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::engine::beam::EarlyStopping;
+use crate::engine::processors::Processors;
 use crate::spec::experiment::{Experiment, early_stopping};
 
 /// How a setting picks tokens.
@@ -75,6 +80,11 @@ pub struct Setting {
     /// Continuations per prompt: `samples` for sampling, 1 for greedy,
     /// `num_return_sequences` for beam.
     pub samples: usize,
+    /// Penalties and further filters; greedy and beam keep only the penalties. Written
+    /// flattened, each knob only when on, so settings without them serialise as they always
+    /// have.
+    #[serde(flatten)]
+    pub processors: Processors,
 }
 
 impl Setting {
@@ -91,6 +101,7 @@ impl Setting {
             length_penalty: None,
             early_stopping: None,
             samples: 1,
+            processors: Processors::OFF,
         }
     }
 
@@ -100,6 +111,9 @@ impl Setting {
     /// shortest round-trip formatting, so distinct values always give distinct ids and the
     /// only characters are letters, digits, `_`, `.` and `-`. A non-default early stopping
     /// adds `_es-true` or `_es-never`, so a changed `early_stopping` does not reuse results.
+    /// Each processor knob that is on adds its own part (see [`knob_suffix`]), before the
+    /// seed: `sample_t1_k0_p1_minp0.1_s1`, `greedy_rp1.2`; a setting without them keeps the
+    /// id it always had.
     pub fn id(&self) -> String {
         match self.strategy {
             Strategy::Sample => {
@@ -109,12 +123,13 @@ impl Setting {
                     self.top_k,
                     number(self.top_p)
                 );
+                id.push_str(&knob_suffix(&self.processors));
                 if let Some(seed) = self.seed {
                     id.push_str(&format!("_s{seed}"));
                 }
                 id
             }
-            Strategy::Greedy => "greedy".to_owned(),
+            Strategy::Greedy => format!("greedy{}", knob_suffix(&self.processors)),
             Strategy::Beam => {
                 let mut id = format!(
                     "beam_n{}_lp{}",
@@ -141,6 +156,101 @@ impl Setting {
             Strategy::Human => 0,
         }
     }
+}
+
+/// The processor knobs that are on, in the sweep order: (TOML key, id tag, value).
+pub fn knobs_on(p: &Processors) -> Vec<(&'static str, &'static str, String)> {
+    let off = Processors::OFF;
+    let mut on = Vec::new();
+    let mut add = |is_on: bool, key, tag, value: String| {
+        if is_on {
+            on.push((key, tag, value));
+        }
+    };
+    add(p.min_p != off.min_p, "min_p", "minp", number(p.min_p));
+    add(
+        p.typical_p != off.typical_p,
+        "typical_p",
+        "typ",
+        number(p.typical_p),
+    );
+    add(
+        p.epsilon_cutoff != off.epsilon_cutoff,
+        "epsilon_cutoff",
+        "eps",
+        number(p.epsilon_cutoff),
+    );
+    add(
+        p.eta_cutoff != off.eta_cutoff,
+        "eta_cutoff",
+        "eta",
+        number(p.eta_cutoff),
+    );
+    add(
+        p.top_n_sigma != off.top_n_sigma,
+        "top_n_sigma",
+        "nsig",
+        number(p.top_n_sigma),
+    );
+    add(
+        p.repetition_penalty != off.repetition_penalty,
+        "repetition_penalty",
+        "rp",
+        number(p.repetition_penalty),
+    );
+    add(
+        p.frequency_penalty != off.frequency_penalty,
+        "frequency_penalty",
+        "fp",
+        number(p.frequency_penalty),
+    );
+    add(
+        p.presence_penalty != off.presence_penalty,
+        "presence_penalty",
+        "pp",
+        number(p.presence_penalty),
+    );
+    add(
+        p.no_repeat_ngram_size != off.no_repeat_ngram_size,
+        "no_repeat_ngram_size",
+        "nrng",
+        p.no_repeat_ngram_size.to_string(),
+    );
+    add(
+        p.temperature_last,
+        "temperature_last",
+        "tlast",
+        String::new(),
+    );
+    on
+}
+
+/// The id parts of the processor knobs that are on (see [`knobs_on`]): `_minp` (`min_p`),
+/// `_typ` (`typical_p`), `_eps` (`epsilon_cutoff`), `_eta` (`eta_cutoff`), `_nsig`
+/// (`top_n_sigma`), `_rp` (`repetition_penalty`), `_fp` (`frequency_penalty`), `_pp`
+/// (`presence_penalty`), `_nrng` (`no_repeat_ngram_size`), each followed by its value, and
+/// `_tlast` for `temperature_last = true`. Empty when every knob is off.
+pub fn knob_suffix(p: &Processors) -> String {
+    knobs_on(p)
+        .into_iter()
+        .map(|(_, tag, value)| format!("_{tag}{value}"))
+        .collect()
+}
+
+/// The knobs that are on as `key=value` words for legends and messages, such as
+/// `min_p=0.1, temperature_last`; empty when every knob is off.
+pub fn knob_words(p: &Processors) -> String {
+    knobs_on(p)
+        .into_iter()
+        .map(|(key, _, value)| {
+            if value.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{key}={value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Longest plain decimal a number keeps in an id; longer ones are written in scientific
@@ -181,34 +291,44 @@ pub fn expand(exp: &Experiment) -> Expansion {
     let mut settings = Vec::new();
     let mut greedy_points = 0usize;
     let mut duplicates = 0usize;
+    let mut greedy_settings = 0usize;
     let mut seen: HashSet<String> = HashSet::new();
     for grid in &exp.grids {
+        let knobs = grid.processors();
         for &temperature in &grid.temperature {
             for &top_k in &grid.top_k {
                 for &top_p in &grid.top_p {
-                    for &seed in &grid.seed {
-                        if temperature == 0.0 {
-                            greedy_points += 1;
-                            if greedy_points == 1 {
-                                settings.push(Setting::single(Strategy::Greedy));
+                    for &processors in &knobs {
+                        for &seed in &grid.seed {
+                            if temperature == 0.0 {
+                                greedy_points += 1;
+                                let greedy = Setting {
+                                    processors: processors.penalties_only(),
+                                    ..Setting::single(Strategy::Greedy)
+                                };
+                                if seen.insert(greedy.id()) {
+                                    settings.push(greedy);
+                                    greedy_settings += 1;
+                                }
+                                continue;
                             }
-                            continue;
-                        }
-                        let setting = Setting {
-                            strategy: Strategy::Sample,
-                            temperature,
-                            top_k,
-                            top_p,
-                            seed: Some(seed),
-                            num_beams: 1,
-                            length_penalty: None,
-                            early_stopping: None,
-                            samples: exp.samples,
-                        };
-                        if seen.insert(setting.id()) {
-                            settings.push(setting);
-                        } else {
-                            duplicates += 1;
+                            let setting = Setting {
+                                strategy: Strategy::Sample,
+                                temperature,
+                                top_k,
+                                top_p,
+                                seed: Some(seed),
+                                num_beams: 1,
+                                length_penalty: None,
+                                early_stopping: None,
+                                samples: exp.samples,
+                                processors,
+                            };
+                            if seen.insert(setting.id()) {
+                                settings.push(setting);
+                            } else {
+                                duplicates += 1;
+                            }
                         }
                     }
                 }
@@ -228,13 +348,14 @@ pub fn expand(exp: &Experiment) -> Expansion {
                     length_penalty: Some(length_penalty),
                     early_stopping: Some(beam.early_stopping),
                     samples: beam.num_return_sequences,
+                    processors: Processors::OFF,
                 });
             }
         }
     }
     Expansion {
         settings,
-        folded_greedy: greedy_points.saturating_sub(1),
+        folded_greedy: greedy_points - greedy_settings,
         duplicates,
     }
 }
@@ -472,6 +593,7 @@ mod tests {
             length_penalty: None,
             early_stopping: None,
             samples: 1,
+            processors: Processors::OFF,
         };
         assert_eq!(setting(1.0).id(), "sample_t1_k0_p1_s0");
         assert_ne!(setting(0.1).id(), setting(0.1 + 1e-12).id());
@@ -502,6 +624,7 @@ mod tests {
             length_penalty: None,
             early_stopping: None,
             samples: 1,
+            processors: Processors::OFF,
         };
         let beam = |lp: f64| Setting {
             strategy: Strategy::Beam,

@@ -52,6 +52,61 @@ pub fn valid_top_p(top_p: f64) -> bool {
 
 /// What a `top_p` outside [`valid_top_p`] is told.
 pub const TOP_P_RULE: &str = "must be in (0, 1] (1.0 = off)";
+
+/// The allowed values of each processor knob with a number value, by TOML key, and the rule
+/// a message quotes: the same for `[grid]`, `[beam]` and `sweep generate`'s flags. Values are
+/// those transformers accepts (its processors refuse the others), with 0 or 1 the "off".
+pub const KNOB_RULES: [(&str, fn(f64) -> bool, &str); 8] = [
+    (
+        "min_p",
+        |v| (0.0..=1.0).contains(&v),
+        "must be in [0, 1] (0 = off)",
+    ),
+    (
+        "typical_p",
+        |v| v > 0.0 && v <= 1.0,
+        "must be in (0, 1] (1.0 = off)",
+    ),
+    (
+        "epsilon_cutoff",
+        |v| (0.0..1.0).contains(&v),
+        "must be in [0, 1) (0 = off)",
+    ),
+    (
+        "eta_cutoff",
+        |v| (0.0..1.0).contains(&v),
+        "must be in [0, 1) (0 = off)",
+    ),
+    (
+        "top_n_sigma",
+        |v| v.is_finite() && v >= 0.0,
+        "must be a finite number >= 0 (0 = off)",
+    ),
+    (
+        "repetition_penalty",
+        |v| v.is_finite() && v > 0.0,
+        "must be a finite number > 0 (1.0 = off; above 1 discourages repeats)",
+    ),
+    (
+        "frequency_penalty",
+        |v| v.is_finite(),
+        "must be a finite number (0 = off; OpenAI allows -2 to 2)",
+    ),
+    (
+        "presence_penalty",
+        |v| v.is_finite(),
+        "must be a finite number (0 = off; OpenAI allows -2 to 2)",
+    ),
+];
+
+/// The check and the rule of a processor knob with a number value (see [`KNOB_RULES`]).
+pub fn knob_rule(key: &str) -> (fn(f64) -> bool, &'static str) {
+    KNOB_RULES
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, check, rule)| (check, rule))
+        .unwrap_or_else(|| panic!("no rule for {key}"))
+}
 /// Memory assumed when the machine's cannot be read (no `/proc/meminfo`).
 pub const ASSUMED_MEMORY: u64 = 16 << 30;
 /// Bytes one generated token of a finished text takes while its setting is held in memory:

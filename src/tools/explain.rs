@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 
 use crate::engine::generate::{GenerateError, Generator};
+use crate::engine::processors;
 use crate::engine::sampling::{self, SamplingParams};
 use crate::engine::tokenizer::Tokenizer;
 
@@ -62,7 +63,16 @@ pub fn entropy_nats(probs: &[f64]) -> f64 {
 /// Temperature 0 is greedy: the temperature stage is then the one-hot argmax, and the filters
 /// after it keep that single token, which is why greedy ignores top-k and top-p. The
 /// temperature must be ≥ 0 and top-p in (0, 1]; the CLI checks both.
-pub fn explain(logits: &[f32], params: &SamplingParams) -> Vec<Stage> {
+///
+/// With any [`Processors`](crate::engine::processors::Processors) knob on, the stages are
+/// instead every stage that is on, in the order it runs (see
+/// [`processors::stages`]), each applied to what the one before left; `prompt` is the
+/// context the penalties see. The last stage is then
+/// [`sampling::filtered_distribution_in_context`].
+pub fn explain(logits: &[f32], params: &SamplingParams, prompt: &[u32]) -> Vec<Stage> {
+    if !params.processors.is_off() {
+        return explain_processed(logits, params, prompt);
+    }
     let raw = sampling::softmax(logits);
     let (tempered_name, tempered) = if params.is_greedy() {
         let mut one_hot = vec![0.0; logits.len()];
@@ -95,6 +105,33 @@ pub fn explain(logits: &[f32], params: &SamplingParams) -> Vec<Stage> {
         Stage::new(k_name, after_k),
         Stage::new(p_name, after_p),
     ]
+}
+
+fn explain_processed(logits: &[f32], params: &SamplingParams, prompt: &[u32]) -> Vec<Stage> {
+    let mut stages = vec![Stage::new(
+        "softmax (T = 1)".to_string(),
+        sampling::softmax(logits),
+    )];
+    let mut row = logits.to_vec();
+    let knobs = &params.processors;
+    let pipeline = if params.is_greedy() {
+        processors::penalty_stages(knobs)
+    } else {
+        processors::stages(params.temperature, params.top_k, params.top_p, knobs)
+    };
+    for stage in pipeline {
+        stage.apply(&mut row, prompt, prompt.len());
+        stages.push(Stage::new(stage.describe(), sampling::softmax(&row)));
+    }
+    if params.is_greedy() {
+        let mut one_hot = vec![0.0; logits.len()];
+        one_hot[sampling::argmax(&row)] = 1.0;
+        stages.push(Stage::new(
+            "temperature 0 (greedy: argmax)".to_string(),
+            one_hot,
+        ));
+    }
+    stages
 }
 
 /// The logits of the token that would follow `prompt`: the last row of one forward pass.
@@ -414,7 +451,7 @@ mod tests {
             params(2.0, 1, 0.5),
             params(0.0, 5, 0.9),
         ] {
-            let stages = explain(&LOGITS, &p);
+            let stages = explain(&LOGITS, &p, &[]);
             assert_eq!(stages.len(), 4);
             for s in &stages {
                 assert_eq!(s.probs.len(), LOGITS.len());
@@ -425,17 +462,17 @@ mod tests {
 
     #[test]
     fn survivors_count_what_each_filter_keeps() {
-        let stages = explain(&LOGITS, &params(0.7, 2, 0.5));
+        let stages = explain(&LOGITS, &params(0.7, 2, 0.5), &[]);
         let survivors: Vec<usize> = stages.iter().map(|s| s.survivors).collect();
         // Softmax and temperature keep all 8; top-k 2 keeps 2; the first of those already
         // holds more than half of their mass, so top-p 0.5 keeps 1.
         assert_eq!(survivors, vec![8, 8, 2, 1]);
         // Top-k lands on the three-way tie at 0.5: all tied tokens stay.
-        let tied = explain(&LOGITS, &params(1.0, 3, 1.0));
+        let tied = explain(&LOGITS, &params(1.0, 3, 1.0), &[]);
         assert_eq!(tied[2].survivors, 5);
         assert_eq!(tied[3].survivors, 5);
         // Filters off keep everything.
-        let off = explain(&LOGITS, &params(1.3, 0, 1.0));
+        let off = explain(&LOGITS, &params(1.3, 0, 1.0), &[]);
         assert!(off.iter().all(|s| s.survivors == 8));
         assert!(off[1].entropy_nats > off[0].entropy_nats);
     }
@@ -447,7 +484,7 @@ mod tests {
             params(1.4, 0, 0.6),
             params(0.0, 2, 0.9),
         ] {
-            let stages = explain(&LOGITS, &p);
+            let stages = explain(&LOGITS, &p, &[]);
             assert_eq!(
                 stages[3].probs,
                 sampling::filtered_distribution(&LOGITS, &p)
@@ -458,7 +495,7 @@ mod tests {
 
     #[test]
     fn greedy_is_one_hot_at_the_argmax_from_the_temperature_stage_on() {
-        let stages = explain(&LOGITS, &params(0.0, 5, 0.9));
+        let stages = explain(&LOGITS, &params(0.0, 5, 0.9), &[]);
         assert!(stages[0].survivors == 8);
         for s in &stages[1..] {
             assert_eq!(s.survivors, 1);
@@ -517,7 +554,7 @@ mod tests {
 
     #[test]
     fn reports_show_every_stage() {
-        let stages = explain(&LOGITS, &params(0.7, 3, 0.8));
+        let stages = explain(&LOGITS, &params(0.7, 3, 0.8), &[]);
         let label = |t: usize| format!("\"t{t}\"");
         let text = render_terminal(&stages, 3, &label);
         for (i, s) in stages.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! Metrics against temperature: four panels, one line per (top_k, top_p), greedy at
+//! Metrics against temperature: four panels, one line per (top_k, top_p, knobs), greedy at
 //! temperature 0 and beam and human rows as horizontal references.
 
 use std::cmp::Ordering;
@@ -14,7 +14,7 @@ use super::canvas::{DrawResult, err};
 use super::legend::{Marker, draw_legend, draw_marker};
 use super::style::{GREEDY_COLOR, GRID_COLOR, HUMAN_COLOR, LEGEND_WIDTH, TAB10, font};
 use crate::report::metrics;
-use crate::spec::grid::Strategy;
+use crate::spec::grid::{Strategy, knob_suffix, knob_words};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Metric {
@@ -69,55 +69,73 @@ pub(super) fn temperatures(rows: &[PlotRow]) -> Vec<f64> {
     ts
 }
 
-/// One line: a (top_k, top_p) combination; its points are (temperature, row indices).
+/// One line: a (top_k, top_p, processor knobs) combination; its points are (temperature, row
+/// indices).
 struct Line {
     top_k: usize,
     top_p: f64,
+    /// The knobs that are on, as in ids (`_minp0.1`); empty for plain sampling.
+    knobs: String,
+    /// The same knobs in words, for the legend.
+    words: String,
     points: Vec<(f64, Vec<usize>)>,
 }
 
 fn lines(rows: &[PlotRow]) -> Vec<Line> {
-    let mut by_filter: BTreeMap<(usize, u64), BTreeMap<u64, Vec<usize>>> = BTreeMap::new();
+    type Key = (usize, u64, String);
+    let mut by_filter: BTreeMap<Key, (String, BTreeMap<u64, Vec<usize>>)> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         if r.strategy == Strategy::Sample && r.temperature.is_finite() && r.top_p.is_finite() {
             // Non-negative finite f64s order like their bit patterns.
             by_filter
-                .entry((r.top_k, r.top_p.to_bits()))
-                .or_default()
+                .entry((r.top_k, r.top_p.to_bits(), knob_suffix(&r.processors)))
+                .or_insert_with(|| (knob_words(&r.processors), BTreeMap::new()))
+                .1
                 .entry(r.temperature.to_bits())
                 .or_default()
                 .push(i);
         }
     }
-    let greedy: Vec<usize> = rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.strategy == Strategy::Greedy)
-        .map(|(i, _)| i)
-        .collect();
+    // Greedy rows by their penalties, the only knobs argmax does not ignore.
+    let mut greedy: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.strategy == Strategy::Greedy {
+            greedy
+                .entry(knob_suffix(&r.processors))
+                .or_default()
+                .push(i);
+        }
+    }
     let mut out: Vec<Line> = by_filter
         .into_iter()
-        .map(|((top_k, top_p), temps)| {
+        .map(|((top_k, top_p, knobs), (words, temps))| {
             let mut points: Vec<(f64, Vec<usize>)> = temps
                 .into_iter()
                 .map(|(t, idx)| (f64::from_bits(t), idx))
                 .collect();
-            // Argmax ignores top-k and top-p: greedy is temperature 0 of every line.
-            if !greedy.is_empty() {
-                points.insert(0, (0.0, greedy.clone()));
+            // Argmax ignores top-k, top-p and the truncation filters: greedy with the line's
+            // penalties is temperature 0 of every line.
+            let first = points.first().map(|p| p.1[0]);
+            let penalties = first.map(|i| knob_suffix(&rows[i].processors.penalties_only()));
+            if let Some(g) = penalties.and_then(|p| greedy.get(&p)) {
+                points.insert(0, (0.0, g.clone()));
             }
             Line {
                 top_k,
                 top_p: f64::from_bits(top_p),
+                knobs,
+                words,
                 points,
             }
         })
         .collect();
-    // Top-k off (0) sorts last: it is the widest filter.
+    // Top-k off (0) sorts last: it is the widest filter. Plain sampling comes before the same
+    // filters with knobs on.
     out.sort_by(|a, b| {
         let k = |l: &Line| if l.top_k == 0 { usize::MAX } else { l.top_k };
         k(a).cmp(&k(b))
             .then(a.top_p.partial_cmp(&b.top_p).unwrap_or(Ordering::Equal))
+            .then(a.knobs.cmp(&b.knobs))
     });
     out
 }
@@ -283,7 +301,16 @@ pub(super) fn draw_by_temperature<DB: DrawingBackend>(
         .map(|(j, l)| {
             (
                 Marker::Line(TAB10[j % TAB10.len()]),
-                format!("top_k={}, top_p={}", l.top_k, format_number(l.top_p, 4)),
+                if l.words.is_empty() {
+                    format!("top_k={}, top_p={}", l.top_k, format_number(l.top_p, 4))
+                } else {
+                    format!(
+                        "top_k={}, top_p={}, {}",
+                        l.top_k,
+                        format_number(l.top_p, 4),
+                        l.words
+                    )
+                },
             )
         })
         .collect();

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::engine::processors::Processors;
 use crate::report::summary::Metrics;
 use crate::spec::grid::{Setting, Strategy};
 use crate::util::files::AtomicFile;
@@ -43,6 +44,8 @@ pub struct PlotRow {
     pub temperature: f64,
     pub top_k: usize,
     pub top_p: f64,
+    /// The processor knobs; a line of the temperature plot is one (top_k, top_p, knobs).
+    pub processors: Processors,
     pub num_beams: usize,
     pub mean_perplexity: f64,
     pub distinct_2: f64,
@@ -58,6 +61,7 @@ impl PlotRow {
             temperature: setting.temperature,
             top_k: setting.top_k,
             top_p: setting.top_p,
+            processors: setting.processors,
             num_beams: setting.num_beams,
             mean_perplexity: metrics.mean_perplexity,
             distinct_2: metrics.distinct_2,
@@ -207,6 +211,7 @@ mod tests {
             temperature: t,
             top_k: k,
             top_p: p,
+            processors: Processors::OFF,
             num_beams: n,
             mean_perplexity: 2.0 * (1.0 + 3.0 * heat).powi(2) + k as f64 * 0.01,
             distinct_2: (0.2 + 0.5 * heat - 0.1 * (1.0 - p)).min(0.98),

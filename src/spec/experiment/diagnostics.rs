@@ -297,7 +297,11 @@ mod tests {
             "unknown key `tempreature` in [grid]; did you mean `temperature`?",
         );
         assert!(
-            shown.ends_with("allowed keys: temperature, top_k, top_p, seed"),
+            shown.ends_with(
+                "allowed keys: temperature, top_k, top_p, seed, min_p, typical_p, \
+                 epsilon_cutoff, eta_cutoff, top_n_sigma, repetition_penalty, frequency_penalty, \
+                 presence_penalty, no_repeat_ngram_size, temperature_last"
+            ),
             "{shown}"
         );
         fails_at(

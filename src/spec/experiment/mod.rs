@@ -53,6 +53,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::engine::beam::EarlyStopping;
+use crate::engine::processors::Processors;
 use crate::util::exit::{Exit, ExitStatus};
 
 use diagnostics::{friendlier_message, name_the_key};
@@ -136,6 +137,124 @@ pub struct GridSpec {
     pub top_p: Vec<f64>,
     /// Sampler seeds; each seed is a separate setting so runs can be repeated exactly.
     pub seed: Vec<u64>,
+    /// The knobs of [`Processors`](crate::engine::processors::Processors), each a list whose
+    /// default is the one value that switches it off. A list left at its default is left out
+    /// of `experiment.json`, so experiments without them are written as before.
+    #[serde(default = "zero", skip_serializing_if = "is_zero")]
+    pub min_p: Vec<f64>,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub typical_p: Vec<f64>,
+    #[serde(default = "zero", skip_serializing_if = "is_zero")]
+    pub epsilon_cutoff: Vec<f64>,
+    #[serde(default = "zero", skip_serializing_if = "is_zero")]
+    pub eta_cutoff: Vec<f64>,
+    #[serde(default = "zero", skip_serializing_if = "is_zero")]
+    pub top_n_sigma: Vec<f64>,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub repetition_penalty: Vec<f64>,
+    #[serde(default = "zero", skip_serializing_if = "is_zero")]
+    pub frequency_penalty: Vec<f64>,
+    #[serde(default = "zero", skip_serializing_if = "is_zero")]
+    pub presence_penalty: Vec<f64>,
+    #[serde(default = "no_ngrams", skip_serializing_if = "is_no_ngrams")]
+    pub no_repeat_ngram_size: Vec<usize>,
+    #[serde(default = "not_last", skip_serializing_if = "is_not_last")]
+    pub temperature_last: Vec<bool>,
+}
+
+/// The table `[grid]` with no keys: one sampling setting at T = 1, no filter, seed 0.
+impl Default for GridSpec {
+    fn default() -> Self {
+        Self {
+            temperature: vec![1.0],
+            top_k: vec![0],
+            top_p: vec![1.0],
+            seed: vec![0],
+            min_p: zero(),
+            typical_p: one(),
+            epsilon_cutoff: zero(),
+            eta_cutoff: zero(),
+            top_n_sigma: zero(),
+            repetition_penalty: one(),
+            frequency_penalty: zero(),
+            presence_penalty: zero(),
+            no_repeat_ngram_size: no_ngrams(),
+            temperature_last: not_last(),
+        }
+    }
+}
+
+impl GridSpec {
+    /// Every combination of the processor knobs, in the sweep order: `min_p` outermost, then
+    /// `typical_p`, `epsilon_cutoff`, `eta_cutoff`, `top_n_sigma`, `repetition_penalty`,
+    /// `frequency_penalty`, `presence_penalty`, `no_repeat_ngram_size`, `temperature_last`.
+    pub fn processors(&self) -> Vec<Processors> {
+        let mut out = vec![Processors::OFF];
+        macro_rules! times {
+            ($field:ident) => {
+                out = out
+                    .iter()
+                    .flat_map(|p| {
+                        self.$field
+                            .iter()
+                            .map(move |&v| Processors { $field: v, ..*p })
+                    })
+                    .collect();
+            };
+        }
+        times!(min_p);
+        times!(typical_p);
+        times!(epsilon_cutoff);
+        times!(eta_cutoff);
+        times!(top_n_sigma);
+        times!(repetition_penalty);
+        times!(frequency_penalty);
+        times!(presence_penalty);
+        times!(no_repeat_ngram_size);
+        times!(temperature_last);
+        out
+    }
+
+    /// The number of values of each processor knob, by TOML key.
+    pub fn processor_lengths(&self) -> [(&'static str, usize); 10] {
+        [
+            ("min_p", self.min_p.len()),
+            ("typical_p", self.typical_p.len()),
+            ("epsilon_cutoff", self.epsilon_cutoff.len()),
+            ("eta_cutoff", self.eta_cutoff.len()),
+            ("top_n_sigma", self.top_n_sigma.len()),
+            ("repetition_penalty", self.repetition_penalty.len()),
+            ("frequency_penalty", self.frequency_penalty.len()),
+            ("presence_penalty", self.presence_penalty.len()),
+            ("no_repeat_ngram_size", self.no_repeat_ngram_size.len()),
+            ("temperature_last", self.temperature_last.len()),
+        ]
+    }
+}
+
+fn zero() -> Vec<f64> {
+    vec![0.0]
+}
+fn one() -> Vec<f64> {
+    vec![1.0]
+}
+fn no_ngrams() -> Vec<usize> {
+    vec![0]
+}
+fn not_last() -> Vec<bool> {
+    vec![false]
+}
+fn is_zero(v: &[f64]) -> bool {
+    v == [0.0]
+}
+fn is_one(v: &[f64]) -> bool {
+    v == [1.0]
+}
+fn is_no_ngrams(v: &[usize]) -> bool {
+    v == [0]
+}
+fn is_not_last(v: &[bool]) -> bool {
+    v == [false]
 }
 
 /// The `[beam]` table, defaults filled in.

@@ -9,7 +9,8 @@ use toml::Spanned;
 use crate::spec::experiment::diagnostics::position_of;
 use crate::spec::experiment::prompts::{PROMPTS_EXTENSIONS, read_prompts_file};
 use crate::spec::experiment::schema::{
-    Int, Num, OneOrMany, RawBaseline, RawBeam, RawExperiment, RawGrid, RawGrids, RawPrompts, Scalar,
+    Flag, Int, Num, OneOrMany, RawBaseline, RawBeam, RawExperiment, RawGrid, RawGrids, RawPrompts,
+    Scalar,
 };
 use crate::spec::experiment::{
     Baseline, BeamSpec, DEFAULT_BATCH_SIZE, Experiment, ExperimentError, GridSpec, Location,
@@ -343,7 +344,13 @@ impl Ctx<'_> {
                 g.top_p.len(),
                 g.seed.len(),
             ];
-            let n = product(&lens);
+            let knobs = g.processor_lengths();
+            let n = product(&lens).saturating_mul(product(&knobs.map(|(_, n)| n)));
+            let more: String = knobs
+                .iter()
+                .filter(|(_, n)| *n > 1)
+                .map(|(key, n)| format!(" x {key} {n}"))
+                .collect();
             grid_points = grid_points.saturating_add(n);
             let table = if grids.len() == 1 {
                 "[grid]".to_owned()
@@ -351,7 +358,7 @@ impl Ctx<'_> {
                 format!("[[grid]] table {}", i + 1)
             };
             parts.push(format!(
-                "{table}: {n} = temperature {} x top_k {} x top_p {} x seed {}",
+                "{table}: {n} = temperature {} x top_k {} x top_p {} x seed {}{more}",
                 lens[0], lens[1], lens[2], lens[3]
             ));
         }
@@ -527,11 +534,48 @@ impl Ctx<'_> {
             })?,
             None => vec![0],
         };
+        let number_knob = |key: &str, raw: Option<Spanned<OneOrMany<Num>>>, off: f64| {
+            let (check, rule) = limits::knob_rule(key);
+            match raw {
+                Some(values) => self.list(key, values, &format!("{key} {rule}"), |Num(v)| {
+                    check(v).then_some(v + 0.0)
+                }),
+                None => Ok(vec![off]),
+            }
+        };
+        let no_repeat_ngram_size = match raw.no_repeat_ngram_size {
+            Some(n) => self.list(
+                "no_repeat_ngram_size",
+                n,
+                "no_repeat_ngram_size must be an integer >= 0 (0 = off)",
+                |Int(v)| usize::try_from(v).ok(),
+            )?,
+            None => vec![0],
+        };
+        let temperature_last = match raw.temperature_last {
+            Some(t) => self.list(
+                "temperature_last",
+                t,
+                "temperature_last must be true or false",
+                |Flag(v)| Some(v),
+            )?,
+            None => vec![false],
+        };
         Ok(GridSpec {
             temperature,
             top_k,
             top_p,
             seed,
+            min_p: number_knob("min_p", raw.min_p, 0.0)?,
+            typical_p: number_knob("typical_p", raw.typical_p, 1.0)?,
+            epsilon_cutoff: number_knob("epsilon_cutoff", raw.epsilon_cutoff, 0.0)?,
+            eta_cutoff: number_knob("eta_cutoff", raw.eta_cutoff, 0.0)?,
+            top_n_sigma: number_knob("top_n_sigma", raw.top_n_sigma, 0.0)?,
+            repetition_penalty: number_knob("repetition_penalty", raw.repetition_penalty, 1.0)?,
+            frequency_penalty: number_knob("frequency_penalty", raw.frequency_penalty, 0.0)?,
+            presence_penalty: number_knob("presence_penalty", raw.presence_penalty, 0.0)?,
+            no_repeat_ngram_size,
+            temperature_last,
         })
     }
 
@@ -615,6 +659,12 @@ impl ValueKey for usize {
     }
 }
 
+impl ValueKey for bool {
+    fn key(&self) -> u64 {
+        *self as u64
+    }
+}
+
 impl ValueKey for u64 {
     fn key(&self) -> u64 {
         *self
@@ -676,15 +726,7 @@ num_return_sequences = 2
         assert_eq!(exp.name, "bad");
         assert_eq!(exp.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(exp.baseline, None);
-        assert_eq!(
-            only(exp.grids),
-            GridSpec {
-                temperature: vec![1.0],
-                top_k: vec![0],
-                top_p: vec![1.0],
-                seed: vec![0],
-            }
-        );
+        assert_eq!(only(exp.grids), GridSpec::default());
         assert!(exp.beam.is_none());
 
         let exp = parse(&format!("{PROMPTS}[beam]\nnum_beams = 2\n")).unwrap();
@@ -1118,7 +1160,7 @@ num_return_sequences = 2
             temperature: t.to_vec(),
             top_k: k.to_vec(),
             top_p: p.to_vec(),
-            seed: vec![0],
+            ..GridSpec::default()
         };
         assert_eq!(
             exp.grids,

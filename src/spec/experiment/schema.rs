@@ -24,7 +24,22 @@ pub const TOP_KEYS: &[&str] = &[
     "grid",
     "beam",
 ];
-pub const GRID_KEYS: &[&str] = &["temperature", "top_k", "top_p", "seed"];
+pub const GRID_KEYS: &[&str] = &[
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "top_n_sigma",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+    "no_repeat_ngram_size",
+    "temperature_last",
+];
 pub const BEAM_KEYS: &[&str] = &[
     "num_beams",
     "length_penalty",
@@ -164,6 +179,16 @@ pub(super) struct RawGrid {
     pub(super) top_k: Option<Spanned<OneOrMany<Int>>>,
     pub(super) top_p: Option<Spanned<OneOrMany<Num>>>,
     pub(super) seed: Option<Spanned<OneOrMany<Int>>>,
+    pub(super) min_p: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) typical_p: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) epsilon_cutoff: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) eta_cutoff: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) top_n_sigma: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) repetition_penalty: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) frequency_penalty: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) presence_penalty: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) no_repeat_ngram_size: Option<Spanned<OneOrMany<Int>>>,
+    pub(super) temperature_last: Option<Spanned<OneOrMany<Flag>>>,
 }
 
 #[derive(Deserialize)]
@@ -184,12 +209,18 @@ pub(super) struct Int(pub(super) i64);
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Num(pub(super) f64);
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Flag(pub(super) bool);
+
 /// The numeric element types of lists, with how to describe them in type errors.
 pub(super) trait Scalar: Copy {
     const EXPECTING: &'static str;
     const EXPECTING_LIST: &'static str;
     fn from_i64(v: i64) -> Option<Self>;
     fn from_f64(v: f64) -> Option<Self>;
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
 }
 
 impl Scalar for Int {
@@ -200,6 +231,20 @@ impl Scalar for Int {
     }
     fn from_f64(_: f64) -> Option<Self> {
         None
+    }
+}
+
+impl Scalar for Flag {
+    const EXPECTING: &'static str = "true or false";
+    const EXPECTING_LIST: &'static str = "true, false or a list of them";
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_bool(v: bool) -> Option<Self> {
+        Some(Flag(v))
     }
 }
 
@@ -242,6 +287,10 @@ impl<'de, T: Scalar, const LIST: bool> de::Visitor<'de> for ScalarVisitor<T, LIS
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
         T::from_f64(v).ok_or_else(|| E::invalid_type(Unexpected::Float(v), &self))
     }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        T::from_bool(v).ok_or_else(|| E::invalid_type(Unexpected::Bool(v), &self))
+    }
 }
 
 impl<'de> Deserialize<'de> for Int {
@@ -253,6 +302,12 @@ impl<'de> Deserialize<'de> for Int {
 impl<'de> Deserialize<'de> for Num {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ScalarVisitor::<Num, false>(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor::<Flag, false>(PhantomData))
     }
 }
 
@@ -289,6 +344,10 @@ impl<'de, T: Scalar + Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
 
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 de::Visitor::visit_f64(self.scalar(), v).map(OneOrMany::One)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                de::Visitor::visit_bool(self.scalar(), v).map(OneOrMany::One)
             }
 
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
