@@ -50,55 +50,6 @@ fn number(params: &Map<String, Value>, key: &str, case: &str) -> f64 {
         .unwrap_or_else(|| panic!("{case}: params has no number `{key}`"))
 }
 
-/// `TemperatureLogitsWarper`: scores / T in f32.
-fn temperature(logits: &mut [f32], t: f32) {
-    for l in logits.iter_mut() {
-        *l /= t;
-    }
-}
-
-/// `TopKLogitsWarper`: remove every logit below the k-th largest, so ties with it stay.
-/// k = 0 is off, as `_get_logits_processor` adds no warper for it.
-fn top_k(logits: &mut [f32], k: usize) {
-    if k == 0 {
-        return;
-    }
-    let mut sorted = logits.to_vec();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let kth = sorted[k.min(sorted.len()) - 1];
-    for l in logits.iter_mut() {
-        if *l < kth {
-            *l = f32::NEG_INFINITY;
-        }
-    }
-}
-
-/// `TopPLogitsWarper`: sort ascending, remove the tokens whose cumulative probability is at
-/// most 1 − p, and always keep the last (largest). The sort is stable, as torch's CPU sort is
-/// for these sizes; it decides which of two tied tokens at the cut goes.
-fn top_p(logits: &mut [f32], p: f64) {
-    // In f32, as torch: the boundary cases are built from exact binary fractions, which f32
-    // sums exactly and f64 arithmetic on f32 inputs would too only by luck of rounding.
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[a].total_cmp(&logits[b]));
-    let exps: Vec<f32> = order.iter().map(|&i| (logits[i] - max).exp()).collect();
-    let total: f32 = exps.iter().sum();
-    let threshold = 1.0 - p as f32;
-    let mut cumulative = 0.0f32;
-    let last = order.len() - 1;
-    let mut remove = Vec::new();
-    for (rank, (&i, e)) in order.iter().zip(&exps).enumerate() {
-        cumulative += e / total;
-        if cumulative <= threshold && rank != last {
-            remove.push(i);
-        }
-    }
-    for i in remove {
-        logits[i] = f32::NEG_INFINITY;
-    }
-}
-
 /// Every processor whose knob is set, in the order `_get_logits_processor` builds them:
 /// repetition penalty → no-repeat n-gram → temperature → top-k → top-p → min-p → typical →
 /// ε → η. Keys are `generate()`'s; an unknown one fails the case rather than being skipped.
@@ -131,33 +82,25 @@ fn pipeline(logits: &mut [f32], context: &[u32], params: &Map<String, Value>, ca
             .filter(|v| !v.is_null())
             .map(|_| number(params, key, case))
     };
-    if let Some(penalty) = set("repetition_penalty") {
-        processors::repetition_penalty(logits, context, penalty as f32);
-    }
-    if let Some(n) = set("no_repeat_ngram_size") {
-        processors::no_repeat_ngram(logits, context, n as usize);
-    }
-    if let Some(t) = set("temperature") {
-        temperature(logits, t as f32);
-    }
-    if let Some(k) = set("top_k") {
-        top_k(logits, k as usize);
-    }
-    if let Some(p) = set("top_p") {
-        top_p(logits, p);
-    }
-    if let Some(p) = set("min_p") {
-        processors::min_p(logits, p as f32);
-    }
-    if let Some(mass) = set("typical_p") {
-        processors::typical(logits, mass as f32);
-    }
-    if let Some(e) = set("epsilon_cutoff") {
-        processors::epsilon(logits, e as f32);
-    }
-    if let Some(e) = set("eta_cutoff") {
-        processors::eta(logits, e as f32);
-    }
+    // The pipeline generation runs, so its order is checked against transformers' own.
+    let knobs = processors::Processors {
+        repetition_penalty: set("repetition_penalty").unwrap_or(1.0),
+        no_repeat_ngram_size: set("no_repeat_ngram_size").map_or(0, |n| n as usize),
+        min_p: set("min_p").unwrap_or(0.0),
+        typical_p: set("typical_p").unwrap_or(1.0),
+        epsilon_cutoff: set("epsilon_cutoff").unwrap_or(0.0),
+        eta_cutoff: set("eta_cutoff").unwrap_or(0.0),
+        ..processors::Processors::OFF
+    };
+    processors::warp(
+        logits,
+        set("temperature").unwrap_or(1.0),
+        set("top_k").map_or(0, |k| k as usize),
+        set("top_p").unwrap_or(1.0),
+        &knobs,
+        context,
+        context.len(),
+    );
 }
 
 fn apply(case: &Case, logits: &mut [f32], context: &[u32]) {
@@ -170,9 +113,9 @@ fn apply(case: &Case, logits: &mut [f32], context: &[u32]) {
         "no_repeat_ngram" => {
             processors::no_repeat_ngram(logits, context, number(p, "ngram_size", name) as usize)
         }
-        "temperature" => temperature(logits, number(p, "temperature", name) as f32),
-        "top_k" => top_k(logits, number(p, "top_k", name) as usize),
-        "top_p" => top_p(logits, number(p, "top_p", name)),
+        "temperature" => processors::divide(logits, number(p, "temperature", name)),
+        "top_k" => processors::top_k(logits, number(p, "top_k", name) as usize),
+        "top_p" => processors::top_p(logits, number(p, "top_p", name)),
         "min_p" => processors::min_p(logits, number(p, "min_p", name) as f32),
         "typical" => processors::typical(logits, number(p, "mass", name) as f32),
         "epsilon" => processors::epsilon(logits, number(p, "epsilon", name) as f32),

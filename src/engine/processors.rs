@@ -679,6 +679,78 @@ mod tests {
         assert_eq!(row, vec![1.0, -0.75, 0.25]);
     }
 
+    /// `temperature_last` (llama.cpp's sampler chain, where `temp` runs after the
+    /// truncation samplers; Nguyen et al. 2024, section 4, apply min-p before temperature for
+    /// their high-temperature results). Logits 2, 1, 0, −1 at T = 2 with min_p = 0.3:
+    /// temperature first, the ratios to the maximum are e^{−0.5k} = 1, 0.607, 0.368, 0.223, so
+    /// three tokens pass; temperature last, they are e^{−k} = 1, 0.368, 0.135, 0.050, so two
+    /// pass, and T = 2 then spreads the survivors to 1 : e^{−0.5} (0.622, 0.378).
+    #[test]
+    fn temperature_last_filters_the_untempered_row() {
+        let knobs = Processors {
+            min_p: 0.3,
+            ..Processors::OFF
+        };
+        let mut first = vec![2.0f32, 1.0, 0.0, -1.0];
+        warp(&mut first, 2.0, 0, 1.0, &knobs, &[], 0);
+        assert_eq!(removed(&first), vec![3]);
+        let mut last = vec![2.0f32, 1.0, 0.0, -1.0];
+        let knobs = Processors {
+            temperature_last: true,
+            ..knobs
+        };
+        warp(&mut last, 2.0, 0, 1.0, &knobs, &[], 0);
+        assert_eq!(removed(&last), vec![2, 3]);
+        assert_eq!(last[..2], [1.0, 0.5]);
+        let p0 = 1.0 / (1.0 + (-0.5f64).exp());
+        assert!((p0 - 0.6225).abs() < 1e-4);
+        // The order of the stages, as documented.
+        let every = Processors {
+            repetition_penalty: 1.2,
+            frequency_penalty: 0.1,
+            no_repeat_ngram_size: 2,
+            min_p: 0.1,
+            typical_p: 0.9,
+            epsilon_cutoff: 1e-4,
+            eta_cutoff: 1e-3,
+            top_n_sigma: 2.0,
+            ..Processors::OFF
+        };
+        let names = |stages: Vec<Stage>| -> Vec<String> {
+            stages
+                .iter()
+                .map(|s| s.describe().split(' ').next().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(stages(0.7, 50, 0.9, &every)),
+            [
+                "repetition_penalty",
+                "frequency_penalty",
+                "no_repeat_ngram_size",
+                "temperature",
+                "top_k",
+                "top_p",
+                "min_p",
+                "typical_p",
+                "epsilon_cutoff",
+                "eta_cutoff",
+                "top_n_sigma"
+            ]
+        );
+        let last = names(stages(
+            0.7,
+            50,
+            0.9,
+            &Processors {
+                temperature_last: true,
+                ..every
+            },
+        ));
+        assert_eq!(last[3], "top_k");
+        assert_eq!(last.last().unwrap(), "temperature");
+    }
+
     #[test]
     fn nan_and_empty_rows_do_not_panic() {
         let nan_row = vec![f32::NAN, 1.0, 0.0, f32::NAN];

@@ -795,6 +795,150 @@ mod tests {
         }
     }
 
+    /// Rows with knobs on draw from [`filtered_distribution_in_context`]: the frequencies of
+    /// 100,000 draws within five standard errors of it, nothing drawn that it removed, and
+    /// the penalties reading the context they are given.
+    #[test]
+    fn processed_rows_draw_from_the_processed_distribution() {
+        let logits: Vec<f32> = (0..300)
+            .map(|i| ((i * 37 % 101) as f32) / 17.0 - 3.0)
+            .collect();
+        let context: Vec<u32> = vec![5, 17, 5, 99, 17, 5, 250];
+        let with = |temperature, top_k, top_p, processors| SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            processors,
+        };
+        let cases = [
+            with(
+                1.0,
+                0,
+                1.0,
+                Processors {
+                    min_p: 0.2,
+                    ..Processors::OFF
+                },
+            ),
+            with(
+                1.5,
+                40,
+                0.95,
+                Processors {
+                    typical_p: 0.7,
+                    repetition_penalty: 1.5,
+                    ..Processors::OFF
+                },
+            ),
+            with(
+                0.8,
+                0,
+                1.0,
+                Processors {
+                    eta_cutoff: 0.01,
+                    frequency_penalty: 0.4,
+                    presence_penalty: 0.3,
+                    no_repeat_ngram_size: 2,
+                    ..Processors::OFF
+                },
+            ),
+            with(
+                2.0,
+                0,
+                1.0,
+                Processors {
+                    epsilon_cutoff: 0.005,
+                    top_n_sigma: 1.0,
+                    temperature_last: true,
+                    ..Processors::OFF
+                },
+            ),
+        ];
+        let context = Context {
+            tokens: &context,
+            prompt_len: 3,
+        };
+        for params in cases {
+            let expected = filtered_distribution_in_context(&logits, &params, context);
+            assert!((expected.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert_ne!(
+                expected,
+                filtered_distribution(&logits, &params),
+                "{params:?}"
+            );
+            let mut rng = sample_rng(7, 0, 0);
+            let draws = 100_000;
+            let mut counts = vec![0usize; logits.len()];
+            for _ in 0..draws {
+                let (token, lp) = sample_in_context(&logits, &params, context, &mut rng);
+                // The reported log-probability is the model's own, whatever the knobs.
+                assert_eq!(lp, log_prob(&logits, token));
+                counts[token] += 1;
+            }
+            for (i, &c) in counts.iter().enumerate() {
+                let p = expected[i];
+                let freq = c as f64 / draws as f64;
+                let tol = 5.0 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-9;
+                assert!(
+                    (freq - p).abs() <= tol,
+                    "{params:?} token {i}: {freq} vs {p}"
+                );
+                if p == 0.0 {
+                    assert_eq!(c, 0, "{params:?} drew filtered token {i}");
+                }
+            }
+        }
+        // no_repeat_ngram_size = 2 after "... 5 250": the bigram (5 17) was seen, but the
+        // context ends in 250, never followed by anything, so nothing is banned; ending in 5,
+        // token 17 and 99 are.
+        let ban = with(
+            1.0,
+            0,
+            1.0,
+            Processors {
+                no_repeat_ngram_size: 2,
+                ..Processors::OFF
+            },
+        );
+        let ends_in_5 = [5u32, 17, 5, 99, 17, 5];
+        let d = filtered_distribution_in_context(
+            &logits,
+            &ban,
+            Context {
+                tokens: &ends_in_5,
+                prompt_len: 6,
+            },
+        );
+        let banned: Vec<usize> = (0..d.len()).filter(|&i| d[i] == 0.0).collect();
+        assert_eq!(banned, [17, 99]);
+    }
+
+    /// Greedy with penalties takes the argmax of the penalised row, and ignores the filters.
+    #[test]
+    fn greedy_applies_only_the_penalties() {
+        let logits = [3.0f32, 2.9, -1.0, 0.5];
+        let penalised = SamplingParams {
+            processors: Processors {
+                repetition_penalty: 1.1,
+                min_p: 0.9,
+                ..Processors::OFF
+            },
+            ..SamplingParams::GREEDY
+        };
+        let context = Context {
+            tokens: &[0, 0],
+            prompt_len: 1,
+        };
+        // 3.0 / 1.1 = 2.727 < 2.9: token 1 wins; min_p would have kept token 0 alone.
+        let mut rng = sample_rng(1, 0, 0);
+        assert_eq!(
+            sample_in_context(&logits, &penalised, context, &mut rng),
+            (1, log_prob(&logits, 1))
+        );
+        let d = filtered_distribution_in_context(&logits, &penalised, context);
+        assert_eq!(d, [0.0, 1.0, 0.0, 0.0]);
+    }
+
     #[test]
     fn nucleus_grows_past_its_first_prefix() {
         // A flat distribution over 1,024 tokens (exact binary probabilities): p = 0.5 needs 512.

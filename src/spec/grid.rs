@@ -692,6 +692,124 @@ mod tests {
     }
 
     #[test]
+    fn knobs_expand_between_top_p_and_seed_and_name_only_what_is_on() {
+        let exp = experiment(
+            "[grid]\ntemperature = 1.0\ntop_p = [0.9, 1.0]\nmin_p = [0, 0.1]\n\
+             repetition_penalty = 1.2\ntemperature_last = [false, true]\nseed = [1, 2]\n",
+        );
+        assert_eq!(
+            ids(&expand(&exp)),
+            [
+                "sample_t1_k0_p0.9_rp1.2_s1",
+                "sample_t1_k0_p0.9_rp1.2_s2",
+                "sample_t1_k0_p0.9_rp1.2_tlast_s1",
+                "sample_t1_k0_p0.9_rp1.2_tlast_s2",
+                "sample_t1_k0_p0.9_minp0.1_rp1.2_s1",
+                "sample_t1_k0_p0.9_minp0.1_rp1.2_s2",
+                "sample_t1_k0_p0.9_minp0.1_rp1.2_tlast_s1",
+                "sample_t1_k0_p0.9_minp0.1_rp1.2_tlast_s2",
+                "sample_t1_k0_p1_rp1.2_s1",
+                "sample_t1_k0_p1_rp1.2_s2",
+                "sample_t1_k0_p1_rp1.2_tlast_s1",
+                "sample_t1_k0_p1_rp1.2_tlast_s2",
+                "sample_t1_k0_p1_minp0.1_rp1.2_s1",
+                "sample_t1_k0_p1_minp0.1_rp1.2_s2",
+                "sample_t1_k0_p1_minp0.1_rp1.2_tlast_s1",
+                "sample_t1_k0_p1_minp0.1_rp1.2_tlast_s2",
+            ]
+        );
+        // Every knob has its own tag, in the sweep order.
+        let every = Processors {
+            min_p: 0.05,
+            typical_p: 0.9,
+            epsilon_cutoff: 3e-4,
+            eta_cutoff: 0.002,
+            top_n_sigma: 1.5,
+            repetition_penalty: 1.3,
+            frequency_penalty: -0.5,
+            presence_penalty: 0.25,
+            no_repeat_ngram_size: 3,
+            temperature_last: true,
+        };
+        assert_eq!(
+            knob_suffix(&every),
+            "_minp0.05_typ0.9_eps0.0003_eta0.002_nsig1.5_rp1.3_fp-0.5_pp0.25_nrng3_tlast"
+        );
+        assert_eq!(knob_suffix(&Processors::OFF), "");
+        assert_eq!(
+            knob_words(&Processors {
+                min_p: 0.1,
+                temperature_last: true,
+                ..Processors::OFF
+            }),
+            "min_p=0.1, temperature_last"
+        );
+    }
+
+    /// Keys written at their "off" value leave ids, and the JSON a setting's saved results
+    /// are keyed by, exactly as they were without them.
+    #[test]
+    fn knobs_at_their_off_values_change_nothing() {
+        let plain = experiment("[grid]\ntemperature = [0, 0.7]\ntop_k = 40\nseed = 3\n");
+        let off = experiment(
+            "[grid]\ntemperature = [0, 0.7]\ntop_k = 40\nseed = 3\nmin_p = 0\ntypical_p = 1\n\
+             epsilon_cutoff = 0\neta_cutoff = 0\ntop_n_sigma = 0\nrepetition_penalty = 1\n\
+             frequency_penalty = 0\npresence_penalty = 0\nno_repeat_ngram_size = 0\n\
+             temperature_last = false\n",
+        );
+        let (a, b) = (expand(&plain), expand(&off));
+        assert_eq!(a, b);
+        assert_eq!(ids(&a), ["greedy", "sample_t0.7_k40_p1_s3"]);
+        let json = serde_json::to_string(&a.settings[1]).unwrap();
+        assert_eq!(
+            json,
+            "{\"strategy\":\"sample\",\"temperature\":0.7,\"top_k\":40,\"top_p\":1.0,\
+             \"seed\":3,\"num_beams\":1,\"length_penalty\":null,\"early_stopping\":null,\
+             \"samples\":4}"
+        );
+        let with = Setting {
+            processors: Processors {
+                min_p: 0.1,
+                ..Processors::OFF
+            },
+            ..a.settings[1].clone()
+        };
+        assert!(
+            serde_json::to_string(&with)
+                .unwrap()
+                .ends_with("\"samples\":4,\"min_p\":0.1}")
+        );
+    }
+
+    /// Argmax ignores the truncation filters and `temperature_last`, not the penalties:
+    /// temperature-0 points fold by their penalties alone.
+    #[test]
+    fn greedy_folds_by_its_penalties() {
+        let exp = experiment(
+            "[grid]\ntemperature = 0\nmin_p = [0, 0.2]\nrepetition_penalty = [1, 1.5]\n\
+             no_repeat_ngram_size = [0, 3]\ntemperature_last = [false, true]\n",
+        );
+        let expansion = expand(&exp);
+        assert_eq!(
+            ids(&expansion),
+            [
+                "greedy",
+                "greedy_nrng3",
+                "greedy_rp1.5",
+                "greedy_rp1.5_nrng3"
+            ]
+        );
+        // 16 points, 4 settings.
+        assert_eq!(expansion.folded_greedy, 12);
+        assert!(
+            expansion
+                .settings
+                .iter()
+                .all(|s| !s.processors.truncates() && !s.processors.temperature_last)
+        );
+    }
+
+    #[test]
     fn planned_tokens_counts_rows_prompts_and_length() {
         let exp = experiment(
             "[grid]\ntemperature = [0, 0.5]\nseed = [1, 2]\n[beam]\nnum_beams = [4, 8]\nnum_return_sequences = 2\n",

@@ -860,6 +860,122 @@ num_return_sequences = 2
     }
 
     #[test]
+    fn processor_knobs_out_of_range_point_at_the_value() {
+        let grid = |line: &str| format!("{PROMPTS}[grid]\n{line}\n");
+        for (line, column, message) in [
+            (
+                "min_p = [0.1, 1.5]",
+                15,
+                "min_p = 1.5 is out of range; min_p must be in [0, 1] (0 = off)",
+            ),
+            (
+                "min_p = -0.1",
+                9,
+                "min_p = -0.1 is out of range; min_p must be in [0, 1]",
+            ),
+            (
+                "typical_p = 0",
+                13,
+                "typical_p = 0 is out of range; typical_p must be in (0, 1] (1.0 = off)",
+            ),
+            ("typical_p = 1.01", 13, "typical_p = 1.01 is out of range"),
+            (
+                "epsilon_cutoff = -0.001",
+                18,
+                "epsilon_cutoff = -0.001 is out of range; epsilon_cutoff must be in [0, 1) (0 = off)",
+            ),
+            (
+                "eta_cutoff = [0.001, -1]",
+                22,
+                "eta_cutoff = -1 is out of range; eta_cutoff must be in [0, 1)",
+            ),
+            ("eta_cutoff = 1", 14, "eta_cutoff = 1 is out of range"),
+            (
+                "top_n_sigma = -1",
+                15,
+                "top_n_sigma = -1 is out of range; top_n_sigma must be a finite number >= 0",
+            ),
+            (
+                "repetition_penalty = 0",
+                22,
+                "repetition_penalty = 0 is out of range; repetition_penalty must be a finite number > 0",
+            ),
+            (
+                "repetition_penalty = -1.2",
+                22,
+                "repetition_penalty = -1.2 is out of range",
+            ),
+            (
+                "frequency_penalty = inf",
+                21,
+                "frequency_penalty = inf is out of range; frequency_penalty must be a finite number",
+            ),
+            (
+                "presence_penalty = nan",
+                20,
+                "presence_penalty = nan is out of range",
+            ),
+            (
+                "no_repeat_ngram_size = -2",
+                24,
+                "no_repeat_ngram_size = -2 is out of range; no_repeat_ngram_size must be an integer >= 0",
+            ),
+            (
+                "min_p = [0.1, 0.1]",
+                15,
+                "min_p lists 0.1 twice (first at 5:10)",
+            ),
+            (
+                "temperature_last = [true, true]",
+                27,
+                "temperature_last lists true twice (first at 5:21)",
+            ),
+        ] {
+            fails_at(&grid(line), 5, column, message);
+        }
+        // A wrong type is a parse error at the value too.
+        let err = parse(&grid("temperature_last = 1")).unwrap_err();
+        assert_eq!(
+            crate::util::exit::ExitStatus::exit(&err),
+            crate::util::exit::Exit::BadInput
+        );
+        assert!(err.to_string().contains(":5:20"), "{err}");
+        let err = parse(&grid("no_repeat_ngram_size = 2.5")).unwrap_err();
+        assert!(err.to_string().contains(":5:24"), "{err}");
+        // Negative OpenAI penalties are allowed: they encourage repetition.
+        let exp = parse(&grid(
+            "frequency_penalty = [-0.5, 0.5]\npresence_penalty = -2",
+        ))
+        .unwrap();
+        let g = only(exp.grids);
+        assert_eq!(g.frequency_penalty, [-0.5, 0.5]);
+        assert_eq!(g.presence_penalty, [-2.0]);
+    }
+
+    #[test]
+    fn processor_knobs_multiply_the_count_of_settings() {
+        let err = parse(&format!(
+            "{PROMPTS}[grid]\nmin_p = [{}]\ntypical_p = [{}]\n",
+            (0..400)
+                .map(|i| format!("{}", i as f64 / 400.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=400)
+                .map(|i| format!("{}", i as f64 / 400.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "160000 = temperature 1 x top_k 1 x top_p 1 x seed 1 x min_p 400 x typical_p 400"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn empty_lists_are_rejected_at_the_list() {
         let grid = |line: &str| format!("{PROMPTS}[grid]\n{line}\n");
         fails_at(
