@@ -1,0 +1,255 @@
+//! The processor knobs (`min_p`, `typical_p`, ..., `temperature_last`) through the real binary:
+//! their ids and columns, the rule that a sample depends only on (seed, prompt, sample) whatever
+//! shares its batch, and n-gram blocking holding in what was written.
+//!
+//! These use the tiny random model of `tests/fixtures/tiny-hf` (512-token vocabulary), so
+//! prompts are made of single characters whose GPT-2 ids fit in it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tiny_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-hf")
+}
+
+fn experiment(grid: &str, batch_size: usize) -> String {
+    format!(
+        "name = \"t\"\nmodel = \"{}\"\nprompts = [\"a\", \"b c\", \"x\"]\nmax_new_tokens = 24\n\
+         samples = 6\nbatch_size = {batch_size}\n{grid}\n",
+        tiny_model().display()
+    )
+}
+
+struct Run {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    summary_header: Vec<String>,
+    summary: Vec<Vec<String>>,
+}
+
+impl Run {
+    fn cell<'a>(&self, row: &'a [String], name: &str) -> &'a str {
+        let i = self
+            .header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        &row[i]
+    }
+
+    /// token_ids by (setting, prompt_index, sample_index).
+    fn samples(&self) -> HashMap<(String, String, String), String> {
+        self.rows
+            .iter()
+            .map(|r| {
+                (
+                    (
+                        self.cell(r, "setting").to_owned(),
+                        self.cell(r, "prompt_index").to_owned(),
+                        self.cell(r, "sample_index").to_owned(),
+                    ),
+                    self.cell(r, "token_ids").to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn read(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+fn run(dir: &Path, name: &str, text: &str, threads: &str) -> Run {
+    let toml = dir.join(format!("{name}.toml"));
+    std::fs::write(&toml, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .current_dir(dir)
+        .env("RAYON_NUM_THREADS", threads)
+        .args([toml.to_str().unwrap(), "--out", name, "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (header, rows) = read(&dir.join(name).join("samples.csv"));
+    let (summary_header, summary) = read(&dir.join(name).join("summary.csv"));
+    Run {
+        header,
+        rows,
+        summary_header,
+        summary,
+    }
+}
+
+const KNOBS: &str = "[grid]\ntemperature = [0, 1.2]\ntop_k = [0, 40]\nmin_p = [0, 0.1]\n\
+                     repetition_penalty = [1, 1.4]\nno_repeat_ngram_size = [0, 2]\n\
+                     temperature_last = [false, true]\nseed = 5\n";
+
+/// Ids name only the knobs that are on; each knob the experiment turns on gets a column,
+/// written where the strategy has it and empty where it has none.
+#[test]
+fn knobs_get_ids_and_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(dir.path(), "k", &experiment(KNOBS, 16), "2");
+    let settings: Vec<String> = r.summary.iter().map(|row| row[0].clone()).collect();
+    // 2 top_k × 16 knob combinations at T = 1.2, and greedy folded by its penalties to 4.
+    assert_eq!(settings.len(), 4 + 2 * 16, "{settings:?}");
+    for id in [
+        "greedy",
+        "greedy_rp1.4_nrng2",
+        "sample_t1.2_k0_p1_s5",
+        "sample_t1.2_k40_p1_minp0.1_rp1.4_nrng2_tlast_s5",
+    ] {
+        assert!(
+            settings.iter().any(|s| s == id),
+            "{id} missing: {settings:?}"
+        );
+    }
+    let knob_columns = [
+        "min_p",
+        "repetition_penalty",
+        "no_repeat_ngram_size",
+        "temperature_last",
+    ];
+    let after = r.header.iter().position(|h| h == "length_penalty").unwrap();
+    assert_eq!(r.header[after + 1..after + 5], knob_columns);
+    let after = r
+        .summary_header
+        .iter()
+        .position(|h| h == "length_penalty")
+        .unwrap();
+    assert_eq!(r.summary_header[after + 1..after + 5], knob_columns);
+    for row in &r.rows {
+        let id = r.cell(row, "setting");
+        let cells: Vec<&str> = knob_columns.iter().map(|c| r.cell(row, c)).collect();
+        match id {
+            "greedy" => assert_eq!(cells, ["", "1", "0", ""]),
+            "greedy_rp1.4_nrng2" => assert_eq!(cells, ["", "1.4", "2", ""]),
+            "sample_t1.2_k0_p1_s5" => assert_eq!(cells, ["0", "1", "0", "false"]),
+            "sample_t1.2_k40_p1_minp0.1_rp1.4_nrng2_tlast_s5" => {
+                assert_eq!(cells, ["0.1", "1.4", "2", "true"])
+            }
+            _ => {}
+        }
+    }
+
+    // No repeated bigram in a continuation with no_repeat_ngram_size = 2 (the prompt's
+    // bigrams are banned too, but the prompt's ids are not in the file).
+    let mut checked = 0;
+    for row in &r.rows {
+        if r.cell(row, "no_repeat_ngram_size") != "2" {
+            continue;
+        }
+        let ids: Vec<&str> = r.cell(row, "token_ids").split(' ').collect();
+        let mut seen = HashSet::new();
+        for pair in ids.windows(2) {
+            assert!(
+                seen.insert(pair.to_vec()),
+                "{}: bigram {pair:?} twice in {ids:?}",
+                r.cell(row, "setting")
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked}");
+    // Without the ban, continuations of this model do repeat bigrams, which is what makes
+    // the check above able to fail.
+    let repeated = r
+        .rows
+        .iter()
+        .filter(|row| r.cell(row, "no_repeat_ngram_size") == "0")
+        .filter(|row| {
+            let ids: Vec<&str> = r.cell(row, "token_ids").split(' ').collect();
+            let mut seen = HashSet::new();
+            ids.windows(2).any(|p| !seen.insert(p.to_vec()))
+        })
+        .count();
+    assert!(repeated >= 5, "{repeated}");
+}
+
+/// A sample depends only on (seed, prompt, sample): the same with batch size 1 and 64, with
+/// one thread or two, and for plain settings the same as in a run without any knob.
+#[test]
+fn knob_samples_do_not_depend_on_batch_threads_or_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = "[grid]\ntemperature = [0.9, 1.5]\ntop_p = [0.9, 1.0]\nmin_p = [0, 0.05]\n\
+                typical_p = [1, 0.8]\neta_cutoff = [0, 0.003]\nfrequency_penalty = [0, 0.5]\n\
+                temperature_last = [false, true]\nseed = 2\n";
+    let reference = run(dir.path(), "b1", &experiment(grid, 1), "1").samples();
+    assert_eq!(reference.len(), 2 * 2 * 32 * 3 * 6);
+    assert_eq!(
+        run(dir.path(), "b64", &experiment(grid, 64), "2").samples(),
+        reference
+    );
+    assert_eq!(
+        run(dir.path(), "b7", &experiment(grid, 7), "1").samples(),
+        reference
+    );
+    let plain = run(
+        dir.path(),
+        "plain",
+        &experiment(
+            "[grid]\ntemperature = [0.9, 1.5]\ntop_p = [0.9, 1.0]\nseed = 2\n",
+            64,
+        ),
+        "2",
+    )
+    .samples();
+    assert_eq!(plain.len(), 2 * 2 * 3 * 6);
+    for (key, tokens) in &plain {
+        assert_eq!(reference.get(key), Some(tokens), "{key:?}");
+    }
+    // The knobs change what is drawn: most samples of a knob setting differ from plain ones.
+    let differ = reference
+        .iter()
+        .filter(|((id, _, _), _)| id.starts_with("sample_t1.5_k0_p1_typ0.8"))
+        .filter(|((_, p, s), tokens)| {
+            plain.get(&("sample_t1.5_k0_p1_s2".to_owned(), p.clone(), s.clone())) != Some(tokens)
+        })
+        .count();
+    assert!(differ > 30, "{differ}");
+}
+
+/// An experiment without knobs writes exactly the columns it always did.
+#[test]
+fn no_knob_no_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        dir.path(),
+        "plain",
+        &experiment("[grid]\ntemperature = [0, 1]\n[beam]\nnum_beams = 2\n", 8),
+        "2",
+    );
+    assert_eq!(
+        r.header,
+        [
+            "setting",
+            "strategy",
+            "temperature",
+            "top_k",
+            "top_p",
+            "seed",
+            "num_beams",
+            "length_penalty",
+            "prompt_index",
+            "sample_index",
+            "prompt",
+            "text",
+            "token_ids",
+            "num_tokens",
+            "perplexity",
+            "ended_with_eos"
+        ]
+    );
+    assert_eq!(r.summary_header[..8], r.header[..8]);
+    assert_eq!(r.summary_header[8], "samples");
+}
