@@ -223,6 +223,10 @@ pub struct BenchArgs {
     /// prompt costs when every row continues it).
     #[arg(long)]
     pub long_prompt: Option<usize>,
+    /// Measure the logits processors instead: the first batch size with top-p alone, then
+    /// each other filter and penalty alone, with each one's cost per step relative to top-p.
+    #[arg(long, conflicts_with_all = ["vs_transformers", "long_tokens", "long_prompt"])]
+    pub filters: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

@@ -51,6 +51,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     check_bench_memory(&plan, &generator.model().config)?;
 
+    if args.filters {
+        eprintln!("measuring {} on {backend_name} ...", model_path.display());
+        println!(
+            "{:<46} {:>12} {:>14}",
+            "case", "sweep tok/s", "time vs top-p"
+        );
+        let mut reference = None;
+        sweep::tools::bench::run_filters(&generator, &plan, |m| {
+            let base = *reference.get_or_insert(m.seconds);
+            println!(
+                "{:<46} {:>12.1} {:>13.2}x",
+                m.case,
+                m.tokens_per_s,
+                m.seconds / base
+            );
+        });
+        return Ok(());
+    }
     let header = || {
         println!(
             "{:<46} {:>12} {:>14} {:>7}",

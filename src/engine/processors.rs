@@ -365,16 +365,14 @@ fn entropy(log_probs: &[f64]) -> f64 {
 /// lowers it. A token repeated in the context is penalised once, not once per occurrence.
 /// Arithmetic is f32, as transformers does it. Token ids outside the row are ignored.
 pub fn repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) {
-    let mut seen = vec![false; logits.len()];
-    for &token in context {
-        let Some(slot) = seen.get_mut(token as usize) else {
-            continue;
-        };
-        if std::mem::replace(slot, true) {
-            continue;
+    // The distinct tokens of the context, without a vocabulary-sized table per row and step.
+    let mut distinct = context.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    for token in distinct {
+        if let Some(l) = logits.get_mut(token as usize) {
+            *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
         }
-        let l = &mut logits[token as usize];
-        *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
     }
 }
 
@@ -432,30 +430,68 @@ pub fn typical(logits: &mut [f32], mass: f32) {
     if mass >= 1.0 {
         return;
     }
-    let Some(log_probs) = log_softmax(logits) else {
+    let max = max_logit(logits);
+    if !max.is_finite() {
         return;
-    };
-    let h = entropy(&log_probs);
-    // A removed token has surprisal +inf and sorts last with a distance of +inf.
-    let distance: Vec<f64> = log_probs.iter().map(|&lp| (-lp - h).abs()).collect();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
-    // The threshold depends only on values, not on how ties are ordered: a tie group's
-    // cumulative sum at its end is the same in every order.
-    let mass = mass as f64;
-    let mut cumulative = 0.0;
-    let mut below = 0;
-    for &i in &order {
-        cumulative += log_probs[i].exp();
-        if cumulative < mass {
-            below += 1;
-        }
     }
-    let last = below.min(order.len() - 1);
+    // One exponential per token: with s = l − max and Z = Σ e^s, log p = s − ln Z and the
+    // entropy is H = ln Z − Σ p·s, so the surprisal's distance from H needs no second pass.
+    let shifted: Vec<f64> = logits.iter().map(|&l| l as f64 - max as f64).collect();
+    let weights: Vec<f64> = shifted.iter().map(|s| s.exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let ln_total = total.ln();
+    let probs: Vec<f64> = weights.iter().map(|w| w / total).collect();
+    let h = ln_total
+        - probs
+            .iter()
+            .zip(&shifted)
+            .filter(|(p, _)| **p > 0.0)
+            .map(|(p, s)| p * s)
+            .sum::<f64>();
+    // A removed token has surprisal +inf and sorts last with a distance of +inf.
+    let distance: Vec<f64> = shifted.iter().map(|&s| (ln_total - s - h).abs()).collect();
+    let by_distance = |a: &usize, b: &usize| distance[*a].total_cmp(&distance[*b]).then(a.cmp(b));
+    let mass = mass as f64;
+    // Where, in `order`, the cumulative probability first reaches `mass` (the number of
+    // positions below it), if it does before any token at distance `bound` or farther.
+    let reach = |order: &[usize], bound: f64| -> Option<usize> {
+        let mut cumulative = 0.0;
+        for (position, &i) in order.iter().enumerate() {
+            if distance[i] >= bound {
+                return None;
+            }
+            cumulative += probs[i];
+            if cumulative >= mass {
+                return Some(position);
+            }
+        }
+        None
+    };
+    // The closest few hundred tokens nearly always hold the mass: sort only those. The cut is
+    // the full sort's whenever it falls before the farthest of them, since every token before
+    // it is then strictly closer than all the tokens left unsorted.
+    const FEW: usize = 512;
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let mut found = None;
+    if order.len() > 2 * FEW {
+        let (few, &mut farthest, _) = order.select_nth_unstable_by(FEW, by_distance);
+        few.sort_by(by_distance);
+        let bound = distance[farthest];
+        found = reach(few, bound);
+    }
+    let last = match found {
+        Some(position) => position,
+        None => {
+            order.sort_by(by_distance);
+            reach(&order, f64::INFINITY).unwrap_or(order.len() - 1)
+        }
+    };
     let threshold = distance[order[last]];
-    for &i in &order[1..] {
-        if distance[i] > threshold {
-            logits[i] = f32::NEG_INFINITY;
+    // The closest token always stays.
+    let closest = order[0];
+    for (i, l) in logits.iter_mut().enumerate() {
+        if i != closest && distance[i] > threshold {
+            *l = f32::NEG_INFINITY;
         }
     }
 }
@@ -526,15 +562,11 @@ pub fn top_n_sigma(logits: &mut [f32], n: f32) {
 /// [`repetition_penalty`]. Arithmetic is f32, in vLLM's order (frequency, then presence).
 /// transformers has no peer. Token ids outside the row are ignored.
 pub fn frequency_presence(logits: &mut [f32], generated: &[u32], frequency: f32, presence: f32) {
-    let mut counts = vec![0u32; logits.len()];
-    for &token in generated {
-        if let Some(c) = counts.get_mut(token as usize) {
-            *c += 1;
-        }
-    }
-    for (l, &c) in logits.iter_mut().zip(&counts) {
-        if c > 0 {
-            *l -= frequency * c as f32;
+    let mut sorted = generated.to_vec();
+    sorted.sort_unstable();
+    for run in sorted.chunk_by(|a, b| a == b) {
+        if let Some(l) = logits.get_mut(run[0] as usize) {
+            *l -= frequency * run.len() as f32;
             *l -= presence;
         }
     }

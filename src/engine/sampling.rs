@@ -302,17 +302,28 @@ pub fn sample_in_context(
         argmax(&row)
     } else {
         warp_row(&mut row, params, context);
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let candidates: Vec<(usize, f64)> = row
-            .iter()
-            .enumerate()
-            .filter(|&(_, &l)| l > f32::NEG_INFINITY)
-            .map(|(i, &l)| (i, exponential::exp(l - max) as f64))
-            .collect();
-        let mass = LaneSum::of(candidates.iter().map(|&(_, w)| w));
-        draw_among(candidates, mass, 1.0, rng)
+        draw_processed(&mut row, rng)
     };
     (token, log_prob(logits, token))
+}
+
+/// The draw of [`sample_in_context`] from a processed row, whose removed tokens are `-inf`:
+/// weights exp(l − max) (a removed token's is exactly 0), one uniform, the first token whose
+/// running sum passes it. The row is overwritten with the weights.
+fn draw_processed(row: &mut [f32], rng: &mut impl RngCore) -> usize {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    exponential::exp_in_place_shifted(row, max);
+    let total = LaneSum::of(row.iter().map(|&w| w as f64));
+    let target = uniform(rng) * total;
+    let mut acc = 0.0;
+    for (i, &w) in row.iter().enumerate() {
+        acc += w as f64;
+        if target < acc {
+            return i;
+        }
+    }
+    // Rounding can leave `target` a hair above the last partial sum.
+    row.iter().rposition(|&w| w > 0.0).unwrap_or(0)
 }
 
 /// Σ exp(l - max) over the vocabulary, f32 exponentials summed in f64 (see `log_prob`).

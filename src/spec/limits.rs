@@ -53,10 +53,13 @@ pub fn valid_top_p(top_p: f64) -> bool {
 /// What a `top_p` outside [`valid_top_p`] is told.
 pub const TOP_P_RULE: &str = "must be in (0, 1] (1.0 = off)";
 
+/// A knob's TOML key, the check of a value and the rule a message quotes.
+pub type KnobRule = (&'static str, fn(f64) -> bool, &'static str);
+
 /// The allowed values of each processor knob with a number value, by TOML key, and the rule
 /// a message quotes: the same for `[grid]`, `[beam]` and `sweep generate`'s flags. Values are
 /// those transformers accepts (its processors refuse the others), with 0 or 1 the "off".
-pub const KNOB_RULES: [(&str, fn(f64) -> bool, &str); 8] = [
+pub const KNOB_RULES: [KnobRule; 8] = [
     (
         "min_p",
         |v| (0.0..=1.0).contains(&v),

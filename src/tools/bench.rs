@@ -207,6 +207,122 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
     }));
 }
 
+/// One filter or penalty alone on top of plain sampling at T = 1, at a common strength, for
+/// [`run_filters`]; the first entry is top-p, the reference the others are measured against.
+pub fn filter_cases() -> Vec<(String, SamplingParams)> {
+    let plain = SamplingParams::PURE;
+    let with = |processors: Processors| SamplingParams {
+        processors,
+        ..plain
+    };
+    let off = Processors::OFF;
+    vec![
+        (
+            "top_p 0.9".into(),
+            SamplingParams {
+                top_p: 0.9,
+                ..plain
+            },
+        ),
+        ("min_p 0.1".into(), with(Processors { min_p: 0.1, ..off })),
+        (
+            "typical_p 0.9".into(),
+            with(Processors {
+                typical_p: 0.9,
+                ..off
+            }),
+        ),
+        (
+            "epsilon_cutoff 0.0003".into(),
+            with(Processors {
+                epsilon_cutoff: 3e-4,
+                ..off
+            }),
+        ),
+        (
+            "eta_cutoff 0.001".into(),
+            with(Processors {
+                eta_cutoff: 1e-3,
+                ..off
+            }),
+        ),
+        (
+            "top_n_sigma 1".into(),
+            with(Processors {
+                top_n_sigma: 1.0,
+                ..off
+            }),
+        ),
+        (
+            "repetition_penalty 1.2".into(),
+            with(Processors {
+                repetition_penalty: 1.2,
+                ..off
+            }),
+        ),
+        (
+            "frequency/presence_penalty 0.5".into(),
+            with(Processors {
+                frequency_penalty: 0.5,
+                presence_penalty: 0.5,
+                ..off
+            }),
+        ),
+        (
+            "no_repeat_ngram_size 3".into(),
+            with(Processors {
+                no_repeat_ngram_size: 3,
+                ..off
+            }),
+        ),
+        (
+            "min_p 0.1, temperature_last, T 1.5".into(),
+            SamplingParams {
+                temperature: 1.5,
+                ..with(Processors {
+                    min_p: 0.1,
+                    temperature_last: true,
+                    ..off
+                })
+            },
+        ),
+    ]
+}
+
+/// Each of [`filter_cases`] on the first batch size of `plan` (its whole decoding, forward
+/// passes included, as a sweep pays it), top-p first, so that each filter's cost per step can
+/// be read against top-p's measured in the same run.
+pub fn run_filters(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Measurement)) {
+    let vocab = generator.model().config.vocab_size;
+    let p = generator
+        .prepare(&prompt(16, vocab), plan.new_tokens)
+        .expect("bench prompt fits");
+    let batch = plan.batches.first().copied().unwrap_or(32);
+    let rows = |params: SamplingParams| -> Vec<SampleRow> {
+        (0..batch)
+            .map(|i| SampleRow {
+                params,
+                rng: sample_rng(1, 0, i as u32),
+            })
+            .collect()
+    };
+    let sample = |rows: Vec<SampleRow>, new_tokens: usize| -> usize {
+        generator
+            .sample_full_length(&p, rows, new_tokens)
+            .expect("a random model's logits are finite")
+            .iter()
+            .map(|c| c.tokens.len())
+            .sum()
+    };
+    let _ = sample(rows(SamplingParams::PURE), 4);
+    for (name, params) in filter_cases() {
+        report(&measure(
+            format!("{name}, {batch} x {}", plan.new_tokens),
+            || sample(rows(params), plan.new_tokens),
+        ));
+    }
+}
+
 /// Peak resident memory of this process in MiB (Linux `VmHWM`); `None` elsewhere.
 pub fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -70,6 +70,15 @@ pub fn exp_shifted_into(values: &[f32], shift: f32, scale: f32, out: &mut [f32])
     }
 }
 
+/// `values[i] = exp(values[i] - shift)`, in place: [`exp_shifted_into`] at scale 1 without a
+/// second buffer.
+pub fn exp_in_place_shifted(values: &mut [f32], shift: f32) {
+    for v in values.iter_mut() {
+        *v -= shift;
+    }
+    exp_in_place(values);
+}
+
 /// `values[i] = exp(values[i])`.
 pub fn exp_in_place(values: &mut [f32]) {
     let mut done = 0;

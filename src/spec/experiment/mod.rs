@@ -286,12 +286,12 @@ fn deserialize_grids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GridSpec>, D
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Grids {
-        One(GridSpec),
+        One(Box<GridSpec>),
         Many(Vec<GridSpec>),
     }
     Ok(match Option::<Grids>::deserialize(d)? {
         None => Vec::new(),
-        Some(Grids::One(one)) => vec![one],
+        Some(Grids::One(one)) => vec![*one],
         Some(Grids::Many(many)) => many,
     })
 }

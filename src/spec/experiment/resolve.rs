@@ -203,7 +203,7 @@ impl Ctx<'_> {
                 let span = g.span();
                 grid_span = Some(span.clone());
                 match g.into_inner() {
-                    RawGrids::One(table) => vec![self.grid(table)?],
+                    RawGrids::One(table) => vec![self.grid(*table)?],
                     RawGrids::Many(tables) if tables.is_empty() => {
                         return Err(self.invalid(
                             Some(span),

@@ -140,7 +140,7 @@ impl RawPrompts {
 
 /// `grid` as written: a `[grid]` table, or an array of tables (`[[grid]]`, or inline).
 pub(super) enum RawGrids {
-    One(RawGrid),
+    One(Box<RawGrid>),
     Many(Vec<RawGrid>),
 }
 
@@ -156,7 +156,8 @@ impl<'de> Deserialize<'de> for RawGrids {
             }
 
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                RawGrid::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawGrids::One)
+                RawGrid::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|g| RawGrids::One(Box::new(g)))
             }
 
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
