@@ -176,6 +176,33 @@ impl HostModel {
         self.ln_f.forward_into(&x, &mut normed);
         normed
     }
+
+    /// The logits `[batch * vocab]` of the last of the `new` positions of each row of
+    /// `hidden` (`[batch, new, n_embd]`, from [`HostModel::forward`]) into `out`, reusing its
+    /// memory: the head runs on those rows only.
+    pub(super) fn last_logits_into(
+        &self,
+        hidden: &[f32],
+        batch: usize,
+        new: usize,
+        out: &mut Vec<f32>,
+    ) {
+        let c = self.lm_head.d_in();
+        // In a decoding step (one new position) the hidden rows already are the last ones.
+        let gathered: Vec<f32>;
+        let last = if new == 1 {
+            hidden
+        } else {
+            gathered = hidden
+                .chunks_exact(new * c)
+                .flat_map(|row| &row[(new - 1) * c..])
+                .copied()
+                .collect();
+            &gathered
+        };
+        out.resize(batch * self.lm_head.d_out(), 0.0);
+        self.lm_head.forward_into(last, batch, out);
+    }
 }
 
 /// burn's `LayerNorm` on host rows. Mean and variance are summed in f64, so their rounding
