@@ -74,7 +74,7 @@ impl Search {
 /// the chosen rows are known.
 enum PassLogits {
     Host(Vec<f32>),
-    Device(Tensor<2>),
+    Device(Box<Tensor<2>>),
 }
 
 impl PassLogits {
@@ -296,7 +296,7 @@ impl Generator {
             .into_data()
             .try_into_vec::<f32>()
             .expect("f32 hidden states");
-        PassLogits::Device(logits)
+        PassLogits::Device(Box::new(logits))
     }
 }
 
