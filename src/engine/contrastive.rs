@@ -25,7 +25,8 @@ use crate::engine::sampling::{argmax, first_non_finite, log_softmax_into};
 pub struct ContrastiveParams {
     /// α, the weight of the degeneration penalty; 0 is greedy search.
     pub penalty_alpha: f64,
-    /// How many of the most probable tokens are candidates at each step (at least 1).
+    /// How many of the most probable tokens are candidates at each step; 0 counts as 1 (the
+    /// experiment's checks reject it before a search runs).
     pub top_k: usize,
 }
 
@@ -385,4 +386,69 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(alpha: f64, k: usize, logits: Vec<f32>) -> Search {
+        Search {
+            alpha,
+            k,
+            out: Continuation {
+                tokens: Vec::new(),
+                logprobs: Vec::new(),
+                ended_with_eos: false,
+            },
+            log_probs: vec![0.0; logits.len()],
+            logits,
+            candidates: Vec::new(),
+            generated: Vec::new(),
+            row: 0,
+        }
+    }
+
+    /// Candidates come most probable first, the lower id first among equals, with the
+    /// log-probabilities sampling reports.
+    #[test]
+    fn candidates_are_the_most_probable_lowest_id_first_on_ties() {
+        let logits = vec![0.5, 2.0, -1.0, 2.0, 1.0, 2.0, 0.0];
+        let mut s = search(0.5, 4, logits.clone());
+        s.find_candidates();
+        let ids: Vec<u32> = s.candidates.iter().map(|&(t, _)| t).collect();
+        assert_eq!(ids, [1, 3, 5, 4]);
+        for &(t, lp) in &s.candidates {
+            let want = crate::engine::sampling::log_prob(&logits, t as usize);
+            assert_eq!(lp.to_bits(), want.to_bits());
+        }
+        let mut all = search(0.5, 7, logits);
+        all.find_candidates();
+        let ids: Vec<u32> = all.candidates.iter().map(|&(t, _)| t).collect();
+        assert_eq!(ids, [1, 3, 5, 4, 0, 6, 2]);
+    }
+
+    /// The score by hand: two candidates, p = 0.6 and 0.4 (logits ln 0.6, ln 0.4), against a
+    /// context of e0 (the prompt) and −e1, e1 (generated). Candidate 0 lies along e0 (penalty
+    /// 1), candidate 1 at 45° to e1 and e2 (penalty cos 45° = 0.7071, from e1, not −e1). α = 0.1: 0.9·0.6 − 0.1 = 0.44 beats
+    /// 0.9·0.4 − 0.0707 = 0.2893; α = 0.5: 0.3 − 0.5 = −0.2 loses to 0.2 − 0.3536 = −0.1536.
+    #[test]
+    fn the_score_trades_probability_against_the_closest_context_position() {
+        let c = 3;
+        let prompt = unit_rows(&[2.0, 0.0, 0.0], c);
+        let generated = unit_rows(&[0.0, -3.0, 0.0, 0.0, 0.5, 0.0], c);
+        let candidates = unit_rows(&[4.0, 0.0, 0.0, 0.0, 1.0, 1.0], c);
+        let logits = vec![0.6f32.ln(), 0.4f32.ln()];
+        for (alpha, want) in [(0.1, 0), (0.5, 1), (0.0, 0), (1.0, 1)] {
+            let mut s = search(alpha, 2, logits.clone());
+            s.generated = generated.clone();
+            s.find_candidates();
+            assert_eq!(s.choose(&candidates, &prompt, c), want, "alpha {alpha}");
+        }
+        // Equal scores: the first candidate, as torch.max takes it.
+        let mut s = search(1.0, 2, logits);
+        s.find_candidates();
+        let twins = unit_rows(&[1.0, 1.0, 0.0, 1.0, 1.0, 0.0], c);
+        assert_eq!(s.choose(&twins, &prompt, c), 0);
+    }
 }
