@@ -447,31 +447,27 @@ impl Gpt2 {
         cache: &mut KvCache,
     ) -> (Tensor<3>, Tensor<2>) {
         let hidden = self.forward_hidden(tokens, cache);
-        let last = last_position(hidden.clone());
-        let [batch, c] = last.dims();
-        let logits = self.head(last.reshape([batch, 1, c]));
-        let vocab = logits.dims()[2];
+        let logits = self.last_logits(last_position(hidden.clone()));
         let hidden = if hidden.dtype() == DType::F32 {
             hidden
         } else {
             hidden.cast(FloatDType::F32)
         };
-        (hidden, logits.reshape([batch, vocab]))
+        (hidden, logits)
     }
 
     /// Logits `[batch, vocab]` (f32) of the last of the new positions, left on the model's
     /// device: on a GPU, sampling takes from them only what it needs (see `shortlist`).
     pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
-        let last = self.forward_last_hidden(tokens, cache);
+        self.last_logits(last_position(self.forward_hidden(tokens, cache)))
+    }
+
+    /// Logits `[batch, vocab]` (f32) of hidden states `[batch, n_embd]`, one position a row.
+    fn last_logits(&self, last: Tensor<2>) -> Tensor<2> {
         let [batch, c] = last.dims();
         let logits = self.head(last.reshape([batch, 1, c]));
         let vocab = logits.dims()[2];
         logits.reshape([batch, vocab])
-    }
-
-    /// Final hidden states `[batch, n_embd]` of the last new position of each row.
-    fn forward_last_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
-        last_position(self.forward_hidden(tokens, cache))
     }
 }
 
