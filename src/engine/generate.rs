@@ -197,7 +197,7 @@ impl Generator {
         Ok(PreparedPrompt { tokens, cropped })
     }
 
-    fn tokens_tensor(&self, rows: &[&[u32]]) -> Tensor<2, Int> {
+    pub(crate) fn tokens_tensor(&self, rows: &[&[u32]]) -> Tensor<2, Int> {
         let len = rows[0].len();
         let data: Vec<i64> = rows
             .iter()

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod beam;
 pub mod checkpoint;
+pub mod contrastive;
 pub mod generate;
 pub mod kernels;
 pub mod model;

@@ -176,6 +176,33 @@ impl HostModel {
         self.ln_f.forward_into(&x, &mut normed);
         normed
     }
+
+    /// The logits `[batch * vocab]` of the last of the `new` positions of each row of
+    /// `hidden` (`[batch, new, n_embd]`, from [`HostModel::forward`]) into `out`, reusing its
+    /// memory: the head runs on those rows only.
+    pub(super) fn last_logits_into(
+        &self,
+        hidden: &[f32],
+        batch: usize,
+        new: usize,
+        out: &mut Vec<f32>,
+    ) {
+        let c = self.lm_head.d_in();
+        // In a decoding step (one new position) the hidden rows already are the last ones.
+        let gathered: Vec<f32>;
+        let last = if new == 1 {
+            hidden
+        } else {
+            gathered = hidden
+                .chunks_exact(new * c)
+                .flat_map(|row| &row[(new - 1) * c..])
+                .copied()
+                .collect();
+            &gathered
+        };
+        out.resize(batch * self.lm_head.d_out(), 0.0);
+        self.lm_head.forward_into(last, batch, out);
+    }
 }
 
 /// burn's `LayerNorm` on host rows. Mean and variance are summed in f64, so their rounding
@@ -365,6 +392,59 @@ mod tests {
             logits.len() == want.len() && worst < 1e-4,
             "logits differ by {worst}"
         );
+    }
+
+    /// The hidden states handed back beside the logits are, to the bit, those of
+    /// `forward_hidden`, and the logits those of `forward_last_into`, on either path; and the
+    /// two paths agree, for a prompt and for a step of two rows.
+    #[test]
+    fn hidden_states_come_back_beside_the_last_logits() {
+        let device = Device::default();
+        if !crate::engine::backend::is_host(&device) {
+            return;
+        }
+        device.seed(5);
+        let model = Gpt2::init(&Gpt2Config::with_shape(2, 4, 64), &device);
+        let tokens = |ids: Vec<i64>, rows: usize| {
+            let len = ids.len() / rows;
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, len]), &device)
+        };
+        let mut seen = Vec::new();
+        for m in [
+            model.clone().for_inference(),
+            model.clone().for_tensor_inference(),
+        ] {
+            let mut caches: [KvCache; 3] = std::array::from_fn(|_| KvCache::with_capacity(8));
+            let mut got = Vec::new();
+            for (i, (input, rows)) in [(vec![5, 9, 2, 7], 1), (vec![11, 3], 2)]
+                .into_iter()
+                .enumerate()
+            {
+                if i == 1 {
+                    caches = caches.map(|c| c.repeat(2));
+                }
+                let (mut hidden, mut logits) = (Vec::new(), Vec::new());
+                let [with, plain, last] = &mut caches;
+                m.forward_with_hidden_into(
+                    tokens(input.clone(), rows),
+                    with,
+                    &mut hidden,
+                    &mut logits,
+                );
+                let want = host_rows(m.forward_hidden(tokens(input.clone(), rows), plain));
+                let mut want_logits = Vec::new();
+                m.forward_last_into(tokens(input, rows), last, &mut want_logits);
+                assert_eq!(hidden, want);
+                assert_eq!(logits, want_logits);
+                got.push((hidden, logits));
+            }
+            seen.push(got);
+        }
+        for ((h1, l1), (h2, l2)) in seen[0].iter().zip(&seen[1]) {
+            for (a, b) in h1.iter().zip(h2).chain(l1.iter().zip(l2)) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
     }
 
     /// A row is normalised to the same bits alone or among others (the rows of a block are

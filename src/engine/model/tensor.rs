@@ -398,66 +398,103 @@ impl Gpt2 {
     /// Logits of the last of the new positions only (decoding never needs the others, and the
     /// head is the largest matmul of a small model), written to `out` (`[batch * vocab]`,
     /// row-major) on the host, where sampling reads them, reusing its memory. On the CPU (a
-    /// [`HostModel`]) the head writes there directly. From a device they come back in chunks
-    /// of rows small enough for the allocator to recycle (see `main.rs`), instead of a fresh
-    /// buffer of the whole size at every step.
+    /// [`HostModel`]) the head writes there directly; from a device they come back as
+    /// [`read_rows_into`] reads them.
     pub fn forward_last_into(
         &self,
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         out: &mut Vec<f32>,
     ) {
-        const CHUNK_BYTES: usize = 8 << 20;
         if let Some(host) = &self.host {
             let [batch, new] = tokens.dims();
             let hidden = host.forward(&host_tokens(tokens), batch, cache);
-            // In a decoding step (one new position) the hidden rows already are the last ones.
-            let last = if new == 1 {
-                hidden
-            } else {
-                let c = self.config.n_embd;
-                hidden
-                    .chunks_exact(new * c)
-                    .flat_map(|row| &row[(new - 1) * c..])
-                    .copied()
-                    .collect()
-            };
-            out.resize(batch * host.lm_head.d_out(), 0.0);
-            host.lm_head.forward_into(&last, batch, out);
+            host.last_logits_into(&hidden, batch, new, out);
             return;
         }
-        let logits = self.forward_last(tokens, cache);
-        let [batch, vocab] = logits.dims();
-        out.clear();
-        let per_chunk = (CHUNK_BYTES / (4 * vocab.max(1))).max(1);
-        out.reserve(batch * vocab);
-        if batch <= per_chunk {
-            out.extend_from_slice(&host_rows(logits));
+        read_rows_into(self.forward_last(tokens, cache), out);
+    }
+
+    /// [`Gpt2::forward_last_into`] that also hands back the final hidden states (after
+    /// `ln_f`) of every new position, `[batch * new * n_embd]` row-major in f32, into `hidden`:
+    /// what contrastive search compares candidates by. Both come back to the host whole, on
+    /// any device.
+    pub fn forward_with_hidden_into(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        hidden: &mut Vec<f32>,
+        logits: &mut Vec<f32>,
+    ) {
+        if let Some(host) = &self.host {
+            let [batch, new] = tokens.dims();
+            *hidden = host.forward(&host_tokens(tokens), batch, cache);
+            host.last_logits_into(hidden, batch, new, logits);
             return;
         }
-        for start in (0..batch).step_by(per_chunk) {
-            let end = (start + per_chunk).min(batch);
-            out.extend_from_slice(&host_rows(logits.clone().slice([start..end, 0..vocab])));
-        }
+        let (all, last) = self.forward_with_hidden(tokens, cache);
+        *hidden = host_rows(all);
+        read_rows_into(last, logits);
+    }
+
+    /// The final hidden states `[batch, new, n_embd]` of every new position, cast to f32, and
+    /// the logits `[batch, vocab]` (f32) of the last, both left on the model's device: on a
+    /// GPU, contrastive search reads back the hidden states, which are small, and then only
+    /// the logits of the candidates it chose.
+    pub fn forward_with_hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let hidden = self.forward_hidden(tokens, cache);
+        let logits = self.last_logits(last_position(hidden.clone()));
+        let hidden = if hidden.dtype() == DType::F32 {
+            hidden
+        } else {
+            hidden.cast(FloatDType::F32)
+        };
+        (hidden, logits)
     }
 
     /// Logits `[batch, vocab]` (f32) of the last of the new positions, left on the model's
     /// device: on a GPU, sampling takes from them only what it needs (see `shortlist`).
     pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
-        let last = self.forward_last_hidden(tokens, cache);
+        self.last_logits(last_position(self.forward_hidden(tokens, cache)))
+    }
+
+    /// Logits `[batch, vocab]` (f32) of hidden states `[batch, n_embd]`, one position a row.
+    fn last_logits(&self, last: Tensor<2>) -> Tensor<2> {
         let [batch, c] = last.dims();
         let logits = self.head(last.reshape([batch, 1, c]));
         let vocab = logits.dims()[2];
         logits.reshape([batch, vocab])
     }
+}
 
-    /// Final hidden states `[batch, n_embd]` of the last new position of each row.
-    fn forward_last_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
-        let hidden = self.forward_hidden(tokens, cache);
-        let [batch, new, c] = hidden.dims();
-        hidden
-            .slice([0..batch, new - 1..new, 0..c])
-            .reshape([batch, c])
+/// The last position `[batch, n_embd]` of hidden states `[batch, new, n_embd]`.
+fn last_position(hidden: Tensor<3>) -> Tensor<2> {
+    let [batch, new, c] = hidden.dims();
+    hidden
+        .slice([0..batch, new - 1..new, 0..c])
+        .reshape([batch, c])
+}
+
+/// Rows `[batch, vocab]` of f32 logits read back to `out` (row-major), reusing its memory.
+/// From a device they come back in chunks of rows small enough for the allocator to recycle
+/// (see `main.rs`), instead of a fresh buffer of the whole size at every step.
+fn read_rows_into(logits: Tensor<2>, out: &mut Vec<f32>) {
+    const CHUNK_BYTES: usize = 8 << 20;
+    let [batch, vocab] = logits.dims();
+    out.clear();
+    let per_chunk = (CHUNK_BYTES / (4 * vocab.max(1))).max(1);
+    out.reserve(batch * vocab);
+    if batch <= per_chunk {
+        out.extend_from_slice(&host_rows(logits));
+        return;
+    }
+    for start in (0..batch).step_by(per_chunk) {
+        let end = (start + per_chunk).min(batch);
+        out.extend_from_slice(&host_rows(logits.clone().slice([start..end, 0..vocab])));
     }
 }
 
