@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::engine::beam::{BeamParams, BeamSearch, Hypothesis};
+use crate::engine::beam::{BeamParams, BeamParamsError, BeamSearch, Hypothesis};
 use crate::engine::model::{Gpt2, KvCache};
 use crate::engine::sampling::{
     Context, SamplingParams, first_non_finite, log_prob, log_softmax_into, sample_in_context,
@@ -49,6 +49,8 @@ pub enum GenerateError {
         step: usize,
         value: f32,
     },
+    #[error(transparent)]
+    Beam(#[from] BeamParamsError),
 }
 
 /// What the user passed in is at fault (a length, a token), unless the model computed a
@@ -57,6 +59,7 @@ impl ExitStatus for GenerateError {
     fn exit(&self) -> Exit {
         match self {
             Self::NonFinite { .. } => Exit::Failed,
+            Self::Beam(_) => Exit::BadInput,
             _ => Exit::BadInput,
         }
     }
@@ -447,7 +450,8 @@ impl Generator {
     }
 
     /// Beam search from one prompt, as transformers' `generate(num_beams=..)` does it.
-    /// Returns the `num_return_sequences` best hypotheses, best first.
+    /// Returns the `num_return_sequences` best hypotheses, best first. A beam sampling
+    /// search draws from the stream of prompt 0 (see [`Generator::beam_searches`]).
     pub fn beam_search(
         &self,
         prompt: &PreparedPrompt,
@@ -455,7 +459,7 @@ impl Generator {
         max_new_tokens: usize,
     ) -> Result<Vec<Hypothesis>, GenerateError> {
         Ok(self
-            .beam_searches(prompt, std::slice::from_ref(params), max_new_tokens)?
+            .beam_searches(prompt, 0, std::slice::from_ref(params), max_new_tokens)?
             .pop()
             .unwrap_or_default())
     }
@@ -465,17 +469,29 @@ impl Generator {
     /// leaves the batch. Each search finds what [`Generator::beam_search`] finds alone, since
     /// a row's logits do not depend on the rows beside it. A NaN or infinite logit in any
     /// beam stops them all with [`GenerateError::NonFinite`] naming its search.
+    ///
+    /// `prompt_index` is the prompt's place in the experiment: a beam sampling search draws
+    /// from the stream `sample_rng(seed, prompt_index, 0)`, its own whatever runs beside it.
     pub fn beam_searches(
         &self,
         prompt: &PreparedPrompt,
+        prompt_index: u32,
         params: &[BeamParams],
         max_new_tokens: usize,
     ) -> Result<Vec<Vec<Hypothesis>>, GenerateError> {
         let vocab = self.model.config.vocab_size;
         let mut searches: Vec<BeamSearch> = params
             .iter()
-            .map(|p| BeamSearch::new(p.clone(), max_new_tokens, self.eos()))
-            .collect();
+            .map(|p| {
+                BeamSearch::new(
+                    p.clone(),
+                    &prompt.tokens,
+                    prompt_index,
+                    max_new_tokens,
+                    self.eos(),
+                )
+            })
+            .collect::<Result<_, _>>()?;
         let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
         let mut logits = Vec::new();
         self.model.forward_last_into(
@@ -696,10 +712,10 @@ mod tests {
         .into_iter()
         .map(
             |(num_beams, length_penalty, early_stopping, num_return_sequences)| BeamParams {
-                num_beams,
                 length_penalty,
                 early_stopping,
                 num_return_sequences,
+                ..BeamParams::new(num_beams)
             },
         )
         .collect();
@@ -708,7 +724,7 @@ mod tests {
             device.seed(seed);
             let generator = Generator::new(Gpt2::init(&config, &device));
             let prompt = generator.prepare(&[1, 4, 2], 10).unwrap();
-            let together = generator.beam_searches(&prompt, &params, 10).unwrap();
+            let together = generator.beam_searches(&prompt, 0, &params, 10).unwrap();
             assert_eq!(together.len(), params.len());
             let mut lengths = Vec::new();
             for (p, found) in params.iter().zip(&together) {
@@ -719,7 +735,7 @@ mod tests {
             }
             assert!(
                 generator
-                    .beam_searches(&prompt, &[], 10)
+                    .beam_searches(&prompt, 0, &[], 10)
                     .unwrap()
                     .is_empty()
             );
