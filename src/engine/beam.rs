@@ -243,7 +243,9 @@ fn warp(row: &mut [f32], sampling: &BeamSampling, knobs: &Processors) {
         keeping(row, largest_two, |r| processors::top_p(r, sampling.top_p));
     }
     if knobs.min_p > 0.0 {
-        keeping(row, largest_two, |r| processors::min_p(r, knobs.min_p as f32));
+        keeping(row, largest_two, |r| {
+            processors::min_p(r, knobs.min_p as f32)
+        });
     }
     if knobs.typical_p < 1.0 {
         keeping(row, most_typical_two, |r| {
@@ -256,7 +258,9 @@ fn warp(row: &mut [f32], sampling: &BeamSampling, knobs: &Processors) {
         });
     }
     if knobs.eta_cutoff > 0.0 {
-        keeping(row, up_to_second, |r| processors::eta(r, knobs.eta_cutoff as f32));
+        keeping(row, up_to_second, |r| {
+            processors::eta(r, knobs.eta_cutoff as f32)
+        });
     }
     if knobs.top_n_sigma > 0.0 {
         processors::top_n_sigma(row, knobs.top_n_sigma as f32);
@@ -330,7 +334,13 @@ pub fn draw_without_replacement(scores: &[f32], count: usize, rng: &mut ChaCha20
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let mut weights: Vec<f64> = scores
         .iter()
-        .map(|&s| if max.is_finite() { (s as f64 - max).exp() } else { 0.0 })
+        .map(|&s| {
+            if max.is_finite() {
+                (s as f64 - max).exp()
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mut drawn = Vec::with_capacity(count);
     while drawn.len() < count.min(scores.len()) {
@@ -340,7 +350,10 @@ pub fn draw_without_replacement(scores: &[f32], count: usize, rng: &mut ChaCha20
             let mut acc = 0.0;
             // Rounding can leave `target` a hair above the last partial sum: the last token of
             // positive weight takes it.
-            let mut pick = weights.iter().rposition(|&w| w > 0.0).expect("positive mass");
+            let mut pick = weights
+                .iter()
+                .rposition(|&w| w > 0.0)
+                .expect("positive mass");
             for (i, &w) in weights.iter().enumerate() {
                 acc += w;
                 if w > 0.0 && target < acc {
@@ -802,11 +815,14 @@ impl BeamSearch {
                     .map(|i| {
                         let (score, beam) = std::mem::replace(
                             &mut all[i],
-                            (0.0, Beam {
-                                tokens: Vec::new(),
-                                logprobs: Vec::new(),
-                                score: 0.0,
-                            }),
+                            (
+                                0.0,
+                                Beam {
+                                    tokens: Vec::new(),
+                                    logprobs: Vec::new(),
+                                    score: 0.0,
+                                },
+                            ),
                         );
                         hypothesis(beam, score as f32)
                     })
@@ -863,5 +879,149 @@ mod tests {
             };
             assert_eq!(bits(&got), bits(&all), "keep = {keep}");
         }
+    }
+
+    fn removed(row: &[f32]) -> Vec<usize> {
+        (0..row.len())
+            .filter(|&i| row[i] == f32::NEG_INFINITY)
+            .collect()
+    }
+
+    fn sampling(temperature: f64, top_k: usize, top_p: f64) -> BeamSampling {
+        BeamSampling {
+            temperature,
+            top_k,
+            top_p,
+            seed: 0,
+        }
+    }
+
+    /// transformers' beam sampling keeps two tokens in every warper (`min_tokens_to_keep = 2`
+    /// with one end-of-text id), each the way that warper ranks tokens.
+    #[test]
+    fn beam_sampling_filters_keep_two_tokens() {
+        // Probabilities 0.7, 0.2, 0.06, 0.04, as log-probabilities, as the processors see them.
+        let row: Vec<f32> = [0.7f64, 0.2, 0.06, 0.04]
+            .iter()
+            .map(|p| p.ln() as f32)
+            .collect();
+        let warped = |s: BeamSampling, knobs: Processors| {
+            let mut r = row.clone();
+            warp(&mut r, &s, &knobs);
+            r
+        };
+        // top-k 1 is top-k 2; top-p 0.1 keeps the best two; min-p 0.9, ε 0.5 and η 0.9 too.
+        assert_eq!(
+            removed(&warped(sampling(1.0, 1, 1.0), Processors::OFF)),
+            [2, 3]
+        );
+        assert_eq!(
+            removed(&warped(sampling(1.0, 0, 0.1), Processors::OFF)),
+            [2, 3]
+        );
+        for knobs in [
+            Processors {
+                min_p: 0.9,
+                ..Processors::OFF
+            },
+            Processors {
+                epsilon_cutoff: 0.5,
+                ..Processors::OFF
+            },
+            Processors {
+                eta_cutoff: 0.9,
+                ..Processors::OFF
+            },
+        ] {
+            assert_eq!(
+                removed(&warped(sampling(1.0, 0, 1.0), knobs)),
+                [2, 3],
+                "{knobs:?}"
+            );
+        }
+        // Typical keeps the two tokens whose surprisal is closest to the entropy (H ≈ 0.887
+        // nats): token 0 (0.357 away) and token 1 (0.722), not by probability.
+        let typical = Processors {
+            typical_p: 1e-6,
+            ..Processors::OFF
+        };
+        assert_eq!(removed(&warped(sampling(1.0, 0, 1.0), typical)), [2, 3]);
+        // The survivors are divided by the temperature and not renormalised.
+        let hot = warped(sampling(2.0, 1, 1.0), Processors::OFF);
+        assert_eq!(hot[0], row[0] / 2.0);
+        assert_eq!(hot[1], row[1] / 2.0);
+    }
+
+    /// Typical sampling's second token need not be the second most probable.
+    #[test]
+    fn typical_keeps_the_two_closest_to_the_entropy() {
+        // Probabilities 0.5, 0.3, 0.1, 0.1: H ≈ 1.168; surprisals 0.693, 1.204, 2.303, 2.303;
+        // distances 0.475, 0.036, 1.135, 1.135: tokens 1 and 0.
+        let row: Vec<f32> = [0.5f64, 0.3, 0.1, 0.1]
+            .iter()
+            .map(|p| p.ln() as f32)
+            .collect();
+        assert_eq!(most_typical_two(&row), [1, 0]);
+        let row: Vec<f32> = [0.05f64, 0.05, 0.3, 0.6]
+            .iter()
+            .map(|p| p.ln() as f32)
+            .collect();
+        // H ≈ 0.999; distances 2.00, 2.00, 0.205, 0.488: tokens 2 and 3.
+        assert_eq!(most_typical_two(&row), [2, 3]);
+    }
+
+    /// Draws are distinct, never of zero weight while weight remains, and then the best of
+    /// what is left.
+    #[test]
+    fn drawing_without_replacement_exhausts_the_weight_first() {
+        let scores = [0.0, f32::NEG_INFINITY, -1.0, MASK, -0.5, f32::NEG_INFINITY];
+        for seed in 0..50 {
+            let mut rng = sample_rng(seed, 0, 0);
+            let picks = draw_without_replacement(&scores, 6, &mut rng);
+            let mut first: Vec<usize> = picks[..3].to_vec();
+            first.sort();
+            assert_eq!(first, [0, 2, 4]);
+            assert_eq!(&picks[3..], [3, 1, 5]);
+        }
+    }
+
+    /// The legacy hypothesis list: the worst leaves when a better one comes, and `worst` is
+    /// then the second worst; a full list beats nothing it cannot.
+    #[test]
+    fn group_hypotheses_keep_the_best_of_their_size() {
+        let params = BeamParams {
+            length_penalty: 1.0,
+            ..BeamParams::new(2)
+        };
+        let beam = |t: u32| Beam {
+            tokens: vec![t],
+            logprobs: vec![0.0],
+            score: 0.0,
+        };
+        let mut group = Group {
+            running: Vec::new(),
+            finished: Vec::new(),
+            worst: 1e9,
+            done: false,
+        };
+        group.add(beam(1), -4.0, 2, &params, 2);
+        group.add(beam(2), -3.0, 1, &params, 2);
+        assert_eq!(group.worst, -3.0);
+        group.add(beam(3), -8.0, 2, &params, 2);
+        assert_eq!(group.finished.len(), 2);
+        group.add(beam(4), -1.0, 1, &params, 2);
+        let kept: Vec<u32> = group.finished.iter().map(|(_, b)| b.tokens[0]).collect();
+        assert_eq!(kept, [1, 4]);
+        assert_eq!(group.worst, -2.0);
+        // Heuristic: a best candidate of -5.0 over 2 tokens (-2.5) cannot beat -2.0: done;
+        // -3.0 (-1.5) could.
+        assert!(group.is_done(-5.0, 2, 10, &params, 2));
+        assert!(!group.is_done(-3.0, 2, 10, &params, 2));
+        // "never" with a positive length penalty judges at the longest length: -3.0 / 10.
+        let never = BeamParams {
+            early_stopping: EarlyStopping::Never,
+            ..params.clone()
+        };
+        assert!(!group.is_done(-5.0, 2, 10, &never, 2));
     }
 }

@@ -576,7 +576,7 @@ pub fn log_softmax_rows(logits: &[f32], vocab: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::beam::EarlyStopping;
+    use crate::engine::beam::{BeamSampling, EarlyStopping};
     use crate::engine::model::Gpt2Config;
     use crate::engine::sampling::{Processors, sample_rng};
 
@@ -689,8 +689,8 @@ mod tests {
         }
     }
 
-    /// Beam searches of several widths, length penalties and stopping rules, run together,
-    /// find what each finds alone, to the bit. In a vocabulary of 12 tokens the end-of-text
+    /// Beam searches of several widths, length penalties and stopping rules, with penalties,
+    /// in groups and sampled, run together, find what each finds alone, to the bit. In a vocabulary of 12 tokens the end-of-text
     /// token is common, so searches end at different steps and leave the batch in turn. The
     /// weights come from the backend's global generator, which tests running at the same time
     /// also draw from, so models are tried until one shows that (every one is checked).
@@ -718,6 +718,31 @@ mod tests {
                 ..BeamParams::new(num_beams)
             },
         )
+        .chain([
+            BeamParams {
+                processors: Processors {
+                    repetition_penalty: 1.5,
+                    no_repeat_ngram_size: 2,
+                    ..Processors::OFF
+                },
+                ..BeamParams::new(3)
+            },
+            BeamParams {
+                num_beam_groups: 2,
+                diversity_penalty: 0.7,
+                num_return_sequences: 2,
+                ..BeamParams::new(4)
+            },
+            BeamParams {
+                sampling: Some(BeamSampling {
+                    temperature: 1.3,
+                    top_k: 6,
+                    top_p: 0.9,
+                    seed: 3,
+                }),
+                ..BeamParams::new(2)
+            },
+        ])
         .collect();
         let mut ended_apart = false;
         for seed in 0..20 {
