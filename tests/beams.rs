@@ -439,12 +439,12 @@ fn beam_sampling_depends_only_on_seed_and_prompt() {
 /// What transformers refuses is refused before any search runs.
 #[test]
 fn settings_transformers_refuses_are_refused() {
-    let sampling = Some(BeamSampling {
+    let sampling = BeamSampling {
         temperature: 1.0,
         top_k: 0,
         top_p: 1.0,
         seed: 0,
-    });
+    };
     let cases = [
         (
             BeamParams {
@@ -481,7 +481,7 @@ fn settings_transformers_refuses_are_refused() {
             BeamParams {
                 num_beam_groups: 2,
                 diversity_penalty: 1.0,
-                sampling,
+                sampling: Some(sampling),
                 ..BeamParams::new(4)
             },
             BeamParamsError::SampledGroups,
@@ -490,7 +490,7 @@ fn settings_transformers_refuses_are_refused() {
             BeamParams {
                 sampling: Some(BeamSampling {
                     temperature: 0.0,
-                    ..sampling.unwrap()
+                    ..sampling
                 }),
                 ..BeamParams::new(2)
             },

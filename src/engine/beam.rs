@@ -106,7 +106,7 @@ impl BeamParams {
         if self.num_beams == 0 {
             return Err(BeamParamsError::NoBeams);
         }
-        if self.num_beam_groups == 0 || self.num_beams % self.num_beam_groups != 0 {
+        if self.num_beam_groups == 0 || !self.num_beams.is_multiple_of(self.num_beam_groups) {
             return Err(BeamParamsError::GroupsDoNotDivide {
                 groups: self.num_beam_groups,
                 beams: self.num_beams,
@@ -129,7 +129,7 @@ impl BeamParams {
             });
         }
         if let Some(s) = self.sampling
-            && !(s.temperature > 0.0)
+            && (s.temperature.is_nan() || s.temperature <= 0.0)
         {
             return Err(BeamParamsError::Temperature(s.temperature));
         }
