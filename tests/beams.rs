@@ -169,7 +169,7 @@ fn beam_search_with_penalties_matches_transformers() {
     assert!(ended > 0, "some hypothesis must end on end-of-text");
 }
 
-/// Group (diverse) beam search as transformers 4.55 runs it, the last release with it built in.
+/// Group (diverse) beam search as transformers 4.55 runs it, with the search built in.
 #[test]
 fn group_beam_search_matches_transformers_4_55() {
     let cases = read("decoding.json")["group_beam"]

@@ -1,6 +1,6 @@
 //! Beam search with the semantics of Hugging Face transformers' `generate(num_beams=..)`:
 //! plain beam search and beam sampling as transformers 5 runs them, and group (diverse) beam
-//! search as the last release that had it built in (4.55) ran it.
+//! search as transformers 4.55 runs it (later releases load it from the Hub instead).
 //!
 //! In every variant the logits processors see the log-softmax of the model's logits, not the
 //! logits (`log_probs = logits_processor(input_ids, log_softmax(logits))` in transformers), and
@@ -144,7 +144,9 @@ pub struct Hypothesis {
     pub tokens: Vec<u32>,
     /// Each token's log-probability under the model (T = 1, no filtering).
     pub logprobs: Vec<f32>,
-    /// The length-penalised score beams are ranked by (transformers' `sequences_scores`).
+    /// The length-penalised score beams are ranked by (transformers' `sequences_scores`): the
+    /// sum of the processed scores (log-probabilities after any penalty, temperature or
+    /// diversity penalty) over the generated length to the `length_penalty`.
     pub score: f32,
     pub ended_with_eos: bool,
 }
@@ -281,21 +283,26 @@ fn keeping(row: &mut [f32], protected: fn(&[f32]) -> Vec<usize>, filter: impl Fn
 
 /// The two largest values, as the last two of a stable ascending sort (top-p's
 /// `sorted_indices_to_remove[..., -min_tokens_to_keep:] = 0`; min-p sorts descending, and
-/// differs only on exact ties).
+/// differs only on exact ties): of equal values the later index ranks higher.
 fn largest_two(row: &[f32]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..row.len()).collect();
-    order.sort_by(|&a, &b| row[a].total_cmp(&row[b]).then(a.cmp(&b)));
-    order.into_iter().rev().take(BEAM_MIN_KEEP).collect()
+    let mut best: Vec<usize> = Vec::with_capacity(BEAM_MIN_KEEP + 1);
+    for (i, &x) in row.iter().enumerate() {
+        let at = best.partition_point(|&j| row[j].total_cmp(&x).is_gt());
+        if at < BEAM_MIN_KEEP {
+            best.insert(at, i);
+            best.truncate(BEAM_MIN_KEEP);
+        }
+    }
+    best
 }
 
 /// Every token at least the second-largest value (ε and η: `scores < topk(scores,
 /// min_tokens_to_keep)[0][..., -1]` is the only way to be removed).
 fn up_to_second(row: &[f32]) -> Vec<usize> {
-    let mut sorted = row.to_vec();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let Some(&second) = sorted.get(BEAM_MIN_KEEP - 1) else {
+    let Some(&second) = largest_two(row).get(BEAM_MIN_KEEP - 1) else {
         return (0..row.len()).collect();
     };
+    let second = row[second];
     (0..row.len()).filter(|&i| row[i] >= second).collect()
 }
 
@@ -317,10 +324,15 @@ fn most_typical_two(row: &[f32]) -> Vec<usize> {
         .map(|&lp| lp.exp() * lp)
         .sum::<f64>();
     let distance: Vec<f64> = log_probs.iter().map(|&lp| (-lp - entropy).abs()).collect();
-    let mut order: Vec<usize> = (0..row.len()).collect();
-    order.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]).then(a.cmp(&b)));
-    order.truncate(BEAM_MIN_KEEP);
-    order
+    let mut closest: Vec<usize> = Vec::with_capacity(BEAM_MIN_KEEP + 1);
+    for (i, d) in distance.iter().enumerate() {
+        let at = closest.partition_point(|&j| distance[j].total_cmp(d).is_le());
+        if at < BEAM_MIN_KEEP {
+            closest.insert(at, i);
+            closest.truncate(BEAM_MIN_KEEP);
+        }
+    }
+    closest
 }
 
 /// `count` distinct indices of `scores` drawn without replacement, each draw in proportion to
@@ -968,6 +980,10 @@ mod tests {
             .collect();
         // H ≈ 0.999; distances 2.00, 2.00, 0.205, 0.488: tokens 2 and 3.
         assert_eq!(most_typical_two(&row), [2, 3]);
+        // Ties: the later of two equal maxima ranks first, as in a stable ascending sort read
+        // from the end; ε and η keep every token tied with the second.
+        assert_eq!(largest_two(&[1.0, 3.0, 3.0, 2.0]), [2, 1]);
+        assert_eq!(up_to_second(&[2.0, 3.0, 1.0, 2.0]), [0, 1, 3]);
     }
 
     /// Draws are distinct, never of zero weight while weight remains, and then the best of

@@ -59,7 +59,6 @@ impl ExitStatus for GenerateError {
     fn exit(&self) -> Exit {
         match self {
             Self::NonFinite { .. } => Exit::Failed,
-            Self::Beam(_) => Exit::BadInput,
             _ => Exit::BadInput,
         }
     }
@@ -690,10 +689,11 @@ mod tests {
     }
 
     /// Beam searches of several widths, length penalties and stopping rules, with penalties,
-    /// in groups and sampled, run together, find what each finds alone, to the bit. In a vocabulary of 12 tokens the end-of-text
-    /// token is common, so searches end at different steps and leave the batch in turn. The
-    /// weights come from the backend's global generator, which tests running at the same time
-    /// also draw from, so models are tried until one shows that (every one is checked).
+    /// in groups and sampled, run together, find what each finds alone, to the bit. In a
+    /// vocabulary of 12 tokens the end-of-text token is common, so searches end at different
+    /// steps and leave the batch in turn. The weights come from the backend's global
+    /// generator, which tests running at the same time also draw from, so models are tried
+    /// until one shows that (every one is checked).
     #[test]
     fn beam_searches_together_find_what_each_finds_alone() {
         let device = burn::tensor::Device::default();
