@@ -251,10 +251,10 @@ fn beam_search_matches_transformers() {
             other => panic!("unknown early_stopping {other}"),
         };
         let params = BeamParams {
-            num_beams: case["num_beams"].as_u64().unwrap() as usize,
             length_penalty: case["length_penalty"].as_f64().unwrap(),
             early_stopping,
             num_return_sequences: case["num_return_sequences"].as_u64().unwrap() as usize,
+            ..BeamParams::new(case["num_beams"].as_u64().unwrap() as usize)
         };
         let max_new = case["max_new_tokens"].as_u64().unwrap() as usize;
         let prepared = g.prepare(prompt, max_new).unwrap();

@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::engine::beam::{BeamParams, BeamSearch, Hypothesis};
+use crate::engine::beam::{BeamParams, BeamParamsError, BeamSearch, Hypothesis};
 use crate::engine::model::{Gpt2, KvCache};
 use crate::engine::sampling::{
     Context, SamplingParams, first_non_finite, log_prob, log_softmax_into, sample_in_context,
@@ -49,6 +49,8 @@ pub enum GenerateError {
         step: usize,
         value: f32,
     },
+    #[error(transparent)]
+    Beam(#[from] BeamParamsError),
 }
 
 /// What the user passed in is at fault (a length, a token), unless the model computed a
@@ -447,7 +449,8 @@ impl Generator {
     }
 
     /// Beam search from one prompt, as transformers' `generate(num_beams=..)` does it.
-    /// Returns the `num_return_sequences` best hypotheses, best first.
+    /// Returns the `num_return_sequences` best hypotheses, best first. A beam sampling
+    /// search draws from the stream of prompt 0 (see [`Generator::beam_searches`]).
     pub fn beam_search(
         &self,
         prompt: &PreparedPrompt,
@@ -455,7 +458,7 @@ impl Generator {
         max_new_tokens: usize,
     ) -> Result<Vec<Hypothesis>, GenerateError> {
         Ok(self
-            .beam_searches(prompt, std::slice::from_ref(params), max_new_tokens)?
+            .beam_searches(prompt, 0, std::slice::from_ref(params), max_new_tokens)?
             .pop()
             .unwrap_or_default())
     }
@@ -465,17 +468,29 @@ impl Generator {
     /// leaves the batch. Each search finds what [`Generator::beam_search`] finds alone, since
     /// a row's logits do not depend on the rows beside it. A NaN or infinite logit in any
     /// beam stops them all with [`GenerateError::NonFinite`] naming its search.
+    ///
+    /// `prompt_index` is the prompt's place in the experiment: a beam sampling search draws
+    /// from the stream `sample_rng(seed, prompt_index, 0)`, its own whatever runs beside it.
     pub fn beam_searches(
         &self,
         prompt: &PreparedPrompt,
+        prompt_index: u32,
         params: &[BeamParams],
         max_new_tokens: usize,
     ) -> Result<Vec<Vec<Hypothesis>>, GenerateError> {
         let vocab = self.model.config.vocab_size;
         let mut searches: Vec<BeamSearch> = params
             .iter()
-            .map(|p| BeamSearch::new(p.clone(), max_new_tokens, self.eos()))
-            .collect();
+            .map(|p| {
+                BeamSearch::new(
+                    p.clone(),
+                    &prompt.tokens,
+                    prompt_index,
+                    max_new_tokens,
+                    self.eos(),
+                )
+            })
+            .collect::<Result<_, _>>()?;
         let mut cache = KvCache::with_capacity(prompt.tokens.len() + max_new_tokens);
         let mut logits = Vec::new();
         self.model.forward_last_into(
@@ -560,7 +575,7 @@ pub fn log_softmax_rows(logits: &[f32], vocab: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::beam::EarlyStopping;
+    use crate::engine::beam::{BeamSampling, EarlyStopping};
     use crate::engine::model::Gpt2Config;
     use crate::engine::sampling::{Processors, sample_rng};
 
@@ -673,11 +688,12 @@ mod tests {
         }
     }
 
-    /// Beam searches of several widths, length penalties and stopping rules, run together,
-    /// find what each finds alone, to the bit. In a vocabulary of 12 tokens the end-of-text
-    /// token is common, so searches end at different steps and leave the batch in turn. The
-    /// weights come from the backend's global generator, which tests running at the same time
-    /// also draw from, so models are tried until one shows that (every one is checked).
+    /// Beam searches of several widths, length penalties and stopping rules, with penalties,
+    /// in groups and sampled, run together, find what each finds alone, to the bit. In a
+    /// vocabulary of 12 tokens the end-of-text token is common, so searches end at different
+    /// steps and leave the batch in turn. The weights come from the backend's global
+    /// generator, which tests running at the same time also draw from, so models are tried
+    /// until one shows that (every one is checked).
     #[test]
     fn beam_searches_together_find_what_each_finds_alone() {
         let device = burn::tensor::Device::default();
@@ -696,19 +712,44 @@ mod tests {
         .into_iter()
         .map(
             |(num_beams, length_penalty, early_stopping, num_return_sequences)| BeamParams {
-                num_beams,
                 length_penalty,
                 early_stopping,
                 num_return_sequences,
+                ..BeamParams::new(num_beams)
             },
         )
+        .chain([
+            BeamParams {
+                processors: Processors {
+                    repetition_penalty: 1.5,
+                    no_repeat_ngram_size: 2,
+                    ..Processors::OFF
+                },
+                ..BeamParams::new(3)
+            },
+            BeamParams {
+                num_beam_groups: 2,
+                diversity_penalty: 0.7,
+                num_return_sequences: 2,
+                ..BeamParams::new(4)
+            },
+            BeamParams {
+                sampling: Some(BeamSampling {
+                    temperature: 1.3,
+                    top_k: 6,
+                    top_p: 0.9,
+                    seed: 3,
+                }),
+                ..BeamParams::new(2)
+            },
+        ])
         .collect();
         let mut ended_apart = false;
         for seed in 0..20 {
             device.seed(seed);
             let generator = Generator::new(Gpt2::init(&config, &device));
             let prompt = generator.prepare(&[1, 4, 2], 10).unwrap();
-            let together = generator.beam_searches(&prompt, &params, 10).unwrap();
+            let together = generator.beam_searches(&prompt, 0, &params, 10).unwrap();
             assert_eq!(together.len(), params.len());
             let mut lengths = Vec::new();
             for (p, found) in params.iter().zip(&together) {
@@ -719,7 +760,7 @@ mod tests {
             }
             assert!(
                 generator
-                    .beam_searches(&prompt, &[], 10)
+                    .beam_searches(&prompt, 0, &[], 10)
                     .unwrap()
                     .is_empty()
             );

@@ -296,17 +296,17 @@ impl Job<'_> {
                 .map(|&g| {
                     let s = &self.settings[group[g].index];
                     BeamParams {
-                        num_beams: s.num_beams,
                         length_penalty: s.length_penalty.unwrap_or(1.0),
                         early_stopping: s.early_stopping.unwrap_or_default(),
                         num_return_sequences: s.samples,
+                        ..BeamParams::new(s.num_beams)
                     }
                 })
                 .collect();
             let t0 = Instant::now();
             let found = self
                 .generator
-                .beam_searches(prompt, &params, self.exp.max_new_tokens)
+                .beam_searches(prompt, p as u32, &params, self.exp.max_new_tokens)
                 .map_err(|error| {
                     // The error names a search of `params`: the setting is that member's.
                     let setting_of =
