@@ -41,6 +41,14 @@ fn parameters(setting: &Setting) -> [String; 7] {
             none(),
         ),
         Strategy::Greedy => (number(0.0, 6), none(), none(), none(), none(), none()),
+        Strategy::Beam if setting.do_sample => (
+            number(setting.temperature, 6),
+            setting.top_k.to_string(),
+            number(setting.top_p, 6),
+            setting.seed.map(|s| s.to_string()).unwrap_or_default(),
+            setting.num_beams.to_string(),
+            number(setting.length_penalty.unwrap_or(1.0), 6),
+        ),
         Strategy::Beam => (
             none(),
             none(),
@@ -48,6 +56,14 @@ fn parameters(setting: &Setting) -> [String; 7] {
             none(),
             setting.num_beams.to_string(),
             number(setting.length_penalty.unwrap_or(1.0), 6),
+        ),
+        Strategy::Contrastive => (
+            none(),
+            setting.top_k.to_string(),
+            none(),
+            none(),
+            none(),
+            none(),
         ),
         Strategy::Human => (none(), none(), none(), none(), none(), none()),
     };
@@ -62,69 +78,103 @@ fn parameters(setting: &Setting) -> [String; 7] {
     ]
 }
 
-/// A processor knob's column (`min_p`, `repetition_penalty`, ...). A run writes the column of
-/// every knob some setting turns on, after `length_penalty`, and leaves out the others, so an
-/// experiment without them keeps the columns it always had.
+/// The column of a knob beyond the always-present parameters (`min_p`, `repetition_penalty`,
+/// `num_beam_groups`, `penalty_alpha`, ...). A run writes the column of every such knob some
+/// setting turns on, after `length_penalty`, and leaves out the others, so an experiment
+/// without them keeps the columns it always had.
 pub struct KnobColumn {
     pub name: &'static str,
-    /// Whether the knob is on.
-    on: fn(&Processors) -> bool,
-    /// The value, as a cell.
-    value: fn(&Processors) -> String,
-    /// A penalty applies to greedy decoding and beam search too; a truncation filter only to
-    /// sampling.
-    penalty: bool,
+    /// Whether the setting turns the knob on.
+    on: fn(&Setting) -> bool,
+    /// Whether the setting's strategy has the knob: its cell is written (off values too, so
+    /// that a filter such as `min_p == 0` selects plain sampling), else left empty.
+    applies: fn(&Setting) -> bool,
+    value: fn(&Setting) -> String,
 }
 
 impl KnobColumn {
-    /// The cell of a setting: its value where the strategy has the knob (off values written,
-    /// so that a filter such as `min_p == 0` selects plain sampling), empty where it has none.
     fn cell(&self, setting: &Setting) -> String {
-        let applies = match setting.strategy {
-            Strategy::Sample => true,
-            Strategy::Greedy | Strategy::Beam => self.penalty,
-            Strategy::Human => false,
-        };
-        if applies {
-            (self.value)(&setting.processors)
+        if (self.applies)(setting) {
+            (self.value)(setting)
         } else {
             String::new()
         }
     }
 }
 
+/// Sampling, and beam sampling, have every processor knob.
+fn samples(s: &Setting) -> bool {
+    s.strategy == Strategy::Sample || (s.strategy == Strategy::Beam && s.do_sample)
+}
+
+/// The penalties apply to greedy decoding and beam search too.
+fn penalised(s: &Setting) -> bool {
+    matches!(
+        s.strategy,
+        Strategy::Sample | Strategy::Greedy | Strategy::Beam
+    )
+}
+
+fn beam(s: &Setting) -> bool {
+    s.strategy == Strategy::Beam
+}
+
 macro_rules! number_knob {
-    ($name:ident, $penalty:expr) => {
+    ($name:ident, $applies:expr) => {
         KnobColumn {
             name: stringify!($name),
-            on: |p| p.$name != Processors::OFF.$name,
-            value: |p| number(p.$name, 6),
-            penalty: $penalty,
+            on: |s| s.processors.$name != Processors::OFF.$name,
+            applies: $applies,
+            value: |s| number(s.processors.$name, 6),
         }
     };
 }
 
 /// Every knob column, in the order they are written.
-pub const KNOB_COLUMNS: [KnobColumn; 10] = [
-    number_knob!(min_p, false),
-    number_knob!(typical_p, false),
-    number_knob!(epsilon_cutoff, false),
-    number_knob!(eta_cutoff, false),
-    number_knob!(top_n_sigma, false),
-    number_knob!(repetition_penalty, true),
-    number_knob!(frequency_penalty, true),
-    number_knob!(presence_penalty, true),
+pub const KNOB_COLUMNS: [KnobColumn; 14] = [
+    number_knob!(min_p, samples),
+    number_knob!(typical_p, samples),
+    number_knob!(epsilon_cutoff, samples),
+    number_knob!(eta_cutoff, samples),
+    number_knob!(top_n_sigma, samples),
+    number_knob!(repetition_penalty, penalised),
+    number_knob!(frequency_penalty, penalised),
+    number_knob!(presence_penalty, penalised),
     KnobColumn {
         name: "no_repeat_ngram_size",
-        on: |p| p.no_repeat_ngram_size != 0,
-        value: |p| p.no_repeat_ngram_size.to_string(),
-        penalty: true,
+        on: |s| s.processors.no_repeat_ngram_size != 0,
+        applies: penalised,
+        value: |s| s.processors.no_repeat_ngram_size.to_string(),
     },
     KnobColumn {
         name: "temperature_last",
-        on: |p| p.temperature_last,
-        value: |p| p.temperature_last.to_string(),
-        penalty: false,
+        on: |s| s.processors.temperature_last,
+        applies: samples,
+        value: |s| s.processors.temperature_last.to_string(),
+    },
+    KnobColumn {
+        name: "num_beam_groups",
+        on: |s| s.num_beam_groups > 1,
+        applies: beam,
+        value: |s| s.num_beam_groups.to_string(),
+    },
+    KnobColumn {
+        name: "diversity_penalty",
+        on: |s| s.diversity_penalty != 0.0,
+        applies: beam,
+        value: |s| number(s.diversity_penalty, 6),
+    },
+    KnobColumn {
+        name: "do_sample",
+        on: |s| s.do_sample,
+        applies: beam,
+        value: |s| s.do_sample.to_string(),
+    },
+    KnobColumn {
+        name: "penalty_alpha",
+        on: |s| s.penalty_alpha.is_some(),
+        applies: |s| s.strategy == Strategy::Contrastive,
+        value: |s| number(s.penalty_alpha.unwrap_or(0.0), 6),
     },
 ];
 
@@ -132,7 +182,7 @@ pub const KNOB_COLUMNS: [KnobColumn; 10] = [
 pub fn knob_columns(settings: &[Setting]) -> Vec<&'static KnobColumn> {
     KNOB_COLUMNS
         .iter()
-        .filter(|c| settings.iter().any(|s| (c.on)(&s.processors)))
+        .filter(|c| settings.iter().any(|s| (c.on)(s)))
         .collect()
 }
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 
-use crate::engine::beam::BeamParams;
+use crate::engine::beam::{BeamParams, BeamSampling};
+use crate::engine::contrastive::ContrastiveParams;
 use crate::engine::generate::{Generator, PreparedPrompt, SampleRow};
 use crate::engine::sampling::{SamplingParams, sample_rng};
 use crate::engine::tokenizer::Tokenizer;
@@ -41,10 +42,11 @@ pub(super) fn groups(todos: Vec<Todo>, settings: &[Setting], batch_size: usize) 
     let kind = |s: &Setting| match s.strategy {
         Strategy::Sample | Strategy::Greedy => Some(Strategy::Sample),
         Strategy::Beam => Some(Strategy::Beam),
+        Strategy::Contrastive => Some(Strategy::Contrastive),
         Strategy::Human => None,
     };
     let rows = |s: &Setting| match s.strategy {
-        Strategy::Beam => s.num_beams,
+        Strategy::Beam | Strategy::Contrastive => s.rows(),
         _ => s.samples,
     };
     let mut groups: Vec<Vec<Todo>> = Vec::new();
@@ -78,6 +80,14 @@ pub(super) fn describe(members: &[&Setting]) -> String {
             &[
                 ("beams", knob(|s| Some(s.num_beams as f64))),
                 ("lp", knob(|s| s.length_penalty)),
+            ],
+        ),
+        Strategy::Contrastive => crate::util::progress::batch_message(
+            "setting",
+            members.len(),
+            &[
+                ("alpha", knob(|s| s.penalty_alpha)),
+                ("k", knob(|s| Some(s.top_k as f64))),
             ],
         ),
         Strategy::Sample | Strategy::Greedy => crate::util::progress::batch_message(
@@ -299,6 +309,15 @@ impl Job<'_> {
                         length_penalty: s.length_penalty.unwrap_or(1.0),
                         early_stopping: s.early_stopping.unwrap_or_default(),
                         num_return_sequences: s.samples,
+                        processors: s.processors,
+                        num_beam_groups: s.num_beam_groups,
+                        diversity_penalty: s.diversity_penalty,
+                        sampling: s.do_sample.then(|| BeamSampling {
+                            temperature: s.temperature,
+                            top_k: s.top_k,
+                            top_p: s.top_p,
+                            seed: s.seed.unwrap_or(0),
+                        }),
                         ..BeamParams::new(s.num_beams)
                     }
                 })
@@ -328,6 +347,62 @@ impl Job<'_> {
                         ended_with_eos: h.ended_with_eos,
                     });
                 }
+            }
+            let of: Vec<usize> = made.iter().map(Vec::len).collect();
+            save_shares(group, &members, made, &of, wall_s, p, progress)?;
+        }
+        Ok(true)
+    }
+
+    /// Contrastive searches, one continuation per prompt each, sharing each forward batch;
+    /// `false` when interrupted (after saving the prompts done).
+    pub(super) fn contrastive(
+        &self,
+        group: &mut [Todo],
+        progress: &mut Progress,
+    ) -> Result<bool, RunError> {
+        let eos = self.generator.eos();
+        for (p, prompt) in self.prepared.iter().enumerate() {
+            let members: Vec<usize> = (0..group.len())
+                .filter(|&g| !group[g].missing[p].is_empty())
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            if self.interrupted() {
+                return Ok(false);
+            }
+            let params: Vec<ContrastiveParams> = members
+                .iter()
+                .map(|&g| {
+                    let s = &self.settings[group[g].index];
+                    ContrastiveParams {
+                        penalty_alpha: s.penalty_alpha.unwrap_or(0.0),
+                        top_k: s.top_k,
+                    }
+                })
+                .collect();
+            let t0 = Instant::now();
+            let found = self
+                .generator
+                .contrastive_searches(prompt, &params, self.exp.max_new_tokens)
+                .map_err(|error| {
+                    let setting_of =
+                        |search: usize| group[members.get(search).map_or(0, |&g| g)].index;
+                    self.decode_error(setting_of, p, error)
+                })?;
+            let wall_s = t0.elapsed().as_secs_f64();
+            let mut made: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
+            for (&g, c) in members.iter().zip(found) {
+                self.bar.inc(self.exp.max_new_tokens as u64);
+                made[g].push(Sample {
+                    prompt_index: p,
+                    sample_index: 0,
+                    text: continuation_text(self.tokenizer, &c.tokens, eos),
+                    token_ids: c.tokens,
+                    logprobs: c.logprobs,
+                    ended_with_eos: c.ended_with_eos,
+                });
             }
             let of: Vec<usize> = made.iter().map(Vec::len).collect();
             save_shares(group, &members, made, &of, wall_s, p, progress)?;

@@ -282,6 +282,7 @@ pub fn run_settings(
         let finished = match settings[group[0].index].strategy {
             Strategy::Sample | Strategy::Greedy => job.sampling(&mut group, &mut progress),
             Strategy::Beam => job.beams(&mut group, &mut progress),
+            Strategy::Contrastive => job.contrastive(&mut group, &mut progress),
             Strategy::Human => job.human(&mut group, &mut progress),
         };
         setting_bar.finish_and_clear();

@@ -333,7 +333,7 @@ impl Fingerprint {
     /// What a setting's file must hold to be read for `setting`.
     pub fn expected(&self, setting: &Setting) -> Expected {
         let (max_rows, exact_rows) = match setting.strategy {
-            Strategy::Sample | Strategy::Greedy => (setting.samples, true),
+            Strategy::Sample | Strategy::Greedy | Strategy::Contrastive => (setting.samples, true),
             // A beam search may find fewer hypotheses than asked for.
             Strategy::Beam => (setting.samples, false),
             Strategy::Human => (1, false),

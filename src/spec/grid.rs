@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::engine::beam::EarlyStopping;
 use crate::engine::processors::Processors;
-use crate::spec::experiment::{Experiment, early_stopping};
+use crate::spec::experiment::{BeamSpec, Experiment, early_stopping};
 
 /// How a setting picks tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -35,8 +35,12 @@ pub enum Strategy {
     Sample,
     /// Take the most likely token (temperature 0).
     Greedy,
-    /// Beam search, as transformers' `generate(num_beams=..)`.
+    /// Beam search, as transformers' `generate(num_beams=..)`: plain, group (diverse) or
+    /// beam sampling.
     Beam,
+    /// Contrastive search (Su et al. 2022), as transformers' `generate(penalty_alpha=..,
+    /// top_k=..)`.
+    Contrastive,
     /// Not generated: the human reference continuation, scored alongside for comparison.
     Human,
 }
@@ -48,6 +52,7 @@ impl Strategy {
             Strategy::Sample => "sample",
             Strategy::Greedy => "greedy",
             Strategy::Beam => "beam",
+            Strategy::Contrastive => "contrastive",
             Strategy::Human => "human",
         }
     }
@@ -77,9 +82,24 @@ pub struct Setting {
     /// Beam only; written as in the TOML (`true`, `false`, `"never"`).
     #[serde(serialize_with = "early_stopping::serialize_option")]
     pub early_stopping: Option<EarlyStopping>,
-    /// Continuations per prompt: `samples` for sampling, 1 for greedy,
+    /// Continuations per prompt: `samples` for sampling, 1 for greedy and contrastive,
     /// `num_return_sequences` for beam.
     pub samples: usize,
+    /// Beam only: groups of group (diverse) beam search; 1 is plain beam search. This and the
+    /// fields below are left out of the JSON at their defaults, so settings without them
+    /// serialise as they always have.
+    #[serde(skip_serializing_if = "is_one")]
+    pub num_beam_groups: usize,
+    /// Beam only, with `num_beam_groups > 1`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub diversity_penalty: f64,
+    /// Beam only: beam sampling, drawing with `temperature`, `top_k`, `top_p`, the truncation
+    /// knobs and `seed`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub do_sample: bool,
+    /// Contrastive only (with `top_k`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub penalty_alpha: Option<f64>,
     /// Penalties and further filters; greedy and beam keep only the penalties. Written
     /// flattened, each knob only when on, so settings without them serialise as they always
     /// have.
@@ -101,6 +121,10 @@ impl Setting {
             length_penalty: None,
             early_stopping: None,
             samples: 1,
+            num_beam_groups: 1,
+            diversity_penalty: 0.0,
+            do_sample: false,
+            penalty_alpha: None,
             processors: Processors::OFF,
         }
     }
@@ -141,8 +165,32 @@ impl Setting {
                     Some(EarlyStopping::Never) => id.push_str("_es-never"),
                     Some(EarlyStopping::Heuristic) | None => {}
                 }
+                if self.num_beam_groups > 1 {
+                    id.push_str(&format!(
+                        "_g{}_dp{}",
+                        self.num_beam_groups,
+                        number(self.diversity_penalty)
+                    ));
+                }
+                if self.do_sample {
+                    id.push_str(&format!(
+                        "_t{}_k{}_p{}",
+                        number(self.temperature),
+                        self.top_k,
+                        number(self.top_p)
+                    ));
+                }
+                id.push_str(&knob_suffix(&self.processors));
+                if let (true, Some(seed)) = (self.do_sample, self.seed) {
+                    id.push_str(&format!("_s{seed}"));
+                }
                 id
             }
+            Strategy::Contrastive => format!(
+                "contrastive_a{}_k{}",
+                number(self.penalty_alpha.unwrap_or(0.0)),
+                self.top_k
+            ),
             Strategy::Human => "human".to_owned(),
         }
     }
@@ -152,6 +200,7 @@ impl Setting {
     pub fn rows(&self) -> usize {
         match self.strategy {
             Strategy::Beam => self.num_beams,
+            Strategy::Contrastive => self.top_k.max(1),
             Strategy::Sample | Strategy::Greedy => self.samples,
             Strategy::Human => 0,
         }
@@ -253,6 +302,14 @@ pub fn knob_words(p: &Processors) -> String {
         .join(", ")
 }
 
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// Longest plain decimal a number keeps in an id; longer ones are written in scientific
 /// form, which is never longer than 24 characters for any finite f64.
 const MAX_PLAIN_DIGITS: usize = 16;
@@ -323,6 +380,7 @@ pub fn expand(exp: &Experiment) -> Expansion {
                                 early_stopping: None,
                                 samples: exp.samples,
                                 processors,
+                                ..Setting::single(Strategy::Sample)
                             };
                             if seen.insert(setting.id()) {
                                 settings.push(setting);
@@ -336,19 +394,15 @@ pub fn expand(exp: &Experiment) -> Expansion {
         }
     }
     if let Some(beam) = &exp.beam {
-        for &num_beams in &beam.num_beams {
-            for &length_penalty in &beam.length_penalty {
+        settings.extend(beam_settings(beam));
+    }
+    if let Some(contrastive) = &exp.contrastive {
+        for &penalty_alpha in &contrastive.penalty_alpha {
+            for &top_k in &contrastive.top_k {
                 settings.push(Setting {
-                    strategy: Strategy::Beam,
-                    temperature: 0.0,
-                    top_k: 0,
-                    top_p: 1.0,
-                    seed: None,
-                    num_beams,
-                    length_penalty: Some(length_penalty),
-                    early_stopping: Some(beam.early_stopping),
-                    samples: beam.num_return_sequences,
-                    processors: Processors::OFF,
+                    top_k,
+                    penalty_alpha: Some(penalty_alpha),
+                    ..Setting::single(Strategy::Contrastive)
                 });
             }
         }
@@ -358,6 +412,94 @@ pub fn expand(exp: &Experiment) -> Expansion {
         folded_greedy: greedy_points - greedy_settings,
         duplicates,
     }
+}
+
+/// The settings of `[beam]`, in the order `num_beams` outermost, then `length_penalty`,
+/// `num_beam_groups`, `diversity_penalty`, `repetition_penalty`, `no_repeat_ngram_size`,
+/// `do_sample` and, for beam sampling, its grid in `[grid]`'s order. `diversity_penalty` applies
+/// only with `num_beam_groups > 1` (transformers refuses it without groups, and groups without
+/// it), and group beam search does not sample, so those combinations are skipped; a setting
+/// listed twice that way is kept once.
+fn beam_settings(beam: &BeamSpec) -> Vec<Setting> {
+    let mut out: Vec<Setting> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut push = |s: Setting| {
+        if seen.insert(s.id()) {
+            out.push(s);
+        }
+    };
+    let sampling: Vec<(f64, usize, f64, Processors, u64)> = match &beam.sampling {
+        None => Vec::new(),
+        Some(grid) => {
+            let knobs = grid.processors();
+            let mut all = Vec::new();
+            for &t in &grid.temperature {
+                for &k in &grid.top_k {
+                    for &p in &grid.top_p {
+                        for &knob in &knobs {
+                            for &seed in &grid.seed {
+                                all.push((t, k, p, knob, seed));
+                            }
+                        }
+                    }
+                }
+            }
+            all
+        }
+    };
+    for &num_beams in &beam.num_beams {
+        for &length_penalty in &beam.length_penalty {
+            for &groups in &beam.num_beam_groups {
+                for &diversity_penalty in &beam.diversity_penalty {
+                    if (groups > 1) != (diversity_penalty > 0.0) {
+                        continue;
+                    }
+                    for &repetition_penalty in &beam.repetition_penalty {
+                        for &no_repeat_ngram_size in &beam.no_repeat_ngram_size {
+                            let penalties = Processors {
+                                repetition_penalty,
+                                no_repeat_ngram_size,
+                                ..Processors::OFF
+                            };
+                            let plain = Setting {
+                                strategy: Strategy::Beam,
+                                num_beams,
+                                length_penalty: Some(length_penalty),
+                                early_stopping: Some(beam.early_stopping),
+                                samples: beam.num_return_sequences,
+                                num_beam_groups: groups,
+                                diversity_penalty,
+                                processors: penalties,
+                                ..Setting::single(Strategy::Beam)
+                            };
+                            for &do_sample in &beam.do_sample {
+                                if !do_sample {
+                                    push(plain.clone());
+                                } else if groups == 1 {
+                                    for &(temperature, top_k, top_p, knobs, seed) in &sampling {
+                                        push(Setting {
+                                            temperature,
+                                            top_k,
+                                            top_p,
+                                            seed: Some(seed),
+                                            do_sample: true,
+                                            processors: Processors {
+                                                repetition_penalty,
+                                                no_repeat_ngram_size,
+                                                ..knobs
+                                            },
+                                            ..plain.clone()
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The most tokens the sweep will generate: Σ over settings of prompts × rows ×
@@ -593,6 +735,10 @@ mod tests {
             length_penalty: None,
             early_stopping: None,
             samples: 1,
+            num_beam_groups: 1,
+            diversity_penalty: 0.0,
+            do_sample: false,
+            penalty_alpha: None,
             processors: Processors::OFF,
         };
         assert_eq!(setting(1.0).id(), "sample_t1_k0_p1_s0");
@@ -624,6 +770,10 @@ mod tests {
             length_penalty: None,
             early_stopping: None,
             samples: 1,
+            num_beam_groups: 1,
+            diversity_penalty: 0.0,
+            do_sample: false,
+            penalty_alpha: None,
             processors: Processors::OFF,
         };
         let beam = |lp: f64| Setting {

@@ -8,8 +8,8 @@ use super::axes::{Axis, format_number};
 use super::canvas::{DrawResult, err};
 use super::legend::{Marker, draw_legend, draw_marker};
 use super::style::{
-    BEAM_COLOR, GREEDY_COLOR, GRID_COLOR, HUMAN_COLOR, LABEL_COLOR, LEGEND_WIDTH, font,
-    temperature_color,
+    BEAM_COLOR, CONTRASTIVE_COLOR, GREEDY_COLOR, GRID_COLOR, HUMAN_COLOR, LABEL_COLOR,
+    LEGEND_WIDTH, font, temperature_color,
 };
 use crate::spec::grid::Strategy;
 
@@ -25,6 +25,7 @@ fn marker_of(row: &PlotRow, t_lo: f64, t_hi: f64) -> Marker {
         Strategy::Sample => Marker::Circle(temperature_color(row.temperature, t_lo, t_hi)),
         Strategy::Greedy => Marker::Triangle(GREEDY_COLOR),
         Strategy::Beam => Marker::Square(BEAM_COLOR),
+        Strategy::Contrastive => Marker::Triangle(CONTRASTIVE_COLOR),
         Strategy::Human => Marker::Cross(HUMAN_COLOR),
     }
 }
@@ -89,6 +90,7 @@ pub(super) fn draw_quality_diversity<DB: DrawingBackend>(
     order.sort_by_key(|r| match r.strategy {
         Strategy::Sample => 0,
         Strategy::Beam => 1,
+        Strategy::Contrastive => 1,
         Strategy::Human => 2,
         Strategy::Greedy => 3,
     });
@@ -134,6 +136,12 @@ pub(super) fn draw_quality_diversity<DB: DrawingBackend>(
         legend.push((
             Marker::Square(BEAM_COLOR),
             format!("beam search, n = {}", beams.join(", ")),
+        ));
+    }
+    if has(Strategy::Contrastive) {
+        legend.push((
+            Marker::Triangle(CONTRASTIVE_COLOR),
+            "contrastive search".to_string(),
         ));
     }
     if has(Strategy::Human) {

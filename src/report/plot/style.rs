@@ -23,6 +23,7 @@ pub(super) const TAB10: [RGBColor; 10] = [
 pub(super) const GREEDY_COLOR: RGBColor = RGBColor(0, 0, 0);
 pub(super) const BEAM_COLOR: RGBColor = RGBColor(0, 128, 96);
 pub(super) const HUMAN_COLOR: RGBColor = RGBColor(200, 0, 0);
+pub(super) const CONTRASTIVE_COLOR: RGBColor = RGBColor(148, 0, 211);
 pub(super) const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
 pub(super) const LABEL_COLOR: RGBColor = RGBColor(60, 60, 60);
 

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::spec::experiment::Position;
-use crate::spec::experiment::schema::{BEAM_KEYS, GRID_KEYS, TOP_KEYS};
+use crate::spec::experiment::schema::{BEAM_KEYS, CONTRASTIVE_KEYS, GRID_KEYS, TOP_KEYS};
 
 /// The 1-based line and character column of byte `offset` in `text`.
 pub(super) fn position_of(text: &str, offset: usize) -> Position {
@@ -37,6 +37,8 @@ pub(super) fn friendlier_message(message: &str) -> String {
         " in [grid]"
     } else if allowed == BEAM_KEYS {
         " in [beam]"
+    } else if allowed == CONTRASTIVE_KEYS {
+        " in [contrastive]"
     } else if allowed == TOP_KEYS {
         " at the top level"
     } else {
@@ -156,6 +158,7 @@ fn keys_of(table: Option<&str>) -> &'static [&'static str] {
         None => TOP_KEYS,
         Some("grid") => GRID_KEYS,
         Some("beam") => BEAM_KEYS,
+        Some("contrastive") => CONTRASTIVE_KEYS,
         Some(_) => &[],
     }
 }

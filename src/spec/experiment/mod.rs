@@ -102,6 +102,20 @@ pub struct Experiment {
     pub grids: Vec<GridSpec>,
     /// Beam-search baselines; `None` when the file has no `[beam]`.
     pub beam: Option<BeamSpec>,
+    /// Contrastive search; `None` (and left out of `experiment.json`) without `[contrastive]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive: Option<ContrastiveSpec>,
+}
+
+/// The `[contrastive]` table: contrastive search (Su et al. 2022) at every (penalty_alpha,
+/// top_k) pair, `penalty_alpha` outer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContrastiveSpec {
+    /// The weight α of the degeneration penalty, in [0, 1]; 0 is greedy.
+    pub penalty_alpha: Vec<f64>,
+    /// Candidates re-ranked per step, at least 1.
+    pub top_k: Vec<usize>,
 }
 
 /// `baseline` as written: a beam width, of which the best-scoring setting is taken when
@@ -270,6 +284,32 @@ pub struct BeamSpec {
     pub early_stopping: EarlyStopping,
     /// Finished hypotheses kept per prompt; at most the smallest `num_beams`.
     pub num_return_sequences: usize,
+    /// Group (diverse) beam search: groups per search, each dividing every `num_beams`; 1 is
+    /// plain beam search. Each list below is left out of `experiment.json` at its default.
+    #[serde(default = "one_group", skip_serializing_if = "is_one_group")]
+    pub num_beam_groups: Vec<usize>,
+    /// The Hamming diversity penalty between groups; it applies where `num_beam_groups > 1`,
+    /// which needs it positive.
+    #[serde(default = "zero", skip_serializing_if = "is_zero")]
+    pub diversity_penalty: Vec<f64>,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub repetition_penalty: Vec<f64>,
+    #[serde(default = "no_ngrams", skip_serializing_if = "is_no_ngrams")]
+    pub no_repeat_ngram_size: Vec<usize>,
+    /// Beam sampling: `true` draws the candidates from the warped distribution.
+    #[serde(default = "not_last", skip_serializing_if = "is_not_last")]
+    pub do_sample: Vec<bool>,
+    /// The warpers and seeds of beam sampling (`temperature`, `top_k`, `top_p`, `seed` and the
+    /// truncation filters, as in `[grid]`); `None` without `do_sample = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<GridSpec>,
+}
+
+fn one_group() -> Vec<usize> {
+    vec![1]
+}
+fn is_one_group(v: &[usize]) -> bool {
+    v == [1]
 }
 
 /// Writes [`Experiment::grids`]: `null`, one table, or a list of tables (see there).

@@ -9,12 +9,12 @@ use toml::Spanned;
 use crate::spec::experiment::diagnostics::position_of;
 use crate::spec::experiment::prompts::{PROMPTS_EXTENSIONS, read_prompts_file};
 use crate::spec::experiment::schema::{
-    Flag, Int, Num, OneOrMany, RawBaseline, RawBeam, RawExperiment, RawGrid, RawGrids, RawPrompts,
-    Scalar,
+    Flag, Int, Num, OneOrMany, RawBaseline, RawBeam, RawContrastive, RawExperiment, RawGrid,
+    RawGrids, RawPrompts, Scalar,
 };
 use crate::spec::experiment::{
-    Baseline, BeamSpec, DEFAULT_BATCH_SIZE, Experiment, ExperimentError, GridSpec, Location,
-    Position, Prompt,
+    Baseline, BeamSpec, ContrastiveSpec, DEFAULT_BATCH_SIZE, Experiment, ExperimentError, GridSpec,
+    Location, Position, Prompt,
 };
 use crate::spec::limits::{
     self, MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_SAMPLES, MAX_SETTINGS,
@@ -221,12 +221,13 @@ impl Ctx<'_> {
         };
         let beam_span = raw.beam.as_ref().map(|b| b.span());
         let beam = raw.beam.map(|b| self.beam(b)).transpose()?;
+        let contrastive = raw.contrastive.map(|c| self.contrastive(c)).transpose()?;
         self.count_settings(&grids, grid_span, beam.as_ref(), beam_span)?;
-        if grids.is_empty() && beam.is_none() {
+        if grids.is_empty() && beam.is_none() && contrastive.is_none() {
             return Err(self.invalid(
                 None,
                 "no settings: add a [grid] table (sampling and greedy), a [beam] table \
-                 (beam-search baselines), or both"
+                 (beam-search baselines), a [contrastive] table, or several"
                     .to_owned(),
             ));
         }
@@ -293,6 +294,7 @@ impl Ctx<'_> {
             baseline: None,
             grids,
             beam,
+            contrastive,
         };
         if let Some((baseline, span)) = baseline {
             // A setting id is checked against the ids the beam table expands to, which the
@@ -362,12 +364,38 @@ impl Ctx<'_> {
                 lens[0], lens[1], lens[2], lens[3]
             ));
         }
-        let beam_points = beam.map_or(0, |b| product(&[b.num_beams.len(), b.length_penalty.len()]));
+        // An upper bound: combinations that do not apply are skipped when expanding.
+        let beam_points = beam.map_or(0, |b| {
+            let sampling = b.sampling.as_ref().map_or(1, |g| {
+                product(&[
+                    g.temperature.len(),
+                    g.top_k.len(),
+                    g.top_p.len(),
+                    g.seed.len(),
+                ])
+                .saturating_mul(product(&g.processor_lengths().map(|(_, n)| n)))
+            });
+            product(&[
+                b.num_beams.len(),
+                b.length_penalty.len(),
+                b.num_beam_groups.len(),
+                b.diversity_penalty.len(),
+                b.repetition_penalty.len(),
+                b.no_repeat_ngram_size.len(),
+                b.do_sample.len(),
+            ])
+            .saturating_mul(sampling)
+        });
         if let Some(b) = beam {
             parts.push(format!(
-                "[beam]: {beam_points} = num_beams {} x length_penalty {}",
+                "[beam]: {beam_points} = num_beams {} x length_penalty {}{}",
                 b.num_beams.len(),
-                b.length_penalty.len()
+                b.length_penalty.len(),
+                if beam_points > product(&[b.num_beams.len(), b.length_penalty.len()]) {
+                    " x its other lists"
+                } else {
+                    ""
+                }
             ));
         }
         let total = grid_points.saturating_add(beam_points);
@@ -632,11 +660,194 @@ impl Ctx<'_> {
                 }
             },
         };
+        let num_beam_groups = match raw.num_beam_groups {
+            Some(g) => {
+                let span = g.span();
+                let groups = self.list(
+                    "num_beam_groups",
+                    g,
+                    "num_beam_groups must be an integer >= 1 (1 = plain beam search)",
+                    |Int(v)| usize::try_from(v).ok().filter(|&g| g >= 1),
+                )?;
+                for &g in &groups {
+                    if let Some(&n) = num_beams.iter().find(|&&n| n % g != 0) {
+                        return Err(self.invalid(
+                            Some(span),
+                            format!(
+                                "num_beam_groups = {g} does not divide num_beams = {n}; every \
+                                 num_beam_groups must divide every num_beams"
+                            ),
+                        ));
+                    }
+                }
+                groups
+            }
+            None => vec![1],
+        };
+        let diversity_penalty = match raw.diversity_penalty {
+            Some(d) => self.list(
+                "diversity_penalty",
+                d,
+                "diversity_penalty must be a finite number >= 0 (it applies with \
+                 num_beam_groups > 1, which needs it positive)",
+                |Num(v)| (v.is_finite() && v >= 0.0).then_some(v + 0.0),
+            )?,
+            None => vec![0.0],
+        };
+        if num_beam_groups.iter().any(|&g| g > 1) && !diversity_penalty.iter().any(|&d| d > 0.0) {
+            return Err(self.invalid(
+                Some(table_span.clone()),
+                "num_beam_groups > 1 needs a positive diversity_penalty (group beam search \
+                 without one runs identical groups), e.g. diversity_penalty = 0.5"
+                    .to_owned(),
+            ));
+        }
+        let number_knob = |key: &str, raw: Option<Spanned<OneOrMany<Num>>>, off: f64| {
+            let (check, rule) = limits::knob_rule(key);
+            match raw {
+                Some(values) => self.list(key, values, &format!("{key} {rule}"), |Num(v)| {
+                    check(v).then_some(v + 0.0)
+                }),
+                None => Ok(vec![off]),
+            }
+        };
+        let repetition_penalty = number_knob("repetition_penalty", raw.repetition_penalty, 1.0)?;
+        let no_repeat_ngram_size = match raw.no_repeat_ngram_size {
+            Some(n) => self.list(
+                "no_repeat_ngram_size",
+                n,
+                "no_repeat_ngram_size must be an integer >= 0 (0 = off)",
+                |Int(v)| usize::try_from(v).ok(),
+            )?,
+            None => vec![0],
+        };
+        let do_sample = match raw.do_sample {
+            Some(d) => self.list(
+                "do_sample",
+                d,
+                "do_sample must be true or false",
+                |Flag(v)| Some(v),
+            )?,
+            None => vec![false],
+        };
+        let sampling_keys = [
+            ("temperature", raw.temperature.as_ref().map(|v| v.span())),
+            ("top_k", raw.top_k.as_ref().map(|v| v.span())),
+            ("top_p", raw.top_p.as_ref().map(|v| v.span())),
+            ("seed", raw.seed.as_ref().map(|v| v.span())),
+            ("min_p", raw.min_p.as_ref().map(|v| v.span())),
+            ("typical_p", raw.typical_p.as_ref().map(|v| v.span())),
+            (
+                "epsilon_cutoff",
+                raw.epsilon_cutoff.as_ref().map(|v| v.span()),
+            ),
+            ("eta_cutoff", raw.eta_cutoff.as_ref().map(|v| v.span())),
+            ("top_n_sigma", raw.top_n_sigma.as_ref().map(|v| v.span())),
+            (
+                "temperature_last",
+                raw.temperature_last.as_ref().map(|v| v.span()),
+            ),
+        ];
+        let sampling = if do_sample.contains(&true) {
+            let grid = self.grid(RawGrid {
+                temperature: raw.temperature,
+                top_k: raw.top_k,
+                top_p: raw.top_p,
+                seed: raw.seed,
+                min_p: raw.min_p,
+                typical_p: raw.typical_p,
+                epsilon_cutoff: raw.epsilon_cutoff,
+                eta_cutoff: raw.eta_cutoff,
+                top_n_sigma: raw.top_n_sigma,
+                repetition_penalty: None,
+                frequency_penalty: None,
+                presence_penalty: None,
+                no_repeat_ngram_size: None,
+                temperature_last: raw.temperature_last,
+            })?;
+            if grid.temperature.contains(&0.0) {
+                return Err(self.invalid(
+                    sampling_keys[0].1.clone(),
+                    "temperature = 0 in [beam] would be plain beam search; beam sampling needs \
+                     a temperature above 0 (use do_sample = [false, true] for both)"
+                        .to_owned(),
+                ));
+            }
+            Some(grid)
+        } else {
+            if let Some((key, span)) = sampling_keys
+                .iter()
+                .find_map(|(key, span)| span.clone().map(|s| (key, s)))
+            {
+                return Err(self.invalid(
+                    Some(span),
+                    format!(
+                        "{key} in [beam] applies to beam sampling only: add do_sample = true, \
+                         or move {key} to [grid]"
+                    ),
+                ));
+            }
+            None
+        };
         Ok(BeamSpec {
             num_beams,
             length_penalty,
             early_stopping,
             num_return_sequences,
+            num_beam_groups,
+            diversity_penalty,
+            repetition_penalty,
+            no_repeat_ngram_size,
+            do_sample,
+            sampling,
+        })
+    }
+
+    fn contrastive(
+        &self,
+        raw: Spanned<RawContrastive>,
+    ) -> Result<ContrastiveSpec, ExperimentError> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let missing = |key: &str, example: &str| {
+            self.invalid(
+                Some(span.clone()),
+                format!("[contrastive] is missing {key}, e.g. {example}"),
+            )
+        };
+        let penalty_alpha = match raw.penalty_alpha {
+            Some(a) => self.list(
+                "penalty_alpha",
+                a,
+                "penalty_alpha must be in [0, 1] (0 = greedy)",
+                |Num(v)| (0.0..=1.0).contains(&v).then_some(v + 0.0),
+            )?,
+            None => return Err(missing("penalty_alpha", "penalty_alpha = [0.6]")),
+        };
+        let top_k = match raw.top_k {
+            Some(k) => self.list(
+                "top_k",
+                k,
+                "top_k must be an integer >= 1 (the candidates re-ranked per step)",
+                |Int(v)| usize::try_from(v).ok().filter(|&k| k >= 1),
+            )?,
+            None => return Err(missing("top_k", "top_k = [4]")),
+        };
+        if penalty_alpha.len() * top_k.len() > MAX_SETTINGS {
+            return Err(self.invalid(
+                Some(span),
+                format!(
+                    "[contrastive] has {} settings (penalty_alpha {} x top_k {}); at most \
+                     {MAX_SETTINGS} are allowed: give fewer values",
+                    penalty_alpha.len() * top_k.len(),
+                    penalty_alpha.len(),
+                    top_k.len()
+                ),
+            ));
+        }
+        Ok(ContrastiveSpec {
+            penalty_alpha,
+            top_k,
         })
     }
 }

@@ -23,6 +23,7 @@ pub const TOP_KEYS: &[&str] = &[
     "baseline",
     "grid",
     "beam",
+    "contrastive",
 ];
 pub const GRID_KEYS: &[&str] = &[
     "temperature",
@@ -45,7 +46,23 @@ pub const BEAM_KEYS: &[&str] = &[
     "length_penalty",
     "early_stopping",
     "num_return_sequences",
+    "num_beam_groups",
+    "diversity_penalty",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "top_n_sigma",
+    "temperature_last",
 ];
+pub const CONTRASTIVE_KEYS: &[&str] = &["penalty_alpha", "top_k"];
 
 /// `baseline` before its check: a number (kept signed for the message) or a setting id.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +106,7 @@ pub(super) struct RawExperiment {
     pub(super) baseline: Option<Spanned<RawBaseline>>,
     pub(super) grid: Option<Spanned<RawGrids>>,
     pub(super) beam: Option<Spanned<RawBeam>>,
+    pub(super) contrastive: Option<Spanned<RawContrastive>>,
 }
 
 /// `prompts` as written: a list of strings, or one string (a one-element list, as a scalar
@@ -199,6 +217,28 @@ pub(super) struct RawBeam {
     pub(super) length_penalty: Option<Spanned<OneOrMany<Num>>>,
     pub(super) early_stopping: Option<Spanned<RawEarlyStopping>>,
     pub(super) num_return_sequences: Option<Spanned<Int>>,
+    pub(super) num_beam_groups: Option<Spanned<OneOrMany<Int>>>,
+    pub(super) diversity_penalty: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) repetition_penalty: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) no_repeat_ngram_size: Option<Spanned<OneOrMany<Int>>>,
+    pub(super) do_sample: Option<Spanned<OneOrMany<Flag>>>,
+    pub(super) temperature: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) top_k: Option<Spanned<OneOrMany<Int>>>,
+    pub(super) top_p: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) seed: Option<Spanned<OneOrMany<Int>>>,
+    pub(super) min_p: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) typical_p: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) epsilon_cutoff: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) eta_cutoff: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) top_n_sigma: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) temperature_last: Option<Spanned<OneOrMany<Flag>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [contrastive] table")]
+pub(super) struct RawContrastive {
+    pub(super) penalty_alpha: Option<Spanned<OneOrMany<Num>>>,
+    pub(super) top_k: Option<Spanned<OneOrMany<Int>>>,
 }
 
 /// A TOML integer. Kept signed so that `top_k = -1` reaches the range check and gets a
