@@ -253,3 +253,119 @@ fn no_knob_no_column() {
     assert_eq!(r.summary_header[..8], r.header[..8]);
     assert_eq!(r.summary_header[8], "samples");
 }
+
+/// `[beam]`'s groups, penalties and beam sampling, and `[contrastive]`, through the binary:
+/// their ids and columns, and the same rows whatever the batch size.
+#[test]
+fn beam_variants_and_contrastive_search_run_as_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = "[beam]\nnum_beams = 4\nnum_beam_groups = [1, 2]\ndiversity_penalty = [0, 0.5]\n\
+                  repetition_penalty = [1, 1.3]\ndo_sample = [false, true]\ntemperature = 0.8\n\
+                  seed = 3\n[contrastive]\npenalty_alpha = [0, 0.6]\ntop_k = [2, 4]\n";
+    let a = run(dir.path(), "a", &experiment(tables, 4), "1");
+    let settings: Vec<String> = a.summary.iter().map(|row| row[0].clone()).collect();
+    assert_eq!(
+        settings,
+        [
+            "beam_n4_lp1",
+            "beam_n4_lp1_t0.8_k0_p1_s3",
+            "beam_n4_lp1_rp1.3",
+            "beam_n4_lp1_t0.8_k0_p1_rp1.3_s3",
+            "beam_n4_lp1_g2_dp0.5",
+            "beam_n4_lp1_g2_dp0.5_rp1.3",
+            "contrastive_a0_k2",
+            "contrastive_a0_k4",
+            "contrastive_a0.6_k2",
+            "contrastive_a0.6_k4",
+        ]
+    );
+    let after = a.header.iter().position(|h| h == "length_penalty").unwrap();
+    assert_eq!(
+        a.header[after + 1..after + 6],
+        [
+            "repetition_penalty",
+            "num_beam_groups",
+            "diversity_penalty",
+            "do_sample",
+            "penalty_alpha"
+        ]
+    );
+    for row in &a.rows {
+        let id = a.cell(row, "setting");
+        let cells = [
+            "temperature",
+            "top_k",
+            "seed",
+            "num_beam_groups",
+            "do_sample",
+            "penalty_alpha",
+        ]
+        .map(|c| a.cell(row, c));
+        match id {
+            "beam_n4_lp1_t0.8_k0_p1_s3" => {
+                assert_eq!(cells, ["0.8", "0", "3", "1", "true", ""])
+            }
+            "beam_n4_lp1_g2_dp0.5" => assert_eq!(cells, ["", "", "", "2", "false", ""]),
+            "contrastive_a0.6_k4" => assert_eq!(cells, ["", "4", "", "", "", "0.6"]),
+            _ => {}
+        }
+    }
+    // α = 0 is greedy whatever k: both rows are the greedy continuation.
+    let of = |id: &str| -> Vec<String> {
+        a.rows
+            .iter()
+            .filter(|r| a.cell(r, "setting") == id)
+            .map(|r| a.cell(r, "token_ids").to_owned())
+            .collect()
+    };
+    assert_eq!(of("contrastive_a0_k2"), of("contrastive_a0_k4"));
+    assert_eq!(of("contrastive_a0.6_k4").len(), 3);
+    let b = run(dir.path(), "b", &experiment(tables, 64), "2");
+    assert_eq!(a.samples(), b.samples());
+}
+
+/// Bad values of the new tables are exit-2 errors that name the file, line and column.
+#[test]
+fn bad_beam_and_contrastive_values_name_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    for (table, place, needle) in [
+        (
+            "[beam]\nnum_beams = [4, 6]\nnum_beam_groups = [1, 4]\ndiversity_penalty = 0.5\n",
+            ":9:19:",
+            "num_beam_groups = 4 does not divide num_beams = 6",
+        ),
+        (
+            "[beam]\nnum_beams = 4\ntemperature = 0.7\n",
+            ":9:15:",
+            "temperature in [beam] applies to beam sampling only",
+        ),
+        (
+            "[contrastive]\npenalty_alpha = 0.6\ntop_k = 0\n",
+            ":9:9:",
+            "top_k = 0 is out of range; top_k must be an integer >= 1",
+        ),
+        (
+            "[contrastive]\npenalty_alpha = 1.5\ntop_k = 4\n",
+            ":8:17:",
+            "penalty_alpha = 1.5 is out of range",
+        ),
+        (
+            "[grid]\ntypical_p = 0\n",
+            ":8:13:",
+            "typical_p = 0 is out of range",
+        ),
+    ] {
+        let toml = dir.path().join("bad.toml");
+        std::fs::write(&toml, experiment(table, 4)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .current_dir(dir.path())
+            .args([toml.to_str().unwrap(), "--quiet"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("bad.toml{place}")), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!dir.path().join("results").exists());
+    }
+}

@@ -66,11 +66,16 @@ pub fn validate(path: &std::path::Path) -> Result<()> {
     );
     println!("  prompts:   {}", exp.prompts.len());
     println!(
-        "  settings:  {} ({} sampling, {} greedy, {} beam{})",
+        "  settings:  {} ({} sampling, {} greedy, {} beam{}{})",
         settings.len(),
         count(Strategy::Sample),
         count(Strategy::Greedy),
         count(Strategy::Beam),
+        if count(Strategy::Contrastive) > 0 {
+            format!(", {} contrastive", count(Strategy::Contrastive))
+        } else {
+            String::new()
+        },
         if count(Strategy::Human) > 0 {
             ", plus the human reference"
         } else {
@@ -79,8 +84,14 @@ pub fn validate(path: &std::path::Path) -> Result<()> {
     );
     if folded > 0 {
         println!(
-            "  greedy:    {} temperature-0 grid points fold into one greedy setting",
-            folded + 1
+            "  greedy:    {} temperature-0 grid points fold into {} greedy setting{}",
+            folded + count(Strategy::Greedy),
+            count(Strategy::Greedy),
+            if count(Strategy::Greedy) == 1 {
+                ""
+            } else {
+                "s"
+            }
         );
     }
     println!(

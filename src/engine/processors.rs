@@ -336,27 +336,48 @@ fn max_logit(logits: &[f32]) -> f32 {
     logits.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// Log-probabilities in f64, or `None` when the row has no finite maximum (nothing to filter).
-fn log_softmax(logits: &[f32]) -> Option<Vec<f64>> {
-    let max = max_logit(logits);
-    if !max.is_finite() {
-        return None;
-    }
-    let max = max as f64;
-    let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    let ln_total = total.ln();
-    Some(logits.iter().map(|&l| l as f64 - max - ln_total).collect())
+/// A row's distribution in f64, from one exponential per token: with s = l − max and
+/// Z = Σ e^s, p = e^s / Z, log p = s − ln Z, and the entropy is H = ln Z − Σ p·s. A removed
+/// token (`-inf`) has p = 0, log p = −inf and contributes nothing to H, as in transformers'
+/// `nansum` and `Categorical.entropy`.
+struct Distribution {
+    shifted: Vec<f64>,
+    probs: Vec<f64>,
+    ln_total: f64,
 }
 
-/// Shannon entropy in nats of the distribution whose log-probabilities are `log_probs`;
-/// removed tokens (`-inf`) contribute nothing, as in transformers' `nansum` and
-/// `Categorical.entropy`.
-fn entropy(log_probs: &[f64]) -> f64 {
-    -log_probs
-        .iter()
-        .filter(|lp| lp.is_finite())
-        .map(|&lp| lp.exp() * lp)
-        .sum::<f64>()
+impl Distribution {
+    /// `None` when the row has no finite maximum (nothing to filter).
+    fn of(logits: &[f32]) -> Option<Self> {
+        let max = max_logit(logits);
+        if !max.is_finite() {
+            return None;
+        }
+        let shifted: Vec<f64> = logits.iter().map(|&l| l as f64 - max as f64).collect();
+        // Exponentials in f32 (within 2 ulp, see `kernels::exponential`; transformers takes
+        // its softmax in f32), everything after in f64.
+        let mut weights = vec![0f32; logits.len()];
+        crate::engine::kernels::exponential::exp_shifted_into(logits, max, 1.0, &mut weights);
+        let mut probs: Vec<f64> = weights.iter().map(|&w| w as f64).collect();
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        Some(Self {
+            shifted,
+            probs,
+            ln_total: total.ln(),
+        })
+    }
+
+    fn entropy(&self) -> f64 {
+        self.ln_total
+            - self
+                .probs
+                .iter()
+                .zip(&self.shifted)
+                .filter(|(p, _)| **p > 0.0)
+                .map(|(p, s)| p * s)
+                .sum::<f64>()
+    }
 }
 
 /// The CTRL repetition penalty (Keskar et al. 2019, `RepetitionPenaltyLogitsProcessor`): every
@@ -410,9 +431,20 @@ pub fn min_p(logits: &mut [f32], min_p: f32) {
     let keep = logits.iter().position(|&l| l == max);
     // In f32, as transformers' softmax: a token whose exp(l − max) rounds to exactly min_p
     // (say l − max = f32(ln 0.25)) sits on the cut and stays, where f64 would put it a hair
-    // below and remove it.
+    // below and remove it. Only values near the cut need the exponential; f32's is within
+    // 1e-6 relative, far inside the 1e-3 margin, elsewhere the comparison of l − max with
+    // ln min_p decides the same way.
+    let cut = (min_p as f64).ln();
     for (i, l) in logits.iter_mut().enumerate() {
-        if Some(i) != keep && (*l - max).exp() < min_p {
+        let x = *l - max;
+        let below = if (x as f64) < cut - 1e-3 {
+            true
+        } else if (x as f64) > cut + 1e-3 {
+            false
+        } else {
+            x.exp() < min_p
+        };
+        if Some(i) != keep && below {
             *l = f32::NEG_INFINITY;
         }
     }
@@ -430,100 +462,93 @@ pub fn typical(logits: &mut [f32], mass: f32) {
     if mass >= 1.0 {
         return;
     }
-    let max = max_logit(logits);
-    if !max.is_finite() {
+    let Some(d) = Distribution::of(logits) else {
         return;
-    }
-    // One exponential per token: with s = l − max and Z = Σ e^s, log p = s − ln Z and the
-    // entropy is H = ln Z − Σ p·s, so the surprisal's distance from H needs no second pass.
-    let shifted: Vec<f64> = logits.iter().map(|&l| l as f64 - max as f64).collect();
-    let weights: Vec<f64> = shifted.iter().map(|s| s.exp()).collect();
-    let total: f64 = weights.iter().sum();
-    let ln_total = total.ln();
-    let probs: Vec<f64> = weights.iter().map(|w| w / total).collect();
-    let h = ln_total
-        - probs
-            .iter()
-            .zip(&shifted)
-            .filter(|(p, _)| **p > 0.0)
-            .map(|(p, s)| p * s)
-            .sum::<f64>();
-    // A removed token has surprisal +inf and sorts last with a distance of +inf.
-    let distance: Vec<f64> = shifted.iter().map(|&s| (ln_total - s - h).abs()).collect();
-    let by_distance = |a: &usize, b: &usize| distance[*a].total_cmp(&distance[*b]).then(a.cmp(b));
-    let mass = mass as f64;
-    // Where, in `order`, the cumulative probability first reaches `mass` (the number of
-    // positions below it), if it does before any token at distance `bound` or farther.
-    let reach = |order: &[usize], bound: f64| -> Option<usize> {
-        let mut cumulative = 0.0;
-        for (position, &i) in order.iter().enumerate() {
-            if distance[i] >= bound {
-                return None;
-            }
-            cumulative += probs[i];
-            if cumulative >= mass {
-                return Some(position);
-            }
-        }
-        None
     };
-    // The closest few hundred tokens nearly always hold the mass: sort only those. The cut is
-    // the full sort's whenever it falls before the farthest of them, since every token before
-    // it is then strictly closer than all the tokens left unsorted.
-    const FEW: usize = 512;
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    let mut found = None;
-    if order.len() > 2 * FEW {
-        let (few, &mut farthest, _) = order.select_nth_unstable_by(FEW, by_distance);
-        few.sort_by(by_distance);
-        let bound = distance[farthest];
-        found = reach(few, bound);
-    }
-    let last = match found {
-        Some(position) => position,
-        None => {
-            order.sort_by(by_distance);
-            reach(&order, f64::INFINITY).unwrap_or(order.len() - 1)
-        }
+    let h = d.entropy();
+    // |−log p − H|; a removed token has surprisal +inf and a distance of +inf.
+    let distance: Vec<f64> = d
+        .shifted
+        .iter()
+        .map(|&s| (d.ln_total - s - h).abs())
+        .collect();
+    let Some(threshold) = typical_threshold(&distance, &d.probs, mass as f64) else {
+        // The mass is never reached (rounding, with mass near 1): everything stays.
+        return;
     };
-    let threshold = distance[order[last]];
-    // The closest token always stays.
-    let closest = order[0];
-    for (i, l) in logits.iter_mut().enumerate() {
-        if i != closest && distance[i] > threshold {
+    for (l, &dist) in logits.iter_mut().zip(&distance) {
+        if dist > threshold {
             *l = f32::NEG_INFINITY;
         }
     }
+}
+
+/// The distance of the token at which transformers' sorted cumulative sum first reaches
+/// `mass`: the smallest distance D with Σ p over distances ≤ D at least `mass`, found by
+/// repeated partition around a median instead of a sort of the vocabulary (linear time; the
+/// sums are the same up to the order of addition). Tokens tied at D all stay, as they do
+/// after transformers' sort, and so does the closest token, whose distance is at most D.
+fn typical_threshold(distance: &[f64], probs: &[f64], mass: f64) -> Option<f64> {
+    let mut candidates: Vec<u32> = (0..distance.len() as u32)
+        .filter(|&i| probs[i as usize] > 0.0)
+        .collect();
+    let mut below = 0.0;
+    let sum = |set: &[u32]| set.iter().map(|&i| probs[i as usize]).sum::<f64>();
+    while !candidates.is_empty() {
+        let middle = candidates.len() / 2;
+        let (_, &mut pivot, _) = candidates.select_nth_unstable_by(middle, |&a, &b| {
+            distance[a as usize].total_cmp(&distance[b as usize])
+        });
+        let pivot = distance[pivot as usize];
+        let (within, beyond): (Vec<u32>, Vec<u32>) = candidates
+            .iter()
+            .partition(|&&i| distance[i as usize] <= pivot);
+        if below + sum(&within) >= mass {
+            let closer: Vec<u32> = within
+                .into_iter()
+                .filter(|&i| distance[i as usize] < pivot)
+                .collect();
+            if below + sum(&closer) >= mass {
+                candidates = closer;
+            } else {
+                return Some(pivot);
+            }
+        } else {
+            below += sum(&within);
+            candidates = beyond;
+        }
+    }
+    None
 }
 
 /// ε-sampling (Hewitt et al. 2022, "Truncation Sampling as Language Model Desmoothing",
 /// `EpsilonLogitsWarper`): remove the tokens with probability below `epsilon`, except the most
 /// likely token and every token tied with it, so an `epsilon` above p_max leaves the argmax.
 pub fn epsilon(logits: &mut [f32], epsilon: f32) {
-    let Some(log_probs) = log_softmax(logits) else {
+    let Some(d) = Distribution::of(logits) else {
         return;
     };
-    cut_below(logits, &log_probs, epsilon as f64);
+    cut_below(logits, &d.probs, epsilon as f64);
 }
 
 /// η-sampling (Hewitt et al. 2022, `EtaLogitsWarper`): ε-sampling with a cutoff that adapts to
 /// the entropy H of the row, min(η, √η·exp(−H)): a flat row (high H) cuts less. The most likely
 /// token and its ties are always kept.
 pub fn eta(logits: &mut [f32], eta: f32) {
-    let Some(log_probs) = log_softmax(logits) else {
+    let Some(d) = Distribution::of(logits) else {
         return;
     };
     let eta = eta as f64;
-    let cutoff = eta.min(eta.sqrt() * (-entropy(&log_probs)).exp());
-    cut_below(logits, &log_probs, cutoff);
+    let cutoff = eta.min(eta.sqrt() * (-d.entropy()).exp());
+    cut_below(logits, &d.probs, cutoff);
 }
 
 /// Remove tokens with probability below `cutoff`, keeping every token whose logit equals the
 /// maximum (transformers' `scores < topk(scores, 1)` guard).
-fn cut_below(logits: &mut [f32], log_probs: &[f64], cutoff: f64) {
+fn cut_below(logits: &mut [f32], probs: &[f64], cutoff: f64) {
     let max = max_logit(logits);
-    for (l, &lp) in logits.iter_mut().zip(log_probs) {
-        if lp.exp() < cutoff && *l < max {
+    for (l, &p) in logits.iter_mut().zip(probs) {
+        if p < cutoff && *l < max {
             *l = f32::NEG_INFINITY;
         }
     }
