@@ -11,6 +11,7 @@ cut short still reports what it finished.
 
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -95,6 +96,13 @@ def main():
             lambda: gen(1, do_sample=False, num_beams=args.num_beams, early_stopping="never", length_penalty=0.0)
             * args.num_beams,
         )
+        try:
+            measure(
+                "contrastive search, alpha 0.6 k 4",
+                lambda: gen(1, do_sample=False, penalty_alpha=0.6, top_k=4),
+            )
+        except Exception as e:  # built in up to transformers 4.55; later releases load it from the Hub
+            print(f"contrastive search skipped: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         temps = [float(t) for t in args.grid_temperatures.split(",")]
         ks = [int(k) for k in args.grid_top_k.split(",")]
 

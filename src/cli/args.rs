@@ -175,7 +175,7 @@ pub struct ExplainArgs {
     /// How many of the most probable tokens to show per stage.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
     pub top: u16,
-    /// Also draw the four stages as an SVG [default file: explain.svg]
+    /// Also draw the stages as an SVG [default file: explain.svg]
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "explain.svg")]
     pub svg: Option<PathBuf>,
     #[command(flatten)]

@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::beam::{BeamParams, EarlyStopping};
+use crate::engine::contrastive::ContrastiveParams;
 use crate::engine::generate::{Continuation, Generator, PreparedPrompt, SampleRow};
 use crate::engine::sampling::{Processors, SamplingParams, sample_rng};
 
@@ -95,6 +96,10 @@ pub fn beam_case(num_beams: usize) -> String {
     format!("beam search, {num_beams} beams")
 }
 
+pub fn contrastive_case() -> String {
+    "contrastive search, alpha 0.6 k 4".into()
+}
+
 pub fn grid_case(settings: usize, samples: usize) -> String {
     format!("grid of {settings} settings x {samples} samples")
 }
@@ -170,6 +175,17 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
             .first()
             .map_or(0, |h| h.tokens.len())
             * plan.num_beams
+    }));
+    emit(measure(contrastive_case(), || {
+        let params = ContrastiveParams {
+            penalty_alpha: 0.6,
+            top_k: 4,
+        };
+        generator
+            .contrastive_search(&p, params, plan.new_tokens)
+            .expect("a random model's logits are finite")
+            .tokens
+            .len()
     }));
     let settings: Vec<SamplingParams> = plan
         .grid_temperatures

@@ -311,7 +311,7 @@ pub fn escape_xml(text: &str) -> String {
     out
 }
 
-/// The same report as an SVG: four panels in a 2 × 2 grid, one per stage, each with a title
+/// The same report as an SVG: one panel per stage, two to a row, each with a title
 /// (stage, survivors, entropy) and one horizontal bar per token, labelled with the token on
 /// the left and its probability on the right. All bars share one scale, as in the terminal.
 /// Plain `rect` and `text` elements only, so any browser or editor shows it.
