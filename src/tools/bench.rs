@@ -224,7 +224,8 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
 }
 
 /// One filter or penalty alone on top of plain sampling at T = 1, at a common strength, for
-/// [`run_filters`]; the first entry is top-p, the reference the others are measured against.
+/// [`run_filters`]; the first entry is top-p, the reference the others are measured against,
+/// the second no filter at all.
 pub fn filter_cases() -> Vec<(String, SamplingParams)> {
     let plain = SamplingParams::PURE;
     let with = |processors: Processors| SamplingParams {
@@ -240,6 +241,7 @@ pub fn filter_cases() -> Vec<(String, SamplingParams)> {
                 ..plain
             },
         ),
+        ("no filter".into(), plain),
         ("min_p 0.1".into(), with(Processors { min_p: 0.1, ..off })),
         (
             "typical_p 0.9".into(),
