@@ -36,7 +36,11 @@ def main():
 
     torch.manual_seed(0)
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    model = GPT2LMHeadModel.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
+    try:
+        model = GPT2LMHeadModel.from_pretrained(args.model, dtype=dtype)
+    except TypeError:  # releases before 4.56 name it torch_dtype
+        model = GPT2LMHeadModel.from_pretrained(args.model, torch_dtype=dtype)
+    model = model.to(args.device).eval()
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device}), flush=True)
     vocab = model.config.vocab_size
     model.generation_config.eos_token_id = None

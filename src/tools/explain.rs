@@ -572,4 +572,53 @@ mod tests {
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
         assert!(svg.contains("&quot;a&lt;b&quot;"));
     }
+
+    /// With knobs on, the stages are those that are on, in the order generation runs them,
+    /// and the last one is the distribution a row samples from.
+    #[test]
+    fn knob_stages_run_in_order_and_end_at_the_sampled_distribution() {
+        let prompt = [3u32, 3, 5];
+        let p = SamplingParams {
+            temperature: 1.5,
+            top_k: 6,
+            top_p: 1.0,
+            processors: Processors {
+                repetition_penalty: 1.3,
+                min_p: 0.2,
+                temperature_last: true,
+                ..Processors::OFF
+            },
+        };
+        let stages = explain(&LOGITS, &p, &prompt);
+        let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "softmax (T = 1)",
+                "repetition_penalty = 1.3",
+                "top_k = 6",
+                "min_p = 0.2",
+                "temperature = 1.5"
+            ]
+        );
+        let context = sampling::Context {
+            tokens: &prompt,
+            prompt_len: prompt.len(),
+        };
+        assert_eq!(
+            stages.last().unwrap().probs,
+            sampling::filtered_distribution_in_context(&LOGITS, &p, context)
+        );
+        // Greedy keeps the penalty and ends at the argmax of the penalised row.
+        let greedy = SamplingParams {
+            temperature: 0.0,
+            ..p
+        };
+        let stages = explain(&LOGITS, &greedy, &prompt);
+        assert_eq!(stages.len(), 3);
+        assert_eq!(
+            stages[2].probs,
+            sampling::filtered_distribution_in_context(&LOGITS, &greedy, context)
+        );
+    }
 }
