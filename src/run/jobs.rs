@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 
 use crate::engine::beam::{BeamParams, BeamSampling};
 use crate::engine::contrastive::ContrastiveParams;
-use crate::engine::generate::{Generator, PreparedPrompt, SampleRow};
+use crate::engine::generate::{GenerateError, Generator, PreparedPrompt, SampleRow};
 use crate::engine::sampling::{SamplingParams, sample_rng};
 use crate::engine::tokenizer::Tokenizer;
 use crate::report::record::SettingTiming;
@@ -18,6 +18,9 @@ use crate::run::runner::RunError;
 use crate::run::store::{SettingData, SettingWriter};
 use crate::spec::experiment::Experiment;
 use crate::spec::grid::{Setting, Strategy};
+
+/// One generated text: its tokens, their log-probabilities, and whether end-of-text ended it.
+type Text = (Vec<u32>, Vec<f32>, bool);
 
 /// What one setting still needs, per prompt: the sample indices to generate (sampling), or
 /// whether the prompt is to run at all (beam, human: their rows come from one call).
@@ -290,76 +293,75 @@ impl Job<'_> {
         group: &mut [Todo],
         progress: &mut Progress,
     ) -> Result<bool, RunError> {
-        let eos = self.generator.eos();
-        for (p, prompt) in self.prepared.iter().enumerate() {
-            let members: Vec<usize> = (0..group.len())
-                .filter(|&g| !group[g].missing[p].is_empty())
-                .collect();
-            if members.is_empty() {
-                continue;
-            }
-            if self.interrupted() {
-                return Ok(false);
-            }
-            let params: Vec<BeamParams> = members
+        self.one_call_per_prompt(group, progress, |p, prompt, settings| {
+            let params: Vec<BeamParams> = settings
                 .iter()
-                .map(|&g| {
-                    let s = &self.settings[group[g].index];
-                    BeamParams {
-                        length_penalty: s.length_penalty.unwrap_or(1.0),
-                        early_stopping: s.early_stopping.unwrap_or_default(),
-                        num_return_sequences: s.samples,
-                        processors: s.processors,
-                        num_beam_groups: s.num_beam_groups,
-                        diversity_penalty: s.diversity_penalty,
-                        sampling: s.do_sample.then(|| BeamSampling {
-                            temperature: s.temperature,
-                            top_k: s.top_k,
-                            top_p: s.top_p,
-                            seed: s.seed.unwrap_or(0),
-                        }),
-                        ..BeamParams::new(s.num_beams)
-                    }
+                .map(|s| BeamParams {
+                    length_penalty: s.length_penalty.unwrap_or(1.0),
+                    early_stopping: s.early_stopping.unwrap_or_default(),
+                    num_return_sequences: s.samples,
+                    processors: s.processors,
+                    num_beam_groups: s.num_beam_groups,
+                    diversity_penalty: s.diversity_penalty,
+                    sampling: s.do_sample.then(|| BeamSampling {
+                        temperature: s.temperature,
+                        top_k: s.top_k,
+                        top_p: s.top_p,
+                        seed: s.seed.unwrap_or(0),
+                    }),
+                    ..BeamParams::new(s.num_beams)
                 })
                 .collect();
-            let t0 = Instant::now();
-            let found = self
-                .generator
-                .beam_searches(prompt, p as u32, &params, self.exp.max_new_tokens)
-                .map_err(|error| {
-                    // The error names a search of `params`: the setting is that member's.
-                    let setting_of =
-                        |search: usize| group[members.get(search).map_or(0, |&g| g)].index;
-                    self.decode_error(setting_of, p, error)
-                })?;
-            let wall_s = t0.elapsed().as_secs_f64();
-            let mut made: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
-            for (&g, hyps) in members.iter().zip(found) {
-                let s = &self.settings[group[g].index];
-                self.bar.inc((self.exp.max_new_tokens * s.samples) as u64);
-                for (i, h) in hyps.into_iter().enumerate() {
-                    made[g].push(Sample {
-                        prompt_index: p,
-                        sample_index: i,
-                        text: continuation_text(self.tokenizer, &h.tokens, eos),
-                        token_ids: h.tokens,
-                        logprobs: h.logprobs,
-                        ended_with_eos: h.ended_with_eos,
-                    });
-                }
-            }
-            let of: Vec<usize> = made.iter().map(Vec::len).collect();
-            save_shares(group, &members, made, &of, wall_s, p, progress)?;
-        }
-        Ok(true)
+            let found =
+                self.generator
+                    .beam_searches(prompt, p as u32, &params, self.exp.max_new_tokens)?;
+            Ok(found
+                .into_iter()
+                .map(|hyps| {
+                    hyps.into_iter()
+                        .map(|h| (h.tokens, h.logprobs, h.ended_with_eos))
+                        .collect()
+                })
+                .collect())
+        })
     }
 
     /// Contrastive searches, one continuation per prompt each, sharing each forward batch;
-    /// `false` when interrupted (after saving the prompts done).
+    /// `false` when interrupted.
     pub(super) fn contrastive(
         &self,
         group: &mut [Todo],
         progress: &mut Progress,
+    ) -> Result<bool, RunError> {
+        self.one_call_per_prompt(group, progress, |_, prompt, settings| {
+            let params: Vec<ContrastiveParams> = settings
+                .iter()
+                .map(|s| ContrastiveParams {
+                    penalty_alpha: s.penalty_alpha.unwrap_or(0.0),
+                    top_k: s.top_k,
+                })
+                .collect();
+            let found =
+                self.generator
+                    .contrastive_searches(prompt, &params, self.exp.max_new_tokens)?;
+            Ok(found
+                .into_iter()
+                .map(|c| vec![(c.tokens, c.logprobs, c.ended_with_eos)])
+                .collect())
+        })
+    }
+
+    /// The settings whose texts of a prompt come from one call for all of them (beam and
+    /// contrastive searches, which share its forward batches), prompt by prompt: `search`
+    /// gets the prompt's index, the prompt and the settings that miss it, and returns each
+    /// one's texts, best first, as (tokens, log-probabilities, ended with end-of-text). An
+    /// error names a setting by its place in that list. `false` when interrupted, after
+    /// saving the prompts done.
+    fn one_call_per_prompt(
+        &self,
+        group: &mut [Todo],
+        progress: &mut Progress,
+        search: impl Fn(usize, &PreparedPrompt, &[&Setting]) -> Result<Vec<Vec<Text>>, GenerateError>,
     ) -> Result<bool, RunError> {
         let eos = self.generator.eos();
         for (p, prompt) in self.prepared.iter().enumerate() {
@@ -372,37 +374,31 @@ impl Job<'_> {
             if self.interrupted() {
                 return Ok(false);
             }
-            let params: Vec<ContrastiveParams> = members
+            let settings: Vec<&Setting> = members
                 .iter()
-                .map(|&g| {
-                    let s = &self.settings[group[g].index];
-                    ContrastiveParams {
-                        penalty_alpha: s.penalty_alpha.unwrap_or(0.0),
-                        top_k: s.top_k,
-                    }
-                })
+                .map(|&g| &self.settings[group[g].index])
                 .collect();
             let t0 = Instant::now();
-            let found = self
-                .generator
-                .contrastive_searches(prompt, &params, self.exp.max_new_tokens)
-                .map_err(|error| {
-                    let setting_of =
-                        |search: usize| group[members.get(search).map_or(0, |&g| g)].index;
-                    self.decode_error(setting_of, p, error)
-                })?;
+            let found = search(p, prompt, &settings).map_err(|error| {
+                // The error names a member: the setting is that member's.
+                let setting_of = |search: usize| group[members.get(search).map_or(0, |&g| g)].index;
+                self.decode_error(setting_of, p, error)
+            })?;
             let wall_s = t0.elapsed().as_secs_f64();
             let mut made: Vec<Vec<Sample>> = vec![Vec::new(); group.len()];
-            for (&g, c) in members.iter().zip(found) {
-                self.bar.inc(self.exp.max_new_tokens as u64);
-                made[g].push(Sample {
-                    prompt_index: p,
-                    sample_index: 0,
-                    text: continuation_text(self.tokenizer, &c.tokens, eos),
-                    token_ids: c.tokens,
-                    logprobs: c.logprobs,
-                    ended_with_eos: c.ended_with_eos,
-                });
+            for (&g, texts) in members.iter().zip(found) {
+                let s = &self.settings[group[g].index];
+                self.bar.inc((self.exp.max_new_tokens * s.samples) as u64);
+                for (i, (tokens, logprobs, ended_with_eos)) in texts.into_iter().enumerate() {
+                    made[g].push(Sample {
+                        prompt_index: p,
+                        sample_index: i,
+                        text: continuation_text(self.tokenizer, &tokens, eos),
+                        token_ids: tokens,
+                        logprobs,
+                        ended_with_eos,
+                    });
+                }
             }
             let of: Vec<usize> = made.iter().map(Vec::len).collect();
             save_shares(group, &members, made, &of, wall_s, p, progress)?;

@@ -126,6 +126,38 @@ impl Ctx<'_> {
         Ok(values)
     }
 
+    /// A processor knob with a number value (see [`limits::KNOB_RULES`]); `off` when absent.
+    fn number_knob(
+        &self,
+        key: &str,
+        raw: Option<Spanned<OneOrMany<Num>>>,
+        off: f64,
+    ) -> Result<Vec<f64>, ExperimentError> {
+        let (check, rule) = limits::knob_rule(key);
+        match raw {
+            Some(values) => self.list(key, values, &format!("{key} {rule}"), |Num(v)| {
+                check(v).then_some(v + 0.0)
+            }),
+            None => Ok(vec![off]),
+        }
+    }
+
+    /// `no_repeat_ngram_size`, in `[grid]` or `[beam]`; 0 (off) when absent.
+    fn ngram_sizes(
+        &self,
+        raw: Option<Spanned<OneOrMany<Int>>>,
+    ) -> Result<Vec<usize>, ExperimentError> {
+        match raw {
+            Some(n) => self.list(
+                "no_repeat_ngram_size",
+                n,
+                "no_repeat_ngram_size must be an integer >= 0 (0 = off)",
+                |Int(v)| usize::try_from(v).ok(),
+            ),
+            None => Ok(vec![0]),
+        }
+    }
+
     /// Finds a file named in the TOML: as given (the current directory), then beside the TOML.
     fn find_file(
         &self,
@@ -562,24 +594,7 @@ impl Ctx<'_> {
             })?,
             None => vec![0],
         };
-        let number_knob = |key: &str, raw: Option<Spanned<OneOrMany<Num>>>, off: f64| {
-            let (check, rule) = limits::knob_rule(key);
-            match raw {
-                Some(values) => self.list(key, values, &format!("{key} {rule}"), |Num(v)| {
-                    check(v).then_some(v + 0.0)
-                }),
-                None => Ok(vec![off]),
-            }
-        };
-        let no_repeat_ngram_size = match raw.no_repeat_ngram_size {
-            Some(n) => self.list(
-                "no_repeat_ngram_size",
-                n,
-                "no_repeat_ngram_size must be an integer >= 0 (0 = off)",
-                |Int(v)| usize::try_from(v).ok(),
-            )?,
-            None => vec![0],
-        };
+        let no_repeat_ngram_size = self.ngram_sizes(raw.no_repeat_ngram_size)?;
         let temperature_last = match raw.temperature_last {
             Some(t) => self.list(
                 "temperature_last",
@@ -594,14 +609,18 @@ impl Ctx<'_> {
             top_k,
             top_p,
             seed,
-            min_p: number_knob("min_p", raw.min_p, 0.0)?,
-            typical_p: number_knob("typical_p", raw.typical_p, 1.0)?,
-            epsilon_cutoff: number_knob("epsilon_cutoff", raw.epsilon_cutoff, 0.0)?,
-            eta_cutoff: number_knob("eta_cutoff", raw.eta_cutoff, 0.0)?,
-            top_n_sigma: number_knob("top_n_sigma", raw.top_n_sigma, 0.0)?,
-            repetition_penalty: number_knob("repetition_penalty", raw.repetition_penalty, 1.0)?,
-            frequency_penalty: number_knob("frequency_penalty", raw.frequency_penalty, 0.0)?,
-            presence_penalty: number_knob("presence_penalty", raw.presence_penalty, 0.0)?,
+            min_p: self.number_knob("min_p", raw.min_p, 0.0)?,
+            typical_p: self.number_knob("typical_p", raw.typical_p, 1.0)?,
+            epsilon_cutoff: self.number_knob("epsilon_cutoff", raw.epsilon_cutoff, 0.0)?,
+            eta_cutoff: self.number_knob("eta_cutoff", raw.eta_cutoff, 0.0)?,
+            top_n_sigma: self.number_knob("top_n_sigma", raw.top_n_sigma, 0.0)?,
+            repetition_penalty: self.number_knob(
+                "repetition_penalty",
+                raw.repetition_penalty,
+                1.0,
+            )?,
+            frequency_penalty: self.number_knob("frequency_penalty", raw.frequency_penalty, 0.0)?,
+            presence_penalty: self.number_knob("presence_penalty", raw.presence_penalty, 0.0)?,
             no_repeat_ngram_size,
             temperature_last,
         })
@@ -702,25 +721,9 @@ impl Ctx<'_> {
                     .to_owned(),
             ));
         }
-        let number_knob = |key: &str, raw: Option<Spanned<OneOrMany<Num>>>, off: f64| {
-            let (check, rule) = limits::knob_rule(key);
-            match raw {
-                Some(values) => self.list(key, values, &format!("{key} {rule}"), |Num(v)| {
-                    check(v).then_some(v + 0.0)
-                }),
-                None => Ok(vec![off]),
-            }
-        };
-        let repetition_penalty = number_knob("repetition_penalty", raw.repetition_penalty, 1.0)?;
-        let no_repeat_ngram_size = match raw.no_repeat_ngram_size {
-            Some(n) => self.list(
-                "no_repeat_ngram_size",
-                n,
-                "no_repeat_ngram_size must be an integer >= 0 (0 = off)",
-                |Int(v)| usize::try_from(v).ok(),
-            )?,
-            None => vec![0],
-        };
+        let repetition_penalty =
+            self.number_knob("repetition_penalty", raw.repetition_penalty, 1.0)?;
+        let no_repeat_ngram_size = self.ngram_sizes(raw.no_repeat_ngram_size)?;
         let do_sample = match raw.do_sample {
             Some(d) => self.list(
                 "do_sample",
