@@ -2,8 +2,6 @@
 //! sampling, against what transformers records in `tests/fixtures/decoding.json` (made by
 //! `tests/fixtures/make_decoding_fixtures.py`; no Python needed here).
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 use sweep::engine::beam::{
     BeamParams, BeamParamsError, BeamSampling, EarlyStopping, draw_without_replacement, process_row,
@@ -12,22 +10,8 @@ use sweep::engine::checkpoint;
 use sweep::engine::generate::{Generator, SampleRow, log_softmax_rows};
 use sweep::engine::sampling::{Processors, SamplingParams, sample_rng};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn read(name: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+mod recorded;
+use recorded::{fixtures, ids, read};
 
 /// A row of scores, `null` standing for `-inf`.
 fn row(v: &Value) -> Vec<f32> {

@@ -3,8 +3,6 @@
 //! here): token for token on the host kernels and through the backend's tensors, and
 //! settings run together find what each finds alone.
 
-use std::path::{Path, PathBuf};
-
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
 use serde_json::Value;
@@ -13,21 +11,11 @@ use sweep::engine::contrastive::ContrastiveParams;
 use sweep::engine::generate::{Continuation, GenerateError, Generator};
 use sweep::engine::model::Gpt2;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+mod recorded;
+use recorded::{fixtures, ids, read};
 
 fn recorded() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("contrastive.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    read("contrastive.json")
 }
 
 /// The device under test, as in `parity.rs`: the default backend, or `SWEEP_TEST_BACKEND` /

@@ -2,8 +2,6 @@
 //! `tests/fixtures/make_fixtures.py` recorded (no Python needed here): logits of every
 //! checkpoint layout, greedy continuations, beam search, scoring, and the sampling filters.
 
-use std::path::{Path, PathBuf};
-
 use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::Value;
 use sweep::engine::beam::{BeamParams, EarlyStopping};
@@ -11,21 +9,11 @@ use sweep::engine::checkpoint;
 use sweep::engine::generate::{Generator, SampleRow};
 use sweep::engine::sampling::{Processors, SamplingParams, filtered_distribution, sample_rng};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+mod recorded;
+use recorded::{fixtures, ids, read};
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    read("expected.json")
 }
 
 fn floats(v: &Value) -> Vec<f32> {
