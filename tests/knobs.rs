@@ -369,3 +369,104 @@ fn bad_beam_and_contrastive_values_name_their_place() {
         assert!(!dir.path().join("results").exists());
     }
 }
+
+/// `sweep generate` and `sweep explain` take the knobs as flags: a bad value is refused by
+/// flag name before a model is loaded, and `explain` lists the stages that are on, in order.
+#[test]
+fn generate_and_explain_take_the_knobs_as_flags() {
+    let sweep = || Command::new(env!("CARGO_BIN_EXE_sweep"));
+    for (flag, value, message) in [
+        ("--min-p", "1.5", "--min-p 1.5: min_p must be in [0, 1]"),
+        (
+            "--typical-p",
+            "0",
+            "--typical-p 0: typical_p must be in (0, 1]",
+        ),
+        (
+            "--epsilon-cutoff",
+            "-0.1",
+            "--epsilon-cutoff -0.1: epsilon_cutoff must be in [0, 1)",
+        ),
+        (
+            "--repetition-penalty",
+            "0",
+            "--repetition-penalty 0: repetition_penalty must be a finite number > 0",
+        ),
+    ] {
+        let out = sweep()
+            .args(["generate", "--model", "/nonexistent", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+    }
+    let out = sweep()
+        .args([
+            "generate",
+            "--prompt",
+            "a",
+            "--max-new-tokens",
+            "12",
+            "--min-p",
+            "0.1",
+            "--repetition-penalty",
+            "1.3",
+            "--no-repeat-ngram-size",
+            "2",
+            "--frequency-penalty",
+            "-0.5",
+            "--temperature-last",
+        ])
+        .arg("--model")
+        .arg(tiny_model())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sweep()
+        .args([
+            "explain",
+            "--prompt",
+            "a b",
+            "--temperature",
+            "1.5",
+            "--top-k",
+            "40",
+            "--min-p",
+            "0.05",
+            "--repetition-penalty",
+            "1.2",
+            "--temperature-last",
+            "--top",
+            "2",
+        ])
+        .arg("--model")
+        .arg(tiny_model())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let order = [
+        "softmax (T = 1)",
+        "repetition_penalty = 1.2",
+        "top_k = 40",
+        "min_p = 0.05",
+        "temperature = 1.5",
+    ];
+    let places: Vec<usize> = order
+        .iter()
+        .map(|s| {
+            text.find(s)
+                .unwrap_or_else(|| panic!("{s} missing:\n{text}"))
+        })
+        .collect();
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
