@@ -641,8 +641,9 @@ mod tests {
 
     /// On a device, sampling reads shortlists instead of whole rows; run here through the
     /// backend's own tensors, as on a GPU. A batch of mixed settings (greedy, top-k with and
-    /// without top-p, and settings that read the whole vocabulary) draws the same tokens as
-    /// from whole rows, with log-probabilities equal within rounding.
+    /// without top-p, settings that read the whole vocabulary, and rows with penalties and
+    /// filters, greedy among them) draws the same tokens as from whole rows, with
+    /// log-probabilities equal within rounding.
     #[test]
     fn shortlists_from_the_device_draw_what_whole_rows_draw() {
         let device = burn::tensor::Device::default();
@@ -654,24 +655,38 @@ mod tests {
         };
         let (short, whole) = (on_tensors(true), on_tensors(false));
         let prompt = short.prepare(&[464, 2068, 7586], 12).unwrap();
+        let off = Processors::OFF;
+        // Rows with processor knobs read their whole row back, beside rows that read a list.
+        let knobs = Processors {
+            min_p: 0.05,
+            repetition_penalty: 1.3,
+            no_repeat_ngram_size: 2,
+            ..off
+        };
+        let penalised = Processors {
+            repetition_penalty: 2.0,
+            ..off
+        };
         let settings = [
-            (0.0, 0, 1.0),
-            (1.0, 0, 1.0),
-            (0.8, 50, 0.9),
-            (1.0, 0, 0.9),
-            (1.5, 5, 1.0),
-            (0.7, 1, 1.0),
+            (0.0, 0, 1.0, off),
+            (1.0, 0, 1.0, off),
+            (0.8, 50, 0.9, off),
+            (1.0, 0, 0.9, off),
+            (1.5, 5, 1.0, off),
+            (0.7, 1, 1.0, off),
+            (1.2, 20, 1.0, knobs),
+            (0.0, 0, 1.0, penalised),
         ];
         let rows = || -> Vec<SampleRow> {
             settings
                 .iter()
                 .enumerate()
-                .map(|(i, &(temperature, top_k, top_p))| SampleRow {
+                .map(|(i, &(temperature, top_k, top_p, processors))| SampleRow {
                     params: SamplingParams {
                         temperature,
                         top_k,
                         top_p,
-                        processors: Processors::OFF,
+                        processors,
                     },
                     rng: sample_rng(5, 0, i as u32),
                 })
