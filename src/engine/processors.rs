@@ -4,9 +4,10 @@
 //! same name does to `scores` (`transformers/generation/logits_process.py`, with
 //! `min_tokens_to_keep = 1`). Two have no transformers peer and cite their own source.
 //!
-//! Probabilities, entropies and cumulative sums are computed in f64: transformers works in f32,
-//! and the decisions are the same wherever f32 rounding cannot flip them. Decisions at exact
-//! ties (equal logits, a ratio of exactly 1) are made the way transformers makes them.
+//! Exponentials are taken in f32, as transformers' softmax takes them; sums, entropies and
+//! comparisons are made in f64, so the decisions are transformers' wherever its f32 sums cannot
+//! flip them. Decisions at exact ties (equal logits, a ratio of exactly 1) are made the way
+//! transformers makes them.
 //!
 //! A NaN logit is left for the caller (the sampler rejects non-finite rows); these functions
 //! never panic on one, but what they remove from such a row is unspecified.

@@ -756,6 +756,24 @@ mod tests {
     }
 
     /// 100,000 draws through the fast path land on the reference distribution.
+    /// 100,000 draws of `draw` follow `expected`: every token's frequency within five standard
+    /// errors of its probability, and nothing drawn outside the support.
+    fn assert_draws_follow(expected: &[f64], what: &str, mut draw: impl FnMut() -> usize) {
+        let draws = 100_000;
+        let mut counts = vec![0usize; expected.len()];
+        for _ in 0..draws {
+            counts[draw()] += 1;
+        }
+        for (i, (&c, &p)) in counts.iter().zip(expected).enumerate() {
+            let freq = c as f64 / draws as f64;
+            let tol = 5.0 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-9;
+            assert!((freq - p).abs() <= tol, "{what} token {i}: {freq} vs {p}");
+            if p == 0.0 {
+                assert_eq!(c, 0, "{what} drew filtered token {i}");
+            }
+        }
+    }
+
     #[test]
     fn sampling_frequencies_match_the_filtered_distribution() {
         let logits: Vec<f32> = (0..300)
@@ -785,24 +803,9 @@ mod tests {
         for params in cases {
             let expected = filtered_distribution(&logits, &params);
             let mut rng = sample_rng(7, 0, 0);
-            let draws = 100_000;
-            let mut counts = vec![0usize; logits.len()];
-            for _ in 0..draws {
-                counts[sample_token(&logits, &params, &mut rng)] += 1;
-            }
-            for (i, &c) in counts.iter().enumerate() {
-                let p = expected[i];
-                let freq = c as f64 / draws as f64;
-                // Five standard errors, plus nothing drawn outside the support.
-                let tol = 5.0 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-9;
-                assert!(
-                    (freq - p).abs() <= tol,
-                    "{params:?} token {i}: {freq} vs {p}"
-                );
-                if p == 0.0 {
-                    assert_eq!(c, 0, "{params:?} drew filtered token {i}");
-                }
-            }
+            assert_draws_follow(&expected, &format!("{params:?}"), || {
+                sample_token(&logits, &params, &mut rng)
+            });
         }
     }
 
@@ -878,26 +881,12 @@ mod tests {
                 "{params:?}"
             );
             let mut rng = sample_rng(7, 0, 0);
-            let draws = 100_000;
-            let mut counts = vec![0usize; logits.len()];
-            for _ in 0..draws {
+            assert_draws_follow(&expected, &format!("{params:?}"), || {
                 let (token, lp) = sample_in_context(&logits, &params, context, &mut rng);
                 // The reported log-probability is the model's own, whatever the knobs.
                 assert_eq!(lp, log_prob(&logits, token));
-                counts[token] += 1;
-            }
-            for (i, &c) in counts.iter().enumerate() {
-                let p = expected[i];
-                let freq = c as f64 / draws as f64;
-                let tol = 5.0 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-9;
-                assert!(
-                    (freq - p).abs() <= tol,
-                    "{params:?} token {i}: {freq} vs {p}"
-                );
-                if p == 0.0 {
-                    assert_eq!(c, 0, "{params:?} drew filtered token {i}");
-                }
-            }
+                token
+            });
         }
         // no_repeat_ngram_size = 2 after "... 5 250": the bigram (5 17) was seen, but the
         // context ends in 250, never followed by anything, so nothing is banned; ending in 5,
