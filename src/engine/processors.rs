@@ -90,15 +90,6 @@ impl Processors {
             || self.no_repeat_ngram_size > 0
     }
 
-    /// Whether a truncation filter is on.
-    pub fn truncates(&self) -> bool {
-        self.min_p > 0.0
-            || self.typical_p < 1.0
-            || self.epsilon_cutoff > 0.0
-            || self.eta_cutoff > 0.0
-            || self.top_n_sigma > 0.0
-    }
-
     /// These knobs with the truncation filters and `temperature_last` off: what greedy
     /// decoding and beam search keep of a setting.
     pub fn penalties_only(&self) -> Self {
@@ -109,12 +100,6 @@ impl Processors {
             no_repeat_ngram_size: self.no_repeat_ngram_size,
             ..Self::OFF
         }
-    }
-}
-
-impl Default for Processors {
-    fn default() -> Self {
-        Self::OFF
     }
 }
 
@@ -258,7 +243,6 @@ pub fn penalise(logits: &mut [f32], knobs: &Processors, context: &[u32], prompt_
 }
 
 /// The whole pipeline of [`stages`] on one row, in place, before the draw.
-#[allow(clippy::too_many_arguments)]
 pub fn warp(
     logits: &mut [f32],
     temperature: f64,
@@ -760,8 +744,12 @@ mod tests {
         warp(&mut last, 2.0, 0, 1.0, &knobs, &[], 0);
         assert_eq!(removed(&last), vec![2, 3]);
         assert_eq!(last[..2], [1.0, 0.5]);
-        let p0 = 1.0 / (1.0 + (-0.5f64).exp());
-        assert!((p0 - 0.6225).abs() < 1e-4);
+        // The survivors' probabilities are 1 : e^{−0.5}.
+        let max = last[0] as f64;
+        let weights: Vec<f64> = last.iter().map(|&l| (l as f64 - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        assert!((weights[0] / total - 0.6225).abs() < 1e-4, "{last:?}");
+        assert!((weights[1] / total - 0.3775).abs() < 1e-4, "{last:?}");
         // The order of the stages, as documented.
         let every = Processors {
             repetition_penalty: 1.2,

@@ -955,7 +955,7 @@ mod tests {
             expansion
                 .settings
                 .iter()
-                .all(|s| !s.processors.truncates() && !s.processors.temperature_last)
+                .all(|s| s.processors == s.processors.penalties_only())
         );
     }
 
