@@ -286,6 +286,64 @@ fn scoring_matches_transformers_log_probs() {
     }
 }
 
+/// Texts scored together, a prompt's keys and values shared by all, give transformers'
+/// log-probabilities, and the same values and features whatever else shares their batch, on
+/// the host kernels and through the backend's tensors.
+#[test]
+fn texts_scored_together_match_transformers_whatever_the_batch() {
+    let exp = expected();
+    let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().unwrap().iter().map(ids).collect();
+    for g in [generator("tiny-hf"), Generator::on_tensors(load("tiny-hf"))] {
+        for (p, prompt) in prompts.iter().enumerate() {
+            let cases: Vec<&Value> = exp["score"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["prompt"].as_u64().unwrap() as usize == p)
+                .collect();
+            if cases.is_empty() {
+                continue;
+            }
+            // The recorded texts beside shorter and empty ones, so rows are padded.
+            let recorded: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["continuation"])).collect();
+            let mut texts = recorded.clone();
+            texts.push(Vec::new());
+            texts.push(recorded[0][..1].to_vec());
+            texts.push(recorded[0][..recorded[0].len() / 2].to_vec());
+            let views: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+            let prepared = g.prepare(prompt, 32).unwrap();
+            let alone = g.score_texts(&prepared, &views, 32, 1).unwrap();
+            for batch in [2, 3, 64] {
+                assert_eq!(g.score_texts(&prepared, &views, 32, batch).unwrap(), alone);
+            }
+            for (case, scored) in cases.iter().zip(&alone) {
+                let diff = max_abs_diff(&scored.logprobs, &floats(&case["logprobs"]));
+                assert!(diff <= 1e-4, "scored log-probs differ by {diff}");
+            }
+            // The feature is the last position's final hidden state, as one sequence gives it.
+            let c = g.model().config.n_embd;
+            for (text, scored) in texts.iter().zip(&alone) {
+                assert_eq!(scored.logprobs.len(), text.len());
+                let mut all = prepared.tokens.clone();
+                all.extend_from_slice(text);
+                let tokens = Tensor::<2, Int>::from_data(
+                    TensorData::new(all.iter().map(|&t| t as i64).collect(), [1, all.len()]),
+                    &g.model().device(),
+                );
+                let hidden = g
+                    .model()
+                    .forward_hidden(tokens, &mut sweep::engine::model::KvCache::empty())
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap();
+                let last = &hidden[(all.len() - 1) * c..];
+                let diff = max_abs_diff(&scored.feature, last);
+                assert!(diff <= 1e-5, "features differ by {diff}");
+            }
+        }
+    }
+}
+
 /// transformers' warpers on fixed logits: ties at the k-th value, k beyond the vocabulary,
 /// p landing exactly on a cumulative boundary, p → 0.
 #[test]

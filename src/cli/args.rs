@@ -44,6 +44,12 @@ pub enum Command {
     ///
     /// Example: sweep run experiments/temps.toml --out results/temps-try2
     Run(RunArgs),
+    /// Score a finished results folder's texts (and human references) under another model,
+    /// without generating again: adds the scorer's columns to summary.csv and samples.csv and
+    /// records the scorer in run.json. Resumes where an interrupted call stopped.
+    ///
+    /// Example: sweep score results/temps --model models/gpt2-medium
+    Score(ScoreArgs),
     /// Check an experiment TOML and print its grid size and how many tokens it will generate.
     ///
     /// Example: sweep validate experiments/temps.toml
@@ -351,6 +357,20 @@ pub struct RunArgs {
     /// [default: the task's share inside a Slurm job array, else everything]
     #[arg(long, value_name = "INDEX/COUNT")]
     pub shard: Option<String>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The results folder of a finished run (or merge).
+    pub results: PathBuf,
+    /// The scorer's checkpoint [default: the experiment's [score] model]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

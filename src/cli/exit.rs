@@ -19,6 +19,8 @@ pub fn exit_of(err: &anyhow::Error) -> Exit {
             .or_else(|| status::<compare::CompareError>(e))
             .or_else(|| status::<run::runner::RunError>(e))
             .or_else(|| status::<run::store::StoreError>(e))
+            .or_else(|| status::<run::scoring::ScoreError>(e))
+            .or_else(|| status::<run::scoring::FolderError>(e))
             .or_else(|| status::<run::shard::ShardError>(e))
             .or_else(|| status::<run::slurm::SlurmError>(e))
             .or_else(|| status::<BadInput>(e))

@@ -35,6 +35,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Validate { experiment }) => run::validate(&experiment),
+        Some(Command::Score(args)) => run::score(args),
         Some(Command::Generate(args)) => generate::generate(args),
         Some(Command::Train(args)) => train::train(args),
         Some(Command::Eval(args)) => train::eval(args),

@@ -189,6 +189,21 @@ pub fn run(args: RunArgs) -> Result<()> {
     let model_sha256 = sweep::util::files::sha256_file(&loaded.weights)
         .with_context(|| format!("reading {}", loaded.weights.display()))?;
     let generator = args.device.generator(loaded.model);
+    // A shard generates only; the merged folder is scored as a whole.
+    let scorer = match (&exp.score, &shard) {
+        (Some(score), None) => Some(load_scorer(
+            &score.model,
+            "[score] model",
+            &args.device,
+            &device,
+        )?),
+        _ => None,
+    };
+    if let Some(scorer) = &scorer {
+        scorer
+            .check(&exp)
+            .with_context(|| path.display().to_string())?;
+    }
     let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -208,6 +223,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         backend: backend_name,
         model_path,
         model_sha256,
+        scorer,
     };
     // Input errors found while preparing the prompts belong to the experiment file.
     let in_file = |e: runner::RunError| match e {
@@ -229,6 +245,54 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+pub fn score(args: super::args::ScoreArgs) -> Result<()> {
+    let folder = sweep::run::scoring::Folder::open(&args.results)?;
+    let (path, key) = match (&args.model, &folder.exp.score) {
+        (Some(path), _) => (path.clone(), "--model"),
+        (None, Some(score)) => (score.model.clone(), "[score] model"),
+        (None, None) => {
+            return Err(BadInput(format!(
+                "no scorer: {}'s experiment has no [score] model; pass --model PATH",
+                args.results.display()
+            ))
+            .into());
+        }
+    };
+    let (_, device) = args.device.open()?;
+    let scorer = load_scorer(&path, key, &args.device, &device)?;
+    let interrupt = std::sync::atomic::AtomicBool::new(false);
+    let notes = folder.score(&scorer, args.quiet, &interrupt)?;
+    if !args.quiet {
+        for note in notes {
+            eprintln!("{note}");
+        }
+        eprintln!(
+            "wrote {}/summary.csv, samples.csv and run.json with the columns of scorer {}",
+            args.results.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Load a scorer model, named by `key` in messages.
+pub fn load_scorer(
+    path: &std::path::Path,
+    key: &'static str,
+    args: &super::args::DeviceArgs,
+    device: &burn::tensor::Device,
+) -> Result<sweep::run::scoring::Scorer> {
+    let loaded = super::common::load_model_at(path, device).with_context(|| key)?;
+    let sha256 = sweep::util::files::sha256_file(&loaded.weights)
+        .with_context(|| format!("reading {}", loaded.weights.display()))?;
+    Ok(sweep::run::scoring::Scorer {
+        generator: args.generator(loaded.model),
+        path: path.to_path_buf(),
+        sha256,
+        key,
+    })
 }
 
 /// " (N already done, resumed)" when a run found finished settings, else nothing.

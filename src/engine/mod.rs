@@ -10,6 +10,7 @@ pub mod kernels;
 pub mod model;
 pub mod processors;
 pub mod sampling;
+pub mod score;
 pub mod shipped;
 pub mod shortlist;
 pub mod tokenizer;

@@ -2,7 +2,7 @@
 //! invocations, and how fast each setting went. Apart from the CSVs because it is a record
 //! of the run's history, kept across invocations, not a table of its results.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,8 @@ pub struct Record<'a> {
     pub baseline: Option<usize>,
     /// Each setting's timing, in `settings` order.
     pub timings: &'a [Option<SettingTiming>],
+    /// The model the texts were scored under, when there is one.
+    pub scorer: Option<&'a ScorerRecord>,
 }
 
 /// Write `run.json` at `path`. A run (`invocation` given) keeps the invocations of the
@@ -99,6 +101,7 @@ pub fn write(
             "sha256": record.model_sha256,
         },
         "backend": record.backend,
+        "scorer": record.scorer,
         "started": times.started,
         "finished": times.finished,
         "wall_s": times.wall_s,
@@ -181,4 +184,16 @@ impl RunTimes {
 fn previous_run(path: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// What `run.json` records of the scorer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScorerRecord {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub n_positions: usize,
+    /// Prompts cropped from the left to fit the scorer's context with `max_new_tokens`.
+    pub cropped_prompts: usize,
+    /// Tokens so cropped, over all prompts.
+    pub cropped_tokens: usize,
 }

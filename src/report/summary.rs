@@ -199,6 +199,82 @@ impl Metrics {
     }
 }
 
+/// A setting's texts scored under a second model (`[score] model`), the way decoding papers
+/// score under a larger model than the one that wrote the text. `coherence` is Su & Collier's
+/// (2022, "Contrastive Search Is What You Need For Neural Text Generation", Eq. 4): the mean
+/// log-probability per continuation token under the scorer, averaged over texts, so higher is
+/// more coherent and `exp(−coherence)` is the geometric mean of the texts' perplexities. Texts
+/// with no tokens have no perplexity and are left out of every mean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScorerMetrics {
+    pub scorer_mean_perplexity: f64,
+    pub scorer_mean_perplexity_lo: f64,
+    pub scorer_mean_perplexity_hi: f64,
+    pub scorer_corpus_perplexity: f64,
+    pub coherence: f64,
+}
+
+/// The columns of [`ScorerMetrics`], in `summary.csv` order.
+pub const SCORER_METRICS: [&str; 5] = [
+    "scorer_mean_perplexity",
+    "scorer_mean_perplexity_lo",
+    "scorer_mean_perplexity_hi",
+    "scorer_corpus_perplexity",
+    "coherence",
+];
+
+impl ScorerMetrics {
+    /// From the scorer's per-token log-probabilities of each text (`logprobs[i]` for
+    /// `samples[i]`), with the same prompt-clustered bootstrap as `mean_perplexity`.
+    pub fn compute(samples: &[Sample], logprobs: &[Vec<f32>]) -> Self {
+        assert_eq!(samples.len(), logprobs.len(), "one score per text");
+        let scored: Vec<usize> = (0..samples.len())
+            .filter(|&i| !logprobs[i].is_empty())
+            .collect();
+        let perplexities: Vec<f64> = scored
+            .iter()
+            .map(|&i| metrics::perplexity(&logprobs[i]))
+            .collect();
+        let mean_logprob: Vec<f64> = scored
+            .iter()
+            .map(|&i| {
+                let lp = &logprobs[i];
+                lp.iter().map(|&x| f64::from(x)).sum::<f64>() / lp.len() as f64
+            })
+            .collect();
+        let prompts: Vec<usize> = scored.iter().map(|&i| samples[i].prompt_index).collect();
+        let clusters = metrics::prompt_clusters(&prompts);
+        let mean_perplexity = metrics::mean_perplexity(&perplexities);
+        let (lo, hi) = holding(
+            mean_perplexity,
+            metrics::cluster_bootstrap_ci(
+                &clusters,
+                |keep| keep.iter().map(|&i| perplexities[i]).sum::<f64>() / keep.len() as f64,
+                metrics::BOOTSTRAP_RESAMPLES,
+                METRICS_SEED,
+            ),
+        );
+        Self {
+            scorer_mean_perplexity: mean_perplexity,
+            scorer_mean_perplexity_lo: lo,
+            scorer_mean_perplexity_hi: hi,
+            scorer_corpus_perplexity: metrics::corpus_perplexity(logprobs),
+            coherence: metrics::mean(&mean_logprob),
+        }
+    }
+
+    /// The values, in [`SCORER_METRICS`] order.
+    pub fn values(&self) -> [f64; 5] {
+        [
+            self.scorer_mean_perplexity,
+            self.scorer_mean_perplexity_lo,
+            self.scorer_mean_perplexity_hi,
+            self.scorer_corpus_perplexity,
+            self.coherence,
+        ]
+    }
+}
+
 /// The interval of a share that is exactly 0 or 1 over `prompts` prompts (at least 2): no
 /// prompt varies, so the jackknife's would be the point itself, claiming a certainty that
 /// a few dozen prompts cannot give. Instead, the exact (Clopper–Pearson) 97.5 % bound for

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::engine::processors::Processors;
-use crate::report::summary::{COMPARED, Metrics, Sample};
+use crate::report::summary::{COMPARED, Metrics, SCORER_METRICS, Sample, ScorerMetrics};
 use crate::spec::grid::{Setting, Strategy};
 use crate::util::files::AtomicFile;
 
@@ -209,11 +209,15 @@ pub fn csv_writer<W: Write>(w: W) -> csv::Writer<W> {
 pub struct SummaryRow<'a> {
     pub setting: &'a Setting,
     pub metrics: &'a Metrics,
+    /// Under the `[score]` model, when the run has one.
+    pub scorer: Option<&'a ScorerMetrics>,
     pub tokens_per_s: f64,
 }
 
-/// The columns of `summary.csv`, in order, with the given knob columns.
-pub fn summary_header(knobs: &[&KnobColumn]) -> Vec<String> {
+/// The columns of `summary.csv`, in order, with the given knob columns, and the scorer's
+/// columns after `corpus_perplexity` when the run has a scorer (a run without one keeps the
+/// columns it always had).
+pub fn summary_header(knobs: &[&KnobColumn], scored: bool) -> Vec<String> {
     let mut h: Vec<String> = PARAMETER_COLUMNS.iter().map(|s| s.to_string()).collect();
     h.extend(knobs.iter().map(|k| k.name.to_string()));
     for c in [
@@ -222,6 +226,7 @@ pub fn summary_header(knobs: &[&KnobColumn]) -> Vec<String> {
         "mean_perplexity_lo",
         "mean_perplexity_hi",
         "corpus_perplexity",
+        "scorer",
         "distinct_1",
         "distinct_2",
         "distinct_2_lo",
@@ -240,6 +245,12 @@ pub fn summary_header(knobs: &[&KnobColumn]) -> Vec<String> {
         "tokens_per_s",
         "baseline",
     ] {
+        if c == "scorer" {
+            if scored {
+                h.extend(SCORER_METRICS.iter().map(|s| s.to_string()));
+            }
+            continue;
+        }
         h.push(c.to_string());
     }
     for m in COMPARED {
@@ -256,10 +267,11 @@ pub fn write_summary(
     baseline: Option<usize>,
     knobs: &[&KnobColumn],
 ) -> std::io::Result<()> {
+    let scored = rows.iter().any(|r| r.scorer.is_some());
     let mut file = AtomicFile::create(path)?;
     {
         let mut w = csv_writer(&mut file);
-        w.write_record(summary_header(knobs))?;
+        w.write_record(summary_header(knobs, scored))?;
         let base = baseline.map(|i| rows[i].metrics);
         let base_id = baseline.map(|i| rows[i].setting.id()).unwrap_or_default();
         for row in rows {
@@ -273,6 +285,14 @@ pub fn write_summary(
                 m.mean_perplexity_lo,
                 m.mean_perplexity_hi,
                 m.corpus_perplexity,
+            ] {
+                rec.push(number(x, 6));
+            }
+            if scored {
+                let values = row.scorer.map_or([f64::NAN; 5], ScorerMetrics::values);
+                rec.extend(values.iter().map(|&x| number(x, 6)));
+            }
+            for x in [
                 m.distinct_1,
                 m.distinct_2,
                 m.distinct_2_lo,
@@ -307,10 +327,16 @@ pub fn write_summary(
 }
 
 /// The columns of `samples.csv`, in order, with the given knob columns.
-pub fn sample_header(knobs: &[&KnobColumn]) -> Vec<String> {
+/// With a scorer, `scorer_perplexity` follows `perplexity`.
+pub fn sample_header(knobs: &[&KnobColumn], scored: bool) -> Vec<String> {
     let mut h: Vec<String> = PARAMETER_COLUMNS.iter().map(|s| s.to_string()).collect();
     h.extend(knobs.iter().map(|k| k.name.to_string()));
-    h.extend(SAMPLE_COLUMNS.iter().map(|s| s.to_string()));
+    for c in SAMPLE_COLUMNS {
+        h.push(c.to_string());
+        if c == "perplexity" && scored {
+            h.push("scorer_perplexity".to_string());
+        }
+    }
     h
 }
 
@@ -330,28 +356,37 @@ const SAMPLE_COLUMNS: [&str; 8] = [
 pub struct SamplesWriter {
     writer: csv::Writer<AtomicFile>,
     knobs: Vec<&'static KnobColumn>,
+    scored: bool,
 }
 
 impl SamplesWriter {
-    pub fn create(path: &Path, knobs: &[&'static KnobColumn]) -> std::io::Result<Self> {
+    pub fn create(
+        path: &Path,
+        knobs: &[&'static KnobColumn],
+        scored: bool,
+    ) -> std::io::Result<Self> {
         let mut writer = csv_writer(AtomicFile::create(path)?);
-        writer.write_record(sample_header(knobs))?;
+        writer.write_record(sample_header(knobs, scored))?;
         Ok(Self {
             writer,
             knobs: knobs.to_vec(),
+            scored,
         })
     }
 
+    /// One setting's rows; `scores[i]`, the scorer's log-probabilities of `samples[i]`, when
+    /// the writer was created `scored`.
     pub fn write(
         &mut self,
         setting: &Setting,
         prompts: &[String],
         samples: &[Sample],
+        scores: Option<&[Vec<f32>]>,
     ) -> std::io::Result<()> {
         let id = setting.id();
         let mut params = parameters(setting).to_vec();
         params.extend(self.knobs.iter().map(|k| k.cell(setting)));
-        for s in samples {
+        for (i, s) in samples.iter().enumerate() {
             let mut rec: Vec<String> = vec![id.clone()];
             rec.extend(params.iter().cloned());
             rec.push(s.prompt_index.to_string());
@@ -367,6 +402,10 @@ impl SamplesWriter {
             );
             rec.push(s.token_ids.len().to_string());
             rec.push(number(s.perplexity(), 6));
+            if self.scored {
+                let scored = scores.map_or(f64::NAN, |s| crate::report::metrics::perplexity(&s[i]));
+                rec.push(number(scored, 6));
+            }
             rec.push(s.ended_with_eos.to_string());
             self.writer.write_record(&rec)?;
         }

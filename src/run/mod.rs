@@ -2,6 +2,7 @@
 
 mod jobs;
 pub mod runner;
+pub mod scoring;
 pub mod shard;
 pub mod slurm;
 pub mod store;

@@ -16,10 +16,11 @@ use std::time::{Instant, SystemTime};
 use crate::engine::generate::Generator;
 use crate::engine::tokenizer::Tokenizer;
 use crate::report::baseline::{Beams, pick_baseline, same_beams_warnings};
-use crate::report::record::{self, Invocation, Record, SettingTiming};
-use crate::report::summary::Metrics;
+use crate::report::record::{self, Invocation, Record, ScorerRecord, SettingTiming};
+use crate::report::summary::{Metrics, ScorerMetrics};
 use crate::report::tables::{self, SamplesWriter, SummaryRow};
 use crate::run::jobs::{self, Job, Progress, Todo};
+use crate::run::scoring;
 use crate::run::store::{Fingerprint, SettingData, Store, StoreError};
 use crate::spec::experiment::Experiment;
 use crate::spec::grid::{self, Setting, Strategy};
@@ -43,6 +44,13 @@ pub enum RunError {
     Unreadable { errors: Vec<StoreError> },
     #[error(transparent)]
     Generate(#[from] crate::engine::generate::GenerateError),
+    #[error(transparent)]
+    Score(crate::run::scoring::ScoreError),
+    #[error(
+        "interrupted while scoring; the settings scored so far are saved in {dir} — run the \
+         same command again to resume"
+    )]
+    ScoringInterrupted { dir: PathBuf },
     /// Decoding failed on what the model computed; the batches in flight were not saved, so
     /// once the cause is fixed the same command resumes.
     #[error("{setting}, prompt {prompt}: {error}; nothing non-finite was saved")]
@@ -72,7 +80,8 @@ impl ExitStatus for RunError {
             RunError::Store(e) => e.exit(),
             RunError::Unreadable { .. } => Exit::BadInput,
             RunError::Generate(e) => e.exit(),
-            RunError::Interrupted { .. } => Exit::Interrupted,
+            RunError::Score(e) => e.exit(),
+            RunError::Interrupted { .. } | RunError::ScoringInterrupted { .. } => Exit::Interrupted,
             RunError::Io(_) | RunError::Decode { .. } => Exit::Failed,
         }
     }
@@ -85,6 +94,8 @@ pub struct RunOptions {
     pub backend: String,
     pub model_path: PathBuf,
     pub model_sha256: String,
+    /// The `[score]` model, loaded; every text is scored under it once generated.
+    pub scorer: Option<crate::run::scoring::Scorer>,
 }
 
 pub struct RunOutcome {
@@ -121,6 +132,21 @@ pub fn run(
     // The folder stays locked until the reports are written.
     let (outcome, store) = run_settings(exp, generator, opts, &settings, folded_greedy, interrupt)?;
     let sources = vec![store.settings_dir(); settings.len()];
+    let scored = match &opts.scorer {
+        Some(scorer) => Some(crate::run::scoring::score_settings(
+            &crate::run::scoring::Texts {
+                exp,
+                settings: &settings,
+                sources: &sources,
+                fingerprint: store.fingerprint(),
+            },
+            &opts.dir,
+            scorer,
+            opts.quiet,
+            interrupt,
+        )?),
+        None => None,
+    };
     let notes = write_run_reports(
         &Report {
             exp,
@@ -133,6 +159,7 @@ pub fn run(
             started,
             finished: SystemTime::now(),
             wall_s: wall.elapsed().as_secs_f64(),
+            scorer: scored.as_ref(),
         },
         Some(Invocation {
             settings_run: outcome.ran,
@@ -326,6 +353,8 @@ pub struct Report<'a> {
     pub started: SystemTime,
     pub finished: SystemTime,
     pub wall_s: f64,
+    /// The model the texts were scored under (their scores are in `dir`'s `scores/`).
+    pub scorer: Option<&'a ScorerRecord>,
 }
 
 /// Build `summary.csv`, `samples.csv`, `run.json` and the plots from the saved settings,
@@ -356,9 +385,12 @@ pub fn write_run_reports(
     let fingerprint = Fingerprint::new(exp, settings, report.model_sha256, report.backend);
     let samples_path = dir.join("samples.csv");
     let knobs = tables::knob_columns(settings);
+    let scored = report.scorer.is_some();
     let mut samples_csv =
-        SamplesWriter::create(&samples_path, &knobs).map_err(io_at(&samples_path))?;
+        SamplesWriter::create(&samples_path, &knobs, scored).map_err(io_at(&samples_path))?;
     let mut metrics = Vec::with_capacity(settings.len());
+    let mut scorer_metrics: Vec<Option<ScorerMetrics>> = Vec::with_capacity(settings.len());
+    let mut unscored = Vec::new();
     let mut timings = Vec::with_capacity(settings.len());
     let mut beam_scores = Vec::with_capacity(settings.len());
     // To tell when the length penalties of a width changed nothing.
@@ -378,9 +410,26 @@ pub fn write_run_reports(
             tokens: samples.iter().map(|s| s.token_ids.clone()).collect(),
             any_ended: samples.iter().any(|s| s.ended_with_eos),
         }));
+        let scores = report.scorer.and_then(|s| {
+            let found = scoring::read_scores(
+                &scoring::scorer_dir(dir, &s.sha256),
+                &s.sha256,
+                setting,
+                &samples,
+            );
+            if found.is_none() {
+                unscored.push(expected.id.clone());
+            }
+            found
+        });
         samples_csv
-            .write(setting, &prompts, &samples)
+            .write(setting, &prompts, &samples, scores.as_deref())
             .map_err(io_at(&samples_path))?;
+        scorer_metrics.push(
+            scores
+                .as_ref()
+                .map(|scores| ScorerMetrics::compute(&samples, scores)),
+        );
         metrics.push(Metrics::compute(&samples));
         // Rank beam settings by their best hypotheses' mean log-probability per token.
         let best: Vec<f64> = samples
@@ -396,14 +445,25 @@ pub fn write_run_reports(
     samples_csv.finish().map_err(io_at(&samples_path))?;
 
     let (baseline, mut notes) = pick_baseline(exp, settings, &beam_scores);
+    if !unscored.is_empty() {
+        notes.push(format!(
+            "warning: {} settings have no scores under the scorer, and empty scorer columns: {} \
+             (sweep score {} scores them)",
+            unscored.len(),
+            unscored.join(", "),
+            dir.display()
+        ));
+    }
     notes.extend(same_beams_warnings(settings, &beams));
     let rows: Vec<SummaryRow<'_>> = settings
         .iter()
         .zip(&metrics)
         .zip(&timings)
-        .map(|((setting, metrics), timing)| SummaryRow {
+        .zip(&scorer_metrics)
+        .map(|(((setting, metrics), timing), scorer)| SummaryRow {
             setting,
             metrics,
+            scorer: scorer.as_ref(),
             tokens_per_s: if setting.strategy == Strategy::Human {
                 f64::NAN
             } else {
@@ -435,6 +495,7 @@ pub fn write_run_reports(
         wall_s: report.wall_s,
         baseline,
         timings: &timings,
+        scorer: report.scorer,
     };
     record::write(&run_path, &record, invocation.as_ref()).map_err(io_at(&run_path))?;
     Ok(notes)

@@ -354,6 +354,8 @@ pub fn run_shard(
         backend: opts.backend.clone(),
         model_path: opts.model_path.clone(),
         model_sha256: opts.model_sha256.clone(),
+        // The merged folder is scored as a whole (`sweep score`), not shard by shard.
+        scorer: None,
     };
     // The shard's folder stays locked until its record is written.
     let (outcome, store) =
@@ -544,6 +546,7 @@ pub fn merge(inputs: &[PathBuf], out: Option<&Path>) -> Result<Merged, ShardErro
         started,
         finished,
         wall_s,
+        scorer: None,
     })?;
     Ok(Merged {
         dir: out,

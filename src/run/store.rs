@@ -47,6 +47,9 @@ pub const EXPERIMENT: &str = "experiment.json";
 pub const LOCK: &str = "sweep.lock";
 pub const SETTINGS_DIR: &str = "settings";
 pub const SHARDS_DIR: &str = "shards";
+/// Texts scored under a `[score]` model or by `sweep score`, one folder per scorer (see
+/// `run::scoring`).
+pub const SCORES_DIR: &str = "scores";
 /// What a finished shard writes last.
 pub const SHARD_RECORD: &str = "shard.json";
 /// The files the reports are written to, beside `settings/`.
@@ -578,6 +581,17 @@ enum Level {
     Shards,
     Slurm,
     Logs,
+    /// `scores/`, one folder per scorer.
+    Scores,
+    Scorer,
+}
+
+/// A scorer's folder is named by the first 16 hex digits of its weights' SHA-256.
+pub fn is_scorer_dir_name(name: &str) -> bool {
+    name.len() == 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// The first entry under `dir` that sweep could not have written, if any: `--force` deletes
@@ -604,7 +618,8 @@ fn foreign_entry(dir: &Path, level: Level) -> Result<Option<PathBuf>, StoreError
                     Level::Settings => name.ends_with(".jsonl") || name.ends_with(".timing.json"),
                     Level::Slurm => SLURM_FILES.contains(&name.as_str()),
                     Level::Logs => name.ends_with(".out") || name.ends_with(".err"),
-                    Level::Shards => false,
+                    Level::Scorer => name.ends_with(".json"),
+                    Level::Shards | Level::Scores => false,
                 }
         } else if kind.is_dir() {
             let inner = match (level, name.as_str()) {
@@ -612,6 +627,8 @@ fn foreign_entry(dir: &Path, level: Level) -> Result<Option<PathBuf>, StoreError
                 (Level::Results, SHARDS_DIR) => Some(Level::Shards),
                 (Level::Results, SLURM_DIR) => Some(Level::Slurm),
                 (Level::Slurm, "logs") => Some(Level::Logs),
+                (Level::Results, SCORES_DIR) => Some(Level::Scores),
+                (Level::Scores, n) if is_scorer_dir_name(n) => Some(Level::Scorer),
                 (Level::Shards, n) if is_shard_dir_name(n) => Some(Level::Results),
                 _ => None,
             };

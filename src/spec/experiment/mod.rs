@@ -105,6 +105,20 @@ pub struct Experiment {
     /// Contrastive search; `None` (and left out of `experiment.json`) without `[contrastive]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrastive: Option<ContrastiveSpec>,
+    /// A second model every text is scored under; `None` (and left out) without `[score]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<ScoreSpec>,
+}
+
+/// The `[score]` table: the model that scores every generated text and every human reference
+/// (teacher-forced, the prompt as context), as decoding papers score under a larger model
+/// than the one that wrote the text. Changing it changes no sample, so it is not part of what
+/// a results folder's rows depend on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSpec {
+    /// The scorer's checkpoint, resolved like the top-level `model`.
+    pub model: PathBuf,
 }
 
 /// The `[contrastive]` table: contrastive search (Su et al. 2022) at every (penalty_alpha,

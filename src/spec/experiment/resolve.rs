@@ -10,11 +10,11 @@ use crate::spec::experiment::diagnostics::position_of;
 use crate::spec::experiment::prompts::{PROMPTS_EXTENSIONS, read_prompts_file};
 use crate::spec::experiment::schema::{
     Flag, Int, Num, OneOrMany, RawBaseline, RawBeam, RawContrastive, RawExperiment, RawGrid,
-    RawGrids, RawPrompts, Scalar,
+    RawGrids, RawPrompts, RawScore, Scalar,
 };
 use crate::spec::experiment::{
     Baseline, BeamSpec, ContrastiveSpec, DEFAULT_BATCH_SIZE, Experiment, ExperimentError, GridSpec,
-    Location, Position, Prompt,
+    Location, Position, Prompt, ScoreSpec,
 };
 use crate::spec::limits::{
     self, MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_SAMPLES, MAX_SETTINGS,
@@ -254,6 +254,7 @@ impl Ctx<'_> {
         let beam_span = raw.beam.as_ref().map(|b| b.span());
         let beam = raw.beam.map(|b| self.beam(b)).transpose()?;
         let contrastive = raw.contrastive.map(|c| self.contrastive(c)).transpose()?;
+        let score = raw.score.map(|s| self.score(s)).transpose()?;
         self.count_settings(&grids, grid_span, beam.as_ref(), beam_span)?;
         if grids.is_empty() && beam.is_none() && contrastive.is_none() {
             return Err(self.invalid(
@@ -327,6 +328,7 @@ impl Ctx<'_> {
             grids,
             beam,
             contrastive,
+            score,
         };
         if let Some((baseline, span)) = baseline {
             // A setting id is checked against the ids the beam table expands to, which the
@@ -804,6 +806,21 @@ impl Ctx<'_> {
             do_sample,
             sampling,
         })
+    }
+
+    fn score(&self, raw: Spanned<RawScore>) -> Result<ScoreSpec, ExperimentError> {
+        let span = raw.span();
+        match raw.into_inner().model {
+            Some(m) => Ok(ScoreSpec {
+                model: self.find_file("[score] model", &m)?,
+            }),
+            None => Err(self.invalid(
+                Some(span),
+                "[score] is missing model, the checkpoint that scores every text, e.g. \
+                 model = \"models/gpt2-medium\""
+                    .to_owned(),
+            )),
+        }
     }
 
     fn contrastive(

@@ -24,6 +24,7 @@ pub const TOP_KEYS: &[&str] = &[
     "grid",
     "beam",
     "contrastive",
+    "score",
 ];
 pub const GRID_KEYS: &[&str] = &[
     "temperature",
@@ -107,6 +108,7 @@ pub(super) struct RawExperiment {
     pub(super) grid: Option<Spanned<RawGrids>>,
     pub(super) beam: Option<Spanned<RawBeam>>,
     pub(super) contrastive: Option<Spanned<RawContrastive>>,
+    pub(super) score: Option<Spanned<RawScore>>,
 }
 
 /// `prompts` as written: a list of strings, or one string (a one-element list, as a scalar
@@ -239,6 +241,12 @@ pub(super) struct RawBeam {
 pub(super) struct RawContrastive {
     pub(super) penalty_alpha: Option<Spanned<OneOrMany<Num>>>,
     pub(super) top_k: Option<Spanned<OneOrMany<Int>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [score] table")]
+pub(super) struct RawScore {
+    pub(super) model: Option<Spanned<String>>,
 }
 
 /// A TOML integer. Kept signed so that `top_k = -1` reaches the range check and gets a
