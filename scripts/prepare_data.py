@@ -13,6 +13,7 @@ standard library only.  Writes (overwriting) into data/ next to this script's pa
     data/shakespeare/valid.txt     plays for validation
     data/shakespeare/heldout.txt   held-out plays (never in train or valid)
     data/heldout.jsonl             32 prompt/reference passages from the held-out plays
+    data/heldout-400.jsonl         400 shorter passages from the held-out plays, for MAUVE
 
 data/README.md documents the split, the cleaning and the sizes; it is written by
 hand, with the numbers this script prints (`--stats` also counts GPT-2 BPE tokens
@@ -76,6 +77,17 @@ N_PASSAGES = 32
 SEED = 1601
 PROMPT_WORDS = (8, 25)        # speaker line + first line of the speech
 REFERENCE_WORDS = (150, 200)  # text that follows, cut at a line end
+
+# The larger set, for MAUVE, which compares distributions and needs hundreds of texts
+# per side.  Each reference must hold a 128-token continuation; the script stays
+# standard-library only, so the cut is by characters: 500 characters of this text are
+# at least 129 GPT-2 tokens in every passage (`--stats` checks it).  The three plays
+# hold at most 462 such passages without overlap, so 400 leaves room to spread
+# them evenly.
+N_MAUVE_PASSAGES = 400
+MAUVE_PROMPT_WORDS = (4, 25)
+MAUVE_REFERENCE_CHARS = 500
+MAUVE_REFERENCE_TOKENS = 128
 
 ORDINALS = {"1": "FIRST", "2": "SECOND", "3": "THIRD", "4": "FOURTH", "5": "FIFTH",
             "6": "SIXTH"}
@@ -383,6 +395,23 @@ def clean_play(play: str, raw: str, stats: Counter) -> str:
 
 # ---------------------------------------------------------------- passages
 
+def is_prompt_start(lines: list[str], i: int, word_range: tuple[int, int]) -> bool:
+    """A speech that can open a prompt: a plain speaker line after a blank line, then a
+    first line that is neither indented nor a stage direction."""
+    sp, first = lines[i], lines[i + 1]
+    if not (is_blank(lines[i - 1]) and SPEAKER_RE.fullmatch(sp)) or "[" in sp:
+        return False
+    if not first or first[0].isspace() or "[" in first:
+        return False
+    return word_range[0] <= len(sp.split()) + len(first.split()) <= word_range[1]
+
+
+def can_end_reference(last: str) -> bool:
+    """A reference that stops here ends on spoken text, not on a heading of what follows."""
+    return (not is_blank(last) and not SPEAKER_RE.match(last)
+            and not last.lstrip().startswith("[") and not last.rstrip().endswith("]"))
+
+
 def passages(play_texts: list[tuple[str, str, str]], n: int, seed: int) -> list[dict]:
     """Deterministically draw n passages spread over the given (id, title, text) plays."""
     rng = random.Random(seed)
@@ -396,13 +425,7 @@ def passages(play_texts: list[tuple[str, str, str]], n: int, seed: int) -> list[
             offs.append(offs[-1] + len(ln) + 1)
         cands = []  # (start line, prompt end line, reference end line)
         for i in range(1, len(lines) - 2):
-            sp, first = lines[i], lines[i + 1]
-            if not (is_blank(lines[i - 1]) and SPEAKER_RE.fullmatch(sp)) or "[" in sp:
-                continue
-            if not first or first[0].isspace() or "[" in first:
-                continue
-            pw = len(sp.split()) + len(first.split())
-            if not PROMPT_WORDS[0] <= pw <= PROMPT_WORDS[1]:
+            if not is_prompt_start(lines, i, PROMPT_WORDS):
                 continue
             # end the reference at a line end, 150-200 words on: preferably where the
             # speech ends, else where a sentence ends, else anywhere; never on a speaker
@@ -415,8 +438,7 @@ def passages(play_texts: list[tuple[str, str, str]], n: int, seed: int) -> list[
                 words += w
                 j += 1
                 last = lines[j - 1]
-                if (words >= REFERENCE_WORDS[0] and not is_blank(last) and not SPEAKER_RE.match(last)
-                        and not last.lstrip().startswith("[") and not last.rstrip().endswith("]")):
+                if words >= REFERENCE_WORDS[0] and can_end_reference(last):
                     kind = 0 if j == len(lines) or is_blank(lines[j]) else 1 if last.rstrip()[-1] in ".!?" else 2
                     ends.setdefault(kind, j)
             end = ends[min(ends)] if ends else None
@@ -430,6 +452,51 @@ def passages(play_texts: list[tuple[str, str, str]], n: int, seed: int) -> list[
                 raise SystemExit(f"{pid}: no room for passage {c}")
             s, p, e = rng.choice(pool)
             last_end = e
+            prompt = "\n".join(lines[s:p]) + "\n"
+            reference = "\n".join(lines[p:e]) + "\n"
+            assert text[offs[s]:offs[e]] == prompt + reference
+            result.append({"play": title, "prompt": prompt, "reference": reference})
+    return result
+
+
+def dense_passages(play_texts: list[tuple[str, str, str]], n: int, min_chars: int) -> list[dict]:
+    """n non-overlapping passages shared among the (id, title, text) plays by their length.
+
+    Each play is first cut, from its start, into as many passages as fit: the next
+    speech that can open a prompt, then the following lines up to the first line end
+    at least min_chars on; a prompt already cut is passed over.  From a play's cuts,
+    its share is taken at evenly spaced positions, so the passages cover the whole
+    play.  No random draw is needed.
+    """
+    total = sum(len(text) for _, _, text in play_texts)
+    exact = [n * len(text) / total for _, _, text in play_texts]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda k: (counts[k] - exact[k], k))
+    for k in by_remainder[:n - sum(counts)]:
+        counts[k] += 1
+    result = []
+    for (pid, title, text), want in zip(play_texts, counts):
+        lines = text.split("\n")
+        offs = [0]
+        for ln in lines:
+            offs.append(offs[-1] + len(ln) + 1)
+        cuts, i = [], 1  # (start line, prompt end line, reference end line)
+        seen = set()  # a prompt said twice would make two passages that share a prompt
+        while i < len(lines) - 2:
+            if not is_prompt_start(lines, i, MAUVE_PROMPT_WORDS) or tuple(lines[i:i + 2]) in seen:
+                i += 1
+                continue
+            seen.add(tuple(lines[i:i + 2]))
+            end = next((j for j in range(i + 3, len(lines) + 1)
+                        if offs[j] - offs[i + 2] >= min_chars and can_end_reference(lines[j - 1])), None)
+            if end is None:
+                break
+            cuts.append((i, i + 2, end))
+            i = end
+        if len(cuts) < want:
+            raise SystemExit(f"{pid}: {len(cuts)} passages fit, {want} wanted")
+        for c in range(want):
+            s, p, e = cuts[(2 * c + 1) * len(cuts) // (2 * want)]
             prompt = "\n".join(lines[s:p]) + "\n"
             reference = "\n".join(lines[p:e]) + "\n"
             assert text[offs[s]:offs[e]] == prompt + reference
@@ -497,6 +564,11 @@ def main() -> None:
     with open(out / "heldout.jsonl", "w", encoding="utf-8", newline="\n") as f:
         for rec in ps:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    dense = dense_passages([(p, titles.get(p, p), clean[p]) for p in HELDOUT],
+                           N_MAUVE_PASSAGES, MAUVE_REFERENCE_CHARS)
+    with open(out / f"heldout-{N_MAUVE_PASSAGES}.jsonl", "w", encoding="utf-8", newline="\n") as f:
+        for rec in dense:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
     if args.verbose:
         for k, v in sorted(stats.items()):
@@ -522,6 +594,17 @@ def main() -> None:
             rt = [len(enc.encode_ordinary(r["reference"])) for r in ps]
             pt = [len(enc.encode_ordinary(r["prompt"])) for r in ps]
             print(f"prompt tokens {min(pt)}-{max(pt)}, reference tokens {min(rt)}-{max(rt)}")
+        name, recs = f"heldout-{N_MAUVE_PASSAGES}", dense
+        print(f"{name}: {len(recs)}  " + ", ".join(f"{t}: {sum(r['play'] == t for r in recs)}" for t in dict.fromkeys(r["play"] for r in recs)))
+        pw = [len(r["prompt"].split()) for r in recs]
+        rc = [len(r["reference"]) for r in recs]
+        print(f"prompt words {min(pw)}-{max(pw)}, reference characters {min(rc)}-{max(rc)}")
+        if enc:
+            pt = [len(enc.encode_ordinary(r["prompt"])) for r in recs]
+            rt = [len(enc.encode_ordinary(r["reference"])) for r in recs]
+            print(f"prompt tokens {min(pt)}-{max(pt)}, reference tokens {min(rt)}-{max(rt)}")
+            if min(rt) < MAUVE_REFERENCE_TOKENS:
+                sys.exit(f"{name}: a reference is under {MAUVE_REFERENCE_TOKENS} GPT-2 tokens")
 
 
 if __name__ == "__main__":
