@@ -233,7 +233,7 @@ fn two_runs_of(dir: &Path, experiments: [String; 2]) {
     }
 }
 
-const METRICS: [&str; 11] = [
+const METRICS: [&str; 16] = [
     "mean_perplexity",
     "corpus_perplexity",
     "distinct_1",
@@ -242,7 +242,12 @@ const METRICS: [&str; 11] = [
     "self_bleu_4",
     "zipf_coefficient",
     "repetition_rate",
+    "seq_rep_4",
+    "rep_2",
+    "rep_3",
     "rep_4",
+    "diversity",
+    "compression_ratio",
     "mean_tokens",
     "eos_rate",
 ];

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::report::metrics;
+use crate::report::{diversity, metrics};
 use crate::report::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
 use crate::report::tables::{csv_writer, number};
 use crate::util::exit::{Exit, ExitStatus};
@@ -248,6 +248,16 @@ pub fn load_summary(dir: &Path) -> Result<Vec<SavedSummaryRow>> {
         .iter()
         .map(str::to_string)
         .collect();
+    // A summary without `seq_rep_4` was written when `rep_4` meant Welleck et al.'s seq-rep-4,
+    // before Su et al.'s rep-n took the name: read it under the name it has now.
+    let header: Vec<String> = if header.iter().any(|h| h == "seq_rep_4") {
+        header
+    } else {
+        header
+            .into_iter()
+            .map(|h| if h == "rep_4" { "seq_rep_4".to_string() } else { h })
+            .collect()
+    };
     let setting = header
         .iter()
         .position(|h| h == "setting")
@@ -613,7 +623,21 @@ fn metric_of(
         "self_bleu_4" => metrics::self_bleu_4_among(words, keep, hypotheses),
         "zipf_coefficient" => metrics::zipf_coefficient(&kept_words),
         "repetition_rate" => metrics::repetition_rate(&kept_tokens),
-        "rep_4" => metrics::mean_rep_4(&kept_tokens),
+        "seq_rep_4" => metrics::mean_rep_4(&kept_tokens),
+        "rep_2" | "rep_3" | "rep_4" | "diversity" => {
+            let kept: Vec<&str> = keep.iter().map(|&i| texts[i].text.as_str()).collect();
+            let r = diversity::simctg_repetition(&kept);
+            match metric {
+                "rep_2" => r.rep_2,
+                "rep_3" => r.rep_3,
+                "rep_4" => r.rep_4,
+                _ => r.diversity,
+            }
+        }
+        "compression_ratio" => {
+            let kept: Vec<&str> = keep.iter().map(|&i| texts[i].text.as_str()).collect();
+            diversity::compression_ratio(&kept)
+        }
         "mean_tokens" => mean_of(&|t| t.token_ids.len() as f64),
         "eos_rate" => mean_of(&|t| f64::from(u8::from(t.ended_with_eos))),
         _ => f64::NAN,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::metrics;
+use crate::report::{diversity, metrics};
 
 /// One generated (or human-written) continuation, as stored per setting and in `samples.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +56,14 @@ pub struct Metrics {
     pub repetition_rate: f64,
     pub repetition_rate_lo: f64,
     pub repetition_rate_hi: f64,
+    /// Welleck et al.'s seq-rep-4, averaged over texts.
+    pub seq_rep_4: f64,
+    /// Su et al.'s rep-n and diversity (see `diversity::simctg_repetition`).
+    pub rep_2: f64,
+    pub rep_3: f64,
     pub rep_4: f64,
+    pub diversity: f64,
+    pub compression_ratio: f64,
     pub mean_tokens: f64,
     pub eos_rate: f64,
 }
@@ -69,7 +76,7 @@ pub const SELF_BLEU_MAX_EXACT: usize = 500;
 pub const METRICS_SEED: u64 = 0x5eed;
 
 /// Every metric [`Metrics::get`] knows, in `summary.csv` order.
-pub const METRICS: [&str; 11] = [
+pub const METRICS: [&str; 16] = [
     "mean_perplexity",
     "corpus_perplexity",
     "distinct_1",
@@ -78,7 +85,12 @@ pub const METRICS: [&str; 11] = [
     "self_bleu_4",
     "zipf_coefficient",
     "repetition_rate",
+    "seq_rep_4",
+    "rep_2",
+    "rep_3",
     "rep_4",
+    "diversity",
+    "compression_ratio",
     "mean_tokens",
     "eos_rate",
 ];
@@ -155,6 +167,8 @@ impl Metrics {
             clip01(metrics::jackknife_interval(self_bleu_4, &leave_out)),
         );
         let total_tokens: usize = tokens.iter().map(|t| t.len()).sum();
+        let texts: Vec<&str> = samples.iter().map(|s| s.text.as_str()).collect();
+        let simctg = diversity::simctg_repetition(&texts);
         Self {
             samples: n,
             mean_perplexity,
@@ -173,7 +187,12 @@ impl Metrics {
             repetition_rate,
             repetition_rate_lo: rep_lo,
             repetition_rate_hi: rep_hi,
-            rep_4: metrics::mean_rep_4(&tokens),
+            seq_rep_4: metrics::mean_rep_4(&tokens),
+            rep_2: simctg.rep_2,
+            rep_3: simctg.rep_3,
+            rep_4: simctg.rep_4,
+            diversity: simctg.diversity,
+            compression_ratio: diversity::compression_ratio(&texts),
             // Shares of no texts are undefined, not 0.
             mean_tokens: total_tokens as f64 / n as f64,
             eos_rate: samples.iter().filter(|s| s.ended_with_eos).count() as f64 / n as f64,
@@ -191,7 +210,12 @@ impl Metrics {
             "self_bleu_4" => self.self_bleu_4,
             "zipf_coefficient" => self.zipf_coefficient,
             "repetition_rate" => self.repetition_rate,
+            "seq_rep_4" => self.seq_rep_4,
+            "rep_2" => self.rep_2,
+            "rep_3" => self.rep_3,
             "rep_4" => self.rep_4,
+            "diversity" => self.diversity,
+            "compression_ratio" => self.compression_ratio,
             "mean_tokens" => self.mean_tokens,
             "eos_rate" => self.eos_rate,
             _ => f64::NAN,
