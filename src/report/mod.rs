@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod compare;
+pub mod degeneration;
 pub mod metrics;
 pub mod plot;
 pub mod record;
