@@ -173,17 +173,19 @@ pub const SELF_BLEU_HYPOTHESES: usize = 1000;
 const BLEU_4_DRAW: usize = 4;
 
 /// Self-BLEU-4 as `metrics/self_bleu.py` computes it: the mean over the hypotheses of
-/// [`self_bleu_hypotheses`] of NLTK `sentence_bleu(all other texts, hypothesis, weights=(0.25,)
-/// * 4, smoothing_function=SmoothingFunction().method1)` on token ids (end-of-text included).
+/// [`self_bleu_hypotheses`] of NLTK's `sentence_bleu` with weights `(0.25, 0.25, 0.25, 0.25)`
+/// and `SmoothingFunction().method1`, each hypothesis against all the other texts, on token ids
+/// (end-of-text included).
 ///
 /// Each hypothesis' BLEU is exactly that of [`metrics::self_bleu_4_scores`] (the hypothesis is
-/// left out of its own references, every other text is one), so with at most `n_sample` texts
-/// this equals [`metrics::self_bleu_4`] with `max_exact ≥ n_sample` on the same ids. Beyond
-/// that they average different hypotheses: the script `n_sample` drawn by Python's Mersenne
-/// Twister, [`metrics`] a ChaCha8 draw. With fewer than `n_sample` texts the script stops
-/// (`random.sample` refuses); here every text is a hypothesis, which is what the script
-/// computes when given `--n_sample` equal to the number of texts. Fewer than two texts, or
-/// `n_sample == 0`, give NaN.
+/// left out of its own references, every other text is one); only the ids differ where `sweep`
+/// feeds that function whitespace words. With at most `n_sample` texts every text is a
+/// hypothesis and this equals [`metrics::self_bleu_4`] with `max_exact` at least the number of
+/// texts. Beyond that the two average different hypotheses: the script `n_sample` drawn by
+/// Python's Mersenne Twister, [`metrics`] a ChaCha8 draw. With fewer than `n_sample` texts the
+/// script stops (`random.sample` refuses); scoring every text is what it computes when given
+/// `--n_sample` equal to the number of texts. Fewer than two texts, or `n_sample == 0`, give
+/// NaN.
 pub fn self_bleu_4<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S], n_sample: usize) -> f64 {
     let n = samples.len();
     if n < 2 || n_sample == 0 {
@@ -265,10 +267,7 @@ impl PythonRandom {
             let prev = state[i - 1] ^ (state[i - 1] >> 30);
             state[i] = 1_812_433_253_u32.wrapping_mul(prev).wrapping_add(i as u32);
         }
-        Self {
-            state,
-            index: MT_N,
-        }
+        Self { state, index: MT_N }
     }
 
     fn next_u32(&mut self) -> u32 {
@@ -437,7 +436,12 @@ mod tests {
 
     #[test]
     fn the_rate_is_a_share_of_texts() {
-        let texts = vec![looped(&[], &[1, 2, 3], 2), vec![1, 2, 3], vec![4; 60], vec![]];
+        let texts = vec![
+            looped(&[], &[1, 2, 3], 2),
+            vec![1, 2, 3],
+            vec![4; 60],
+            vec![],
+        ];
         assert_eq!(repetition_rate(&texts), 0.5);
         assert!(repetition_rate::<Vec<u32>>(&[]).is_nan());
     }
@@ -455,7 +459,10 @@ mod tests {
         let x_mean = xs.iter().sum::<f64>() / 4.0;
         let ln4 = 4_f64.ln();
         let sxy: f64 = (xs[0] - x_mean) * (ln4 - ln4 / 4.0)
-            + xs[1..].iter().map(|x| (x - x_mean) * (-ln4 / 4.0)).sum::<f64>();
+            + xs[1..]
+                .iter()
+                .map(|x| (x - x_mean) * (-ln4 / 4.0))
+                .sum::<f64>();
         let sxx: f64 = xs.iter().map(|x| (x - x_mean).powi(2)).sum();
         assert!((zipf_coefficient(&longer) - (-sxy / sxx)).abs() < 1e-12);
     }
