@@ -3,7 +3,11 @@
 
 pub mod baseline;
 pub mod compare;
+<<<<<<< HEAD
 pub mod diversity;
+=======
+pub mod degeneration;
+>>>>>>> h2
 pub mod metrics;
 pub mod plot;
 pub mod record;
