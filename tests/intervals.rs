@@ -11,8 +11,8 @@ use std::process::Command;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use sweep::report::metrics;
 use sweep::report::summary::{Metrics, SELF_BLEU_MAX_EXACT, Sample};
+use sweep::report::{degeneration, metrics};
 
 const PROMPTS: usize = 32;
 const TEXTS_PER_PROMPT: usize = 4;
@@ -104,13 +104,14 @@ impl Generator {
             .map(|sample| {
                 let len = 10 + below(rng, 11);
                 let mut ids: Vec<u32> = (0..len).map(|_| self.word(rng, topic)).collect();
-                // A loop: a two- or three-word phrase three times at the end (about a
-                // quarter of texts: P(N(0, 1) > 0.674) = 0.25).
+                // A loop: a three- or four-word phrase two or three times at the end (about
+                // a quarter of texts: P(N(0, 1) > 0.674) = 0.25), which Holtzman et al.'s
+                // rule counts.
                 if looping + within * normal(rng) > 0.674 {
-                    let phrase: Vec<u32> = (0..2 + below(rng, 2))
+                    let phrase: Vec<u32> = (0..3 + below(rng, 2))
                         .map(|_| self.word(rng, topic))
                         .collect();
-                    for _ in 0..3 {
+                    for _ in 0..2 + below(rng, 2) {
                         ids.extend(&phrase);
                     }
                 }
@@ -150,7 +151,7 @@ fn statistics(samples: &[Sample]) -> [f64; 4] {
         metrics::mean_perplexity(&perplexities),
         metrics::distinct_n(&words, 2),
         metrics::self_bleu_4(&words, SELF_BLEU_MAX_EXACT, 0),
-        metrics::repetition_rate(&tokens),
+        degeneration::repetition_rate(&tokens),
     ]
 }
 
@@ -179,7 +180,7 @@ fn method_intervals(samples: &[Sample]) -> Vec<(&'static str, [Interval; 4])> {
     let perplexities: Vec<f64> = samples.iter().map(Sample::perplexity).collect();
     let loops: Vec<f64> = samples
         .iter()
-        .map(|s| f64::from(u8::from(metrics::ends_in_repetition(&s.token_ids))))
+        .map(|s| f64::from(u8::from(degeneration::ends_in_repetition(&s.token_ids))))
         .collect();
     let clusters =
         metrics::prompt_clusters(&samples.iter().map(|s| s.prompt_index).collect::<Vec<_>>());

@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::report::{diversity, metrics};
 use crate::report::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
 use crate::report::tables::{csv_writer, number};
+use crate::report::{degeneration, diversity, metrics};
 use crate::util::exit::{Exit, ExitStatus};
 use crate::util::files::AtomicFile;
 
@@ -255,7 +255,13 @@ pub fn load_summary(dir: &Path) -> Result<Vec<SavedSummaryRow>> {
     } else {
         header
             .into_iter()
-            .map(|h| if h == "rep_4" { "seq_rep_4".to_string() } else { h })
+            .map(|h| {
+                if h == "rep_4" {
+                    "seq_rep_4".to_string()
+                } else {
+                    h
+                }
+            })
             .collect()
     };
     let setting = header
@@ -621,8 +627,11 @@ fn metric_of(
         "distinct_2" => metrics::distinct_n(&kept_words, 2),
         "distinct_3" => metrics::distinct_n(&kept_words, 3),
         "self_bleu_4" => metrics::self_bleu_4_among(words, keep, hypotheses),
-        "zipf_coefficient" => metrics::zipf_coefficient(&kept_words),
-        "repetition_rate" => metrics::repetition_rate(&kept_tokens),
+        "self_bleu_4_tokens" => {
+            degeneration::self_bleu_4(&kept_tokens, degeneration::SELF_BLEU_HYPOTHESES)
+        }
+        "zipf_coefficient" => degeneration::zipf_coefficient(&kept_tokens),
+        "repetition_rate" => degeneration::repetition_rate(&kept_tokens),
         "seq_rep_4" => metrics::mean_rep_4(&kept_tokens),
         "rep_2" | "rep_3" | "rep_4" | "diversity" => {
             let kept: Vec<&str> = keep.iter().map(|&i| texts[i].text.as_str()).collect();

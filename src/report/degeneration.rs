@@ -98,10 +98,8 @@ fn tail_repeats(tokens: &[u32], n: usize) -> usize {
 
 /// Whether `repetition.py` counts the text as repeating: [`tail_loop`]`(tokens).is_loop()`.
 ///
-/// [`metrics::ends_in_repetition`] asks something else: three copies of a phrase of at least
-/// two tokens, of any length, and no end-of-text removed. The two disagree both ways: two
-/// copies of a 3-token phrase count here and not there; three copies of a 2-token phrase (or
-/// six of one token) count there and not here, where they need more than 50 copies.
+/// Two copies of a 3-token phrase count; three copies of a 2-token phrase (or six of one
+/// token) do not: they need more than 50 copies.
 pub fn ends_in_repetition(tokens: &[u32]) -> bool {
     tail_loop(tokens).is_loop()
 }
@@ -130,9 +128,8 @@ pub fn zipf_coefficient<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S]) -> f64 {
 /// included, as `zipf.py` counts it). Which of several equally frequent tokens takes a rank
 /// does not matter: only the counts enter the fit.
 ///
-/// [`metrics::zipf_coefficient`] fits every rank; the cut matters because the long tail of
-/// tokens seen once sits on a flat line (equal counts, rising rank) that pulls the slope
-/// towards 0 when it is long. Fewer than two ranks (including `ranks < 2`) give NaN: scipy
+/// The cut matters: the long tail of tokens seen once sits on a flat line (equal counts,
+/// rising rank) that pulls the slope towards 0 when it is long. Fewer than two ranks (including `ranks < 2`) give NaN: scipy
 /// refuses to fit a single point.
 pub fn zipf_coefficient_ranks<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S], ranks: usize) -> f64 {
     let mut counts: HashMap<&T, u64> = HashMap::new();
@@ -373,10 +370,8 @@ mod tests {
             }
         );
         assert!(!ends_in_repetition(&looped(&[9], &[1, 2, 3], 1)));
-        // Three copies of a 2-token phrase: a loop for `metrics`, not for the script.
-        let three = looped(&[9], &[1, 2], 3);
-        assert!(!ends_in_repetition(&three));
-        assert!(metrics::ends_in_repetition(&three));
+        // Three copies of a 2-token phrase are not one for the script.
+        assert!(!ends_in_repetition(&looped(&[9], &[1, 2], 3)));
         assert!(!ends_in_repetition(&looped(&[9], &[1, 2], 50)));
         assert!(ends_in_repetition(&looped(&[9], &[1, 2], 51)));
     }

@@ -91,30 +91,6 @@ pub fn corpus_perplexity<S: AsRef<[f32]>>(samples: &[S]) -> f64 {
     (nll / tokens as f64).exp()
 }
 
-/// Holtzman et al. 2020 ("The Curious Case of Neural Text Degeneration") count a sample
-/// as degenerate when it ends in a repetition loop. Here: its last `3·p` tokens are one
-/// phrase of `p ≥ 2` tokens repeated 3 times back to back, for some `p` in `2..=len/3`.
-/// Single-token runs are not loops by this definition unless they are long enough to
-/// count as a 2-token phrase repeated (6 tokens).
-pub fn ends_in_repetition<T: PartialEq>(tokens: &[T]) -> bool {
-    const MIN_PHRASE: usize = 2;
-    const REPEATS: usize = 3;
-    (MIN_PHRASE..=tokens.len() / REPEATS).any(|phrase| {
-        let tail = &tokens[tokens.len() - REPEATS * phrase..];
-        // Period `phrase` over the whole tail is the same as REPEATS equal copies.
-        tail[phrase..].iter().zip(tail).all(|(a, b)| a == b)
-    })
-}
-
-/// Share of samples for which [`ends_in_repetition`] holds. No samples gives NaN.
-pub fn repetition_rate<S: AsRef<[T]>, T: PartialEq>(samples: &[S]) -> f64 {
-    let looping = samples
-        .iter()
-        .filter(|s| ends_in_repetition(s.as_ref()))
-        .count();
-    looping as f64 / samples.len() as f64
-}
-
 /// seq-rep-n (Welleck et al. 2019, "Neural Text Generation with Unlikelihood
 /// Training"): `1 − |unique n-grams| ÷ |n-grams|` within one sample; 0 when no n-gram
 /// repeats. A sample shorter than `n` has no n-grams and gives NaN.
@@ -147,43 +123,6 @@ pub fn mean_rep_n<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S], n: usize) -> f64 {
 /// Mean seq-rep-4, the order Welleck et al. 2019 report; see [`mean_rep_n`].
 pub fn mean_rep_4<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S]) -> f64 {
     mean_rep_n(samples, 4)
-}
-
-/// Zipf coefficient `s` of the unigram distribution pooled over all samples, as
-/// Holtzman et al. 2020 use it: fit `log f = c − s · log r` (frequency `f` of the word at
-/// frequency rank `r`) by ordinary least squares over ALL ranks, and report `s = −slope`,
-/// positive for a Zipfian curve (≈ 1 for human text; larger = a heavier head, less
-/// diverse vocabulary). Their released code (`degen/metrics/zipf.py`, `scipy`
-/// `linregress`) fits only the 5,000 most frequent ranks of GPT-2 token ids; the two
-/// agree whenever there are at most 5,000 distinct words. Fewer than 2 distinct words
-/// gives NaN (no slope).
-pub fn zipf_coefficient<S: AsRef<[T]>, T: Eq + Hash>(samples: &[S]) -> f64 {
-    let mut counts: HashMap<&T, u64> = HashMap::new();
-    for sample in samples {
-        for word in sample.as_ref() {
-            *counts.entry(word).or_default() += 1;
-        }
-    }
-    let mut frequencies: Vec<u64> = counts.into_values().collect();
-    if frequencies.len() < 2 {
-        return f64::NAN;
-    }
-    // Sorting makes the fit independent of hash-map order (ties are equal values).
-    frequencies.sort_unstable_by(|a, b| b.cmp(a));
-    let log_rank: Vec<f64> = (1..=frequencies.len()).map(|r| (r as f64).ln()).collect();
-    let log_freq: Vec<f64> = frequencies.iter().map(|&f| (f as f64).ln()).collect();
-    -least_squares_slope(&log_rank, &log_freq)
-}
-
-/// OLS slope `Σ(x−x̄)(y−ȳ) / Σ(x−x̄)²`, centred first (two passes) for accuracy.
-fn least_squares_slope(xs: &[f64], ys: &[f64]) -> f64 {
-    let (x_mean, y_mean) = (mean(xs), mean(ys));
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (&x, &y) in xs.iter().zip(ys) {
-        sxy += (x - x_mean) * (y - y_mean);
-        sxx += (x - x_mean) * (x - x_mean);
-    }
-    sxy / sxx
 }
 
 /// BLEU-4: n-gram orders 1..=4 with uniform weights 1/4.
@@ -1037,25 +976,6 @@ mod tests {
     }
 
     #[test]
-    fn loops_need_three_copies_of_a_multi_token_phrase_at_the_end() {
-        assert!(ends_in_repetition(&[9, 1, 2, 1, 2, 1, 2]));
-        assert!(ends_in_repetition(&[1, 2, 3, 1, 2, 3, 1, 2, 3]));
-        assert!(ends_in_repetition(&[7; 6]));
-        assert!(!ends_in_repetition(&[1, 2, 1, 2])); // two copies only
-        assert!(!ends_in_repetition(&[4, 5, 5, 5])); // one-token phrase
-        assert!(!ends_in_repetition(&[1, 2, 1, 2, 1, 2, 3])); // loop broken at the end
-        assert!(!ends_in_repetition(&[1, 2, 3, 1, 2, 3, 1, 2, 4]));
-        assert!(!ends_in_repetition::<u32>(&[]));
-    }
-
-    #[test]
-    fn repetition_rate_is_share_of_looping_samples() {
-        let samples = vec![vec![1, 2, 1, 2, 1, 2], vec![1, 2, 3], vec![5; 9], vec![]];
-        assert_eq!(repetition_rate(&samples), 0.5);
-        assert!(repetition_rate::<Vec<u32>, u32>(&[]).is_nan());
-    }
-
-    #[test]
     fn rep_n_counts_repeated_ngrams_within_a_sample() {
         // Bigrams 12 23 31 12 23: 3 unique of 5.
         assert!(close(rep_n(&[1, 2, 3, 1, 2, 3], 2), 0.4));
@@ -1071,32 +991,6 @@ mod tests {
         assert!(close(mean_rep_4(&samples), (0.2 + 0.0) / 2.0));
         assert!(mean_rep_4(&[vec![1, 2]]).is_nan());
     }
-
-    #[test]
-    fn zipf_recovers_exact_power_laws() {
-        // f = 12 / r: s = 1.
-        let mut sample = Vec::new();
-        for (word, count) in [("a", 12), ("b", 6), ("c", 4), ("d", 3)] {
-            sample.extend(std::iter::repeat_n(word, count));
-        }
-        assert!(close(zipf_coefficient(&[sample]), 1.0));
-        // f = 36 / r²: s = 2, split across samples.
-        let samples = vec![vec![1_u32; 20], vec![1; 16], vec![2; 9], vec![3; 4]];
-        assert!(close(zipf_coefficient(&samples), 2.0));
-    }
-
-    #[test]
-    fn zipf_needs_two_distinct_words() {
-        assert!(zipf_coefficient(&[vec!["a", "a"], vec!["a"]]).is_nan());
-        assert!(zipf_coefficient::<Vec<u32>, u32>(&[]).is_nan());
-        // Flat distribution: slope 0.
-        assert_eq!(zipf_coefficient(&[vec![1, 2, 3]]), 0.0);
-    }
-
-    // Expected Self-BLEU values below came from NLTK 3.10.4: for each sample i,
-    // `sentence_bleu(others, hyp_i, weights=(0.25,)*4,
-    // smoothing_function=SmoothingFunction().method1)` on `str.split()` tokens, then the
-    // mean over samples.
 
     #[test]
     fn self_bleu_matches_nltk_with_brevity_penalty_and_short_samples() {

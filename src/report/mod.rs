@@ -3,11 +3,8 @@
 
 pub mod baseline;
 pub mod compare;
-<<<<<<< HEAD
-pub mod diversity;
-=======
 pub mod degeneration;
->>>>>>> h2
+pub mod diversity;
 pub mod metrics;
 pub mod plot;
 pub mod record;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{diversity, metrics};
+use crate::report::{degeneration, diversity, metrics};
 
 /// One generated (or human-written) continuation, as stored per setting and in `samples.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,8 @@ pub struct Metrics {
     pub self_bleu_4: f64,
     pub self_bleu_4_lo: f64,
     pub self_bleu_4_hi: f64,
+    /// Holtzman et al.'s Self-BLEU-4, on token ids (see `degeneration::self_bleu_4`).
+    pub self_bleu_4_tokens: f64,
     pub zipf_coefficient: f64,
     pub repetition_rate: f64,
     pub repetition_rate_lo: f64,
@@ -76,13 +78,14 @@ pub const SELF_BLEU_MAX_EXACT: usize = 500;
 pub const METRICS_SEED: u64 = 0x5eed;
 
 /// Every metric [`Metrics::get`] knows, in `summary.csv` order.
-pub const METRICS: [&str; 16] = [
+pub const METRICS: [&str; 17] = [
     "mean_perplexity",
     "corpus_perplexity",
     "distinct_1",
     "distinct_2",
     "distinct_3",
     "self_bleu_4",
+    "self_bleu_4_tokens",
     "zipf_coefficient",
     "repetition_rate",
     "seq_rep_4",
@@ -116,7 +119,7 @@ impl Metrics {
         let logprobs: Vec<&[f32]> = samples.iter().map(|s| s.logprobs.as_slice()).collect();
         let loops: Vec<f64> = tokens
             .iter()
-            .map(|t| f64::from(u8::from(metrics::ends_in_repetition(t))))
+            .map(|t| f64::from(u8::from(degeneration::ends_in_repetition(t))))
             .collect();
         let n = samples.len();
         let prompts: Vec<usize> = samples.iter().map(|s| s.prompt_index).collect();
@@ -135,7 +138,7 @@ impl Metrics {
                 METRICS_SEED,
             ),
         );
-        let repetition_rate = metrics::repetition_rate(&tokens);
+        let repetition_rate = degeneration::repetition_rate(&tokens);
         let (rep_lo, rep_hi) = holding(
             repetition_rate,
             share_at_a_bound(repetition_rate, clusters.len()).unwrap_or_else(|| {
@@ -183,7 +186,11 @@ impl Metrics {
             self_bleu_4,
             self_bleu_4_lo: b_lo,
             self_bleu_4_hi: b_hi,
-            zipf_coefficient: metrics::zipf_coefficient(&words),
+            self_bleu_4_tokens: degeneration::self_bleu_4(
+                &tokens,
+                degeneration::SELF_BLEU_HYPOTHESES,
+            ),
+            zipf_coefficient: degeneration::zipf_coefficient(&tokens),
             repetition_rate,
             repetition_rate_lo: rep_lo,
             repetition_rate_hi: rep_hi,
@@ -208,6 +215,7 @@ impl Metrics {
             "distinct_2" => self.distinct_2,
             "distinct_3" => self.distinct_3,
             "self_bleu_4" => self.self_bleu_4,
+            "self_bleu_4_tokens" => self.self_bleu_4_tokens,
             "zipf_coefficient" => self.zipf_coefficient,
             "repetition_rate" => self.repetition_rate,
             "seq_rep_4" => self.seq_rep_4,
@@ -371,7 +379,7 @@ mod tests {
         assert_eq!(m.repetition_rate_lo, 0.0);
         assert!((m.repetition_rate_hi - 0.1088).abs() < 1e-4, "{m:?}");
         let all: Vec<Sample> = (0..8)
-            .map(|p| sample(p, vec![p as u32, 7, 1, 7, 1, 7, 1]))
+            .map(|p| sample(p, vec![p as u32, 7, 1, 9, 7, 1, 9]))
             .collect();
         let m = Metrics::compute(&all);
         assert_eq!(m.repetition_rate, 1.0);
