@@ -512,6 +512,7 @@ fn paired_test_false_alarms() {
             .map(|s| Text {
                 prompt_index: s.prompt_index,
                 perplexity: s.perplexity(),
+                scorer_perplexity: f64::NAN,
                 text: s.text,
                 token_ids: s.token_ids,
                 ended_with_eos: s.ended_with_eos,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::report::summary::{METRICS_SEED, SELF_BLEU_MAX_EXACT};
+use crate::report::summary::{self, METRICS_SEED, SELF_BLEU_MAX_EXACT};
 use crate::report::tables::{csv_writer, number};
 use crate::report::{degeneration, diversity, metrics};
 use crate::util::exit::{Exit, ExitStatus};
@@ -62,8 +62,20 @@ impl ExitStatus for CompareError {
 
 type Result<T> = std::result::Result<T, CompareError>;
 
-/// The summary metrics compared, in `summary.csv` order.
-pub use crate::report::summary::METRICS;
+/// The metrics compared: every summary metric, then the scorer's (a run without a scorer
+/// has none of those, and its cells are empty).
+pub const METRICS: [&str; summary::METRICS.len() + 3] = {
+    let mut all = [""; summary::METRICS.len() + 3];
+    let mut i = 0;
+    while i < summary::METRICS.len() {
+        all[i] = summary::METRICS[i];
+        i += 1;
+    }
+    all[i] = "scorer_mean_perplexity";
+    all[i + 1] = "scorer_corpus_perplexity";
+    all[i + 2] = "coherence";
+    all
+};
 
 /// The columns of `compare.csv`, in order.
 pub const COLUMNS: [&str; 9] = [
@@ -83,6 +95,8 @@ pub const COLUMNS: [&str; 9] = [
 pub struct RunInfo {
     pub dir: PathBuf,
     pub model_sha256: Option<String>,
+    /// The model the texts were scored under, if any.
+    pub scorer_sha256: Option<String>,
     pub backend: Option<String>,
     pub sweep_version: Option<String>,
     pub git_commit: Option<String>,
@@ -111,6 +125,7 @@ impl RunInfo {
         Self {
             dir: dir.to_path_buf(),
             model_sha256: text(&json["model"]["sha256"]),
+            scorer_sha256: text(&json["scorer"]["sha256"]),
             backend: text(&json["backend"]),
             sweep_version: text(&json["sweep_version"]),
             git_commit: text(&json["git_commit"]),
@@ -137,6 +152,7 @@ pub fn run_differences(a: &RunInfo, b: &RunInfo) -> Vec<Difference> {
     let mut out = Vec::new();
     for (what, x, y) in [
         ("model sha256", &a.model_sha256, &b.model_sha256),
+        ("scorer sha256", &a.scorer_sha256, &b.scorer_sha256),
         ("backend", &a.backend, &b.backend),
         ("sweep version", &a.sweep_version, &b.sweep_version),
         ("git commit", &a.git_commit, &b.git_commit),
@@ -491,6 +507,8 @@ pub struct Text {
     pub token_ids: Vec<u32>,
     /// NaN for an empty text.
     pub perplexity: f64,
+    /// Under the run's scorer; NaN for an empty text or a run without a scorer.
+    pub scorer_perplexity: f64,
     pub ended_with_eos: bool,
 }
 
@@ -524,6 +542,7 @@ fn load_samples(dir: &Path) -> std::result::Result<HashMap<String, Vec<Text>>, S
     .map(column);
     let (setting, prompt, text, tokens, perplexity, eos) =
         (setting?, prompt?, text?, tokens?, perplexity?, eos?);
+    let scorer = header.iter().position(|h| h == "scorer_perplexity");
     let mut out: HashMap<String, Vec<Text>> = HashMap::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| fail(e.to_string()))?;
@@ -538,6 +557,10 @@ fn load_samples(dir: &Path) -> std::result::Result<HashMap<String, Vec<Text>>, S
             "" => f64::NAN,
             x => x.parse().map_err(|_| bad("perplexity"))?,
         };
+        let scorer_ppl = match scorer.map(cell) {
+            None | Some("") => f64::NAN,
+            Some(x) => x.parse().map_err(|_| bad("scorer_perplexity"))?,
+        };
         out.entry(cell(setting).to_string())
             .or_default()
             .push(Text {
@@ -545,6 +568,7 @@ fn load_samples(dir: &Path) -> std::result::Result<HashMap<String, Vec<Text>>, S
                 text: cell(text).to_string(),
                 token_ids,
                 perplexity: ppl,
+                scorer_perplexity: scorer_ppl,
                 ended_with_eos: cell(eos).parse().map_err(|_| bad("ended_with_eos"))?,
             });
     }
@@ -623,6 +647,29 @@ fn metric_of(
             }
             (nll / n).exp()
         }
+        // As the summary computes them: over the texts the scorer scored.
+        "scorer_mean_perplexity" | "scorer_corpus_perplexity" | "coherence" => {
+            let scored: Vec<&Text> = keep
+                .iter()
+                .map(|&i| &texts[i])
+                .filter(|t| t.scorer_perplexity.is_finite())
+                .collect();
+            let n = scored.len() as f64;
+            match metric {
+                "scorer_mean_perplexity" => {
+                    scored.iter().map(|t| t.scorer_perplexity).sum::<f64>() / n
+                }
+                "coherence" => -scored.iter().map(|t| t.scorer_perplexity.ln()).sum::<f64>() / n,
+                _ => {
+                    let tokens: f64 = scored.iter().map(|t| t.token_ids.len() as f64).sum();
+                    let nll: f64 = scored
+                        .iter()
+                        .map(|t| t.token_ids.len() as f64 * t.scorer_perplexity.ln())
+                        .sum();
+                    (nll / tokens).exp()
+                }
+            }
+        }
         "distinct_1" => metrics::distinct_n(&kept_words, 1),
         "distinct_2" => metrics::distinct_n(&kept_words, 2),
         "distinct_3" => metrics::distinct_n(&kept_words, 3),
@@ -660,7 +707,12 @@ fn metric_of(
 /// it covered better in simulation.
 pub fn paired_test_of(metric: &str) -> Test {
     match metric {
-        "mean_perplexity" | "corpus_perplexity" | "mean_tokens" => Test::PairedBootstrap,
+        "mean_perplexity"
+        | "corpus_perplexity"
+        | "mean_tokens"
+        | "scorer_mean_perplexity"
+        | "scorer_corpus_perplexity"
+        | "coherence" => Test::PairedBootstrap,
         _ => Test::PairedJackknife,
     }
 }
@@ -857,10 +909,15 @@ pub fn render(cmp: &Comparison) -> String {
     let same = |what: &str, x: &Option<String>| format!("  {what:<14} same: {}", unknown(x));
     for (what, x) in [
         ("model sha256", &cmp.a.model_sha256),
+        ("scorer sha256", &cmp.a.scorer_sha256),
         ("backend", &cmp.a.backend),
         ("sweep version", &cmp.a.sweep_version),
         ("git commit", &cmp.a.git_commit),
     ] {
+        // A run without a scorer says nothing of one.
+        if what == "scorer sha256" && x.is_none() {
+            continue;
+        }
         if !cmp.differences.iter().any(|d| d.what == what) {
             let _ = writeln!(out, "{}", same(what, x));
         }
@@ -1092,6 +1149,7 @@ mod tests {
                     text: words.join(" "),
                     token_ids: (0..8).map(|w| (p * 100 + s * 10 + w) as u32).collect(),
                     perplexity: ppl(p * per_prompt + s),
+                    scorer_perplexity: f64::NAN,
                     ended_with_eos: false,
                 });
             }
