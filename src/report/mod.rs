@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod compare;
+pub mod mauve;
 pub mod metrics;
 pub mod plot;
 pub mod record;
