@@ -100,7 +100,7 @@ pub struct Features<'a> {
 impl<'a> Features<'a> {
     /// `side` names the texts in errors (`"p"` for the model's, `"q"` for the references).
     pub fn new(side: &'static str, values: &'a [f32], dim: usize) -> Result<Self, MauveError> {
-        if dim == 0 || values.len() % dim != 0 {
+        if dim == 0 || !values.len().is_multiple_of(dim) {
             return Err(MauveError::Ragged {
                 side,
                 values: values.len(),
@@ -202,11 +202,7 @@ pub fn auto_clusters(texts_p: usize, texts_q: usize) -> usize {
 }
 
 /// MAUVE of the model's texts `p` against the references `q`, from their features.
-pub fn mauve(
-    p: Features,
-    q: Features,
-    options: &MauveOptions,
-) -> Result<MauveResult, MauveError> {
+pub fn mauve(p: Features, q: Features, options: &MauveOptions) -> Result<MauveResult, MauveError> {
     let quantized = quantize(p, q, options)?;
     let value = mauve_from_labels(
         &quantized.labels_p,
@@ -225,13 +221,7 @@ pub fn mauve(
 }
 
 fn check_options(options: &MauveOptions) -> Result<(), MauveError> {
-    let bad = |name, value: String, rule| {
-        Err(MauveError::Option {
-            name,
-            value,
-            rule,
-        })
-    };
+    let bad = |name, value: String, rule| Err(MauveError::Option { name, value, rule });
     if !(options.scaling.is_finite() && options.scaling > 0.0) {
         return bad(
             "mauve_scaling",
@@ -256,11 +246,7 @@ fn check_options(options: &MauveOptions) -> Result<(), MauveError> {
 }
 
 /// Step 1 of MAUVE: l2 normalisation, PCA, k-means; see the module documentation.
-pub fn quantize(
-    p: Features,
-    q: Features,
-    options: &MauveOptions,
-) -> Result<Quantized, MauveError> {
+pub fn quantize(p: Features, q: Features, options: &MauveOptions) -> Result<Quantized, MauveError> {
     check_options(options)?;
     for (side, f) in [("p", &p), ("q", &q)] {
         if f.texts() == 0 {
@@ -479,7 +465,10 @@ fn update_centroids(
     for i in 0..n {
         let c = labels[i];
         counts[c] += 1;
-        for (s, &v) in sums[c * m..(c + 1) * m].iter_mut().zip(&z[i * m..(i + 1) * m]) {
+        for (s, &v) in sums[c * m..(c + 1) * m]
+            .iter_mut()
+            .zip(&z[i * m..(i + 1) * m])
+        {
             *s += f64::from(v);
         }
     }
@@ -519,7 +508,11 @@ fn update_centroids(
         for j in 0..m {
             let v = centroids[donor * m + j];
             let (up, down) = (v * (1.0 + SPLIT_EPS), v * (1.0 - SPLIT_EPS));
-            let (to_empty, to_donor) = if j % 2 == 0 { (up, down) } else { (down, up) };
+            let (to_empty, to_donor) = if j.is_multiple_of(2) {
+                (up, down)
+            } else {
+                (down, up)
+            };
             centroids[empty * m + j] = to_empty;
             centroids[donor * m + j] = to_donor;
         }
@@ -743,11 +736,7 @@ pub fn mauve_interval(
             if p.is_empty() || q.is_empty() {
                 return f64::NAN;
             }
-            mauve_from_histograms(
-                &histogram(&p, clusters),
-                &histogram(&q, clusters),
-                scaling,
-            )
+            mauve_from_histograms(&histogram(&p, clusters), &histogram(&q, clusters), scaling)
         },
         resamples,
         seed,
@@ -829,7 +818,12 @@ mod tests {
     fn kmeans_finds_well_separated_clusters_whatever_the_threads() {
         // Four tight blobs in 3 dimensions, 10 points each.
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let centres = [[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [-5.0, -5.0, 0.0]];
+        let centres = [
+            [5.0, 0.0, 0.0],
+            [0.0, 5.0, 0.0],
+            [0.0, 0.0, 5.0],
+            [-5.0, -5.0, 0.0],
+        ];
         let mut z = Vec::new();
         for i in 0..40 {
             for c in centres[i % 4] {
@@ -840,7 +834,10 @@ mod tests {
         for i in 4..40 {
             assert_eq!(labels[i], labels[i % 4]);
         }
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         assert_eq!(one.install(|| kmeans(&z, 40, 3, 4, 5, 100, 7)).0, labels);
     }
 
@@ -850,13 +847,21 @@ mod tests {
         let labels_q: Vec<usize> = (0..200).map(|i| (i * 3) % 10 / 2).collect();
         let prompts: Vec<usize> = (0..200).map(|i| i / 4).collect();
         let value = mauve_from_labels(&labels_p, &labels_q, 10, 5.0).unwrap();
-        let ci = mauve_interval(&labels_p, &labels_q, 10, &prompts, &prompts, 5.0, 200, 3)
-            .unwrap();
+        let ci = mauve_interval(&labels_p, &labels_q, 10, &prompts, &prompts, 5.0, 200, 3).unwrap();
         assert!(ci.0 <= value && value <= ci.1, "{ci:?} {value}");
-        let again = mauve_interval(&labels_p, &labels_q, 10, &prompts, &prompts, 5.0, 200, 3)
-            .unwrap();
+        let again =
+            mauve_interval(&labels_p, &labels_q, 10, &prompts, &prompts, 5.0, 200, 3).unwrap();
         assert_eq!(ci, again);
-        let err = mauve_interval(&labels_p, &labels_q, 10, &prompts[1..], &prompts, 5.0, 10, 3);
+        let err = mauve_interval(
+            &labels_p,
+            &labels_q,
+            10,
+            &prompts[1..],
+            &prompts,
+            5.0,
+            10,
+            3,
+        );
         assert!(err.is_err());
     }
 }
