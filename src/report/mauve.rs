@@ -100,6 +100,9 @@ pub struct Features<'a> {
 impl<'a> Features<'a> {
     /// `side` names the texts in errors (`"p"` for the model's, `"q"` for the references).
     pub fn new(side: &'static str, values: &'a [f32], dim: usize) -> Result<Self, MauveError> {
+        if values.is_empty() {
+            return Err(MauveError::NoTexts { side });
+        }
         if dim == 0 || !values.len().is_multiple_of(dim) {
             return Err(MauveError::Ragged {
                 side,
@@ -554,6 +557,9 @@ fn check_labels(side: &'static str, labels: &[usize], clusters: usize) -> Result
 
 /// The share of `labels` in each of `clusters` clusters: `counts / counts.sum()`, as the
 /// reference divides its `np.histogram` counts. No labels gives NaN shares.
+///
+/// # Panics
+/// If a label is not below `clusters` ([`mauve_from_labels`] checks this first).
 pub fn histogram(labels: &[usize], clusters: usize) -> Vec<f64> {
     let mut counts = vec![0usize; clusters];
     for &l in labels {
@@ -817,6 +823,10 @@ mod tests {
             }
         );
         assert!(flatten("q", &[vec![1.0, 2.0], vec![1.0]]).is_err());
+        assert_eq!(
+            Features::new("q", &[], 0).unwrap_err(),
+            MauveError::NoTexts { side: "q" }
+        );
     }
 
     #[test]
