@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod compare;
 pub mod degeneration;
 pub mod diversity;
+pub mod mauve;
 pub mod metrics;
 pub mod plot;
 pub mod record;
