@@ -275,3 +275,120 @@ fn a_scorer_that_cannot_read_the_texts_is_refused_before_anything_is_written() {
     assert_eq!(none.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&none.stderr).contains("pass --model"));
 }
+
+fn mauve_experiment(dir: &Path, batch_size: usize, score: &str) -> PathBuf {
+    let model = root().join("models/shakespeare");
+    let prompts = root().join("data/heldout.jsonl");
+    let text = format!(
+        "model = {model:?}\nprompts_file = {prompts:?}\nmax_new_tokens = 24\nsamples = 2\n\
+         batch_size = {batch_size}\n[grid]\ntemperature = [0.0, 1.0]\nseed = 7\n\
+         [beam]\nnum_beams = 3\n[score]\n{score}\n"
+    );
+    let path = dir.join(format!("m{batch_size}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn mauve_ranks_sampling_above_greedy_and_beam_whatever_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut summaries = Vec::new();
+    for batch in [3, 64] {
+        let exp = mauve_experiment(tmp.path(), batch, "mauve = true");
+        let out = tmp.path().join(format!("out{batch}"));
+        ok(&[
+            "run",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        summaries.push(rows(&out.join("summary.csv")));
+        // The generator gave the features: no scorer columns.
+        let header = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        assert!(!header.lines().next().unwrap().contains("scorer_"));
+        assert_eq!(run_json(&out)["scorer"]["columns"], false);
+    }
+    let without_timing = |rows: &[std::collections::HashMap<String, String>]| {
+        rows.iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.remove("tokens_per_s");
+                let mut cells: Vec<(String, String)> = r.into_iter().collect();
+                cells.sort();
+                cells
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_timing(&summaries[0]), without_timing(&summaries[1]));
+    let mauve = |id: &str| {
+        let row = summaries[0]
+            .iter()
+            .find(|r| r["setting"] == id)
+            .unwrap_or_else(|| panic!("no row {id}: {:?}", summaries[0]));
+        // 32 references: a tenth, rounded, is 3 clusters.
+        assert_eq!(row["mauve_clusters"], "3");
+        number(&row["mauve"])
+    };
+    let (greedy, sample, beam) = (
+        mauve("greedy"),
+        mauve("sample_t1_k0_p1_s7"),
+        mauve("beam_n3_lp1"),
+    );
+    for m in [greedy, sample, beam] {
+        assert!((0.0..=1.0).contains(&m), "{m}");
+    }
+    assert!(
+        sample > greedy + 0.2 && sample > beam + 0.2,
+        "{greedy} {sample} {beam}"
+    );
+    let human = summaries[0]
+        .iter()
+        .find(|r| r["setting"] == "human")
+        .unwrap();
+    assert_eq!(human["mauve"], "");
+}
+
+#[test]
+fn bad_score_tables_are_refused_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = |toml: &str, key: &str| {
+        let path = tmp.path().join("bad.toml");
+        std::fs::write(&path, toml).unwrap();
+        let out = tmp.path().join("out");
+        let run = sweep(&[
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let message = String::from_utf8_lossy(&run.stderr).to_string();
+        assert_eq!(run.status.code(), Some(2), "{message}");
+        assert!(message.contains(key), "{key}: {message}");
+        assert!(!out.exists(), "{message}");
+        let validate = sweep(&["validate", path.to_str().unwrap()]);
+        assert_eq!(validate.status.code(), Some(2));
+    };
+    let model = root().join("models/shakespeare");
+    let head = format!("model = {model:?}\nmax_new_tokens = 8\n");
+    // MAUVE without references.
+    refused(
+        &format!("{head}prompts = [\"a\", \"b\"]\n[beam]\nnum_beams = 2\n[score]\nmauve = true\n"),
+        "mauve = true needs human references",
+    );
+    let prompts = root().join("data/heldout.jsonl");
+    let head = format!("{head}prompts_file = {prompts:?}\n[beam]\nnum_beams = 2\n");
+    refused(
+        &format!("{head}[score]\nmauve = true\nmauve_clusters = 33\n"),
+        "mauve_clusters = 33",
+    );
+    refused(
+        &format!("{head}[score]\nmauve = true\nmauve_scaling = 0\n"),
+        "mauve_scaling = 0",
+    );
+    refused(&format!("{head}[score]\n"), "[score] asks for nothing");
+    refused(
+        &format!("{head}[score]\nmodel = \"nowhere\"\n"),
+        "[score] model = \"nowhere\" does not exist",
+    );
+}

@@ -191,12 +191,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let generator = args.device.generator(loaded.model);
     // A shard generates only; the merged folder is scored as a whole.
     let scorer = match (&exp.score, &shard) {
-        (Some(score), None) => Some(load_scorer(
-            &score.model,
-            "[score] model",
-            &args.device,
-            &device,
-        )?),
+        (Some(score), None) => Some(scorer_of(score, &model_path, &args.device, &device)?),
         _ => None,
     };
     if let Some(scorer) = &scorer {
@@ -249,19 +244,25 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 pub fn score(args: super::args::ScoreArgs) -> Result<()> {
     let folder = sweep::run::scoring::Folder::open(&args.results)?;
-    let (path, key) = match (&args.model, &folder.exp.score) {
-        (Some(path), _) => (path.clone(), "--model"),
-        (None, Some(score)) => (score.model.clone(), "[score] model"),
+    let (_, device) = args.device.open()?;
+    let (scorer, path) = match (&args.model, &folder.exp.score) {
+        (Some(path), _) => (
+            load_scorer(path, "--model", true, &args.device, &device)?,
+            path.clone(),
+        ),
+        (None, Some(score)) => {
+            let scorer = scorer_of(score, folder.model_path(), &args.device, &device)?;
+            let path = scorer.path.clone();
+            (scorer, path)
+        }
         (None, None) => {
             return Err(BadInput(format!(
-                "no scorer: {}'s experiment has no [score] model; pass --model PATH",
+                "no scorer: {}'s experiment has no [score] table; pass --model PATH",
                 args.results.display()
             ))
             .into());
         }
     };
-    let (_, device) = args.device.open()?;
-    let scorer = load_scorer(&path, key, &args.device, &device)?;
     let interrupt = std::sync::atomic::AtomicBool::new(false);
     let notes = folder.score(&scorer, args.quiet, &interrupt)?;
     if !args.quiet {
@@ -277,10 +278,25 @@ pub fn score(args: super::args::ScoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// The scorer a `[score]` table asks for: its `model`, or else the generator's own checkpoint
+/// (`generator`), which then scores only for MAUVE's features.
+fn scorer_of(
+    score: &sweep::spec::experiment::ScoreSpec,
+    generator: &std::path::Path,
+    args: &super::args::DeviceArgs,
+    device: &burn::tensor::Device,
+) -> Result<sweep::run::scoring::Scorer> {
+    match &score.model {
+        Some(path) => load_scorer(path, "[score] model", true, args, device),
+        None => load_scorer(generator, "model", false, args, device),
+    }
+}
+
 /// Load a scorer model, named by `key` in messages.
 pub fn load_scorer(
     path: &std::path::Path,
     key: &'static str,
+    columns: bool,
     args: &super::args::DeviceArgs,
     device: &burn::tensor::Device,
 ) -> Result<sweep::run::scoring::Scorer> {
@@ -292,6 +308,7 @@ pub fn load_scorer(
         path: path.to_path_buf(),
         sha256,
         key,
+        columns,
     })
 }
 

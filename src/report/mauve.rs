@@ -90,6 +90,14 @@ pub enum MauveError {
     },
 }
 
+/// Features a model computed that are not numbers, or too few texts for the clusters asked
+/// for: the input is at fault (the experiment file's `[score]` table, or the model).
+impl crate::util::exit::ExitStatus for MauveError {
+    fn exit(&self) -> crate::util::exit::Exit {
+        crate::util::exit::Exit::BadInput
+    }
+}
+
 /// Feature vectors of one side, row-major `[texts, dim]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Features<'a> {

@@ -196,4 +196,7 @@ pub struct ScorerRecord {
     pub cropped_prompts: usize,
     /// Tokens so cropped, over all prompts.
     pub cropped_tokens: usize,
+    /// Whether its perplexities are the scorer columns; `false` when the generator scored
+    /// only for MAUVE's features.
+    pub columns: bool,
 }

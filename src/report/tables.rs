@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::engine::processors::Processors;
-use crate::report::summary::{COMPARED, Metrics, SCORER_METRICS, Sample, ScorerMetrics};
+use crate::report::summary::{
+    COMPARED, MauveMetrics, Metrics, SCORER_METRICS, Sample, ScorerMetrics,
+};
 use crate::spec::grid::{Setting, Strategy};
 use crate::util::files::AtomicFile;
 
@@ -211,13 +213,15 @@ pub struct SummaryRow<'a> {
     pub metrics: &'a Metrics,
     /// Under the `[score]` model, when the run has one.
     pub scorer: Option<&'a ScorerMetrics>,
+    /// Against the references, when the run computes MAUVE (not on the human row).
+    pub mauve: Option<&'a MauveMetrics>,
     pub tokens_per_s: f64,
 }
 
 /// The columns of `summary.csv`, in order, with the given knob columns, and the scorer's
-/// columns after `corpus_perplexity` when the run has a scorer (a run without one keeps the
-/// columns it always had).
-pub fn summary_header(knobs: &[&KnobColumn], scored: bool) -> Vec<String> {
+/// columns, then MAUVE's, after `corpus_perplexity` when the run has them (a run without
+/// them keeps the columns it always had).
+pub fn summary_header(knobs: &[&KnobColumn], scored: bool, mauve: bool) -> Vec<String> {
     let mut h: Vec<String> = PARAMETER_COLUMNS.iter().map(|s| s.to_string()).collect();
     h.extend(knobs.iter().map(|k| k.name.to_string()));
     for c in [
@@ -255,6 +259,9 @@ pub fn summary_header(knobs: &[&KnobColumn], scored: bool) -> Vec<String> {
             if scored {
                 h.extend(SCORER_METRICS.iter().map(|s| s.to_string()));
             }
+            if mauve {
+                h.extend(["mauve", "mauve_clusters"].map(String::from));
+            }
             continue;
         }
         h.push(c.to_string());
@@ -274,10 +281,11 @@ pub fn write_summary(
     knobs: &[&KnobColumn],
 ) -> std::io::Result<()> {
     let scored = rows.iter().any(|r| r.scorer.is_some());
+    let mauve = rows.iter().any(|r| r.mauve.is_some());
     let mut file = AtomicFile::create(path)?;
     {
         let mut w = csv_writer(&mut file);
-        w.write_record(summary_header(knobs, scored))?;
+        w.write_record(summary_header(knobs, scored, mauve))?;
         let base = baseline.map(|i| rows[i].metrics);
         let base_id = baseline.map(|i| rows[i].setting.id()).unwrap_or_default();
         for row in rows {
@@ -297,6 +305,13 @@ pub fn write_summary(
             if scored {
                 let values = row.scorer.map_or([f64::NAN; 5], ScorerMetrics::values);
                 rec.extend(values.iter().map(|&x| number(x, 6)));
+            }
+            if mauve {
+                rec.push(row.mauve.map_or(String::new(), |m| number(m.mauve, 6)));
+                rec.push(
+                    row.mauve
+                        .map_or(String::new(), |m| m.mauve_clusters.to_string()),
+                );
             }
             for x in [
                 m.distinct_1,

@@ -17,7 +17,7 @@ use crate::engine::generate::Generator;
 use crate::engine::tokenizer::Tokenizer;
 use crate::report::baseline::{Beams, pick_baseline, same_beams_warnings};
 use crate::report::record::{self, Invocation, Record, ScorerRecord, SettingTiming};
-use crate::report::summary::{Metrics, ScorerMetrics};
+use crate::report::summary::{MauveMetrics, Metrics, ScorerMetrics};
 use crate::report::tables::{self, SamplesWriter, SummaryRow};
 use crate::run::jobs::{self, Job, Progress, Todo};
 use crate::run::scoring;
@@ -46,6 +46,11 @@ pub enum RunError {
     Generate(#[from] crate::engine::generate::GenerateError),
     #[error(transparent)]
     Score(crate::run::scoring::ScoreError),
+    #[error("MAUVE of {setting}: {error}")]
+    Mauve {
+        setting: String,
+        error: crate::report::mauve::MauveError,
+    },
     #[error(
         "interrupted while scoring; the settings scored so far are saved in {dir} — run the \
          same command again to resume"
@@ -81,6 +86,7 @@ impl ExitStatus for RunError {
             RunError::Unreadable { .. } => Exit::BadInput,
             RunError::Generate(e) => e.exit(),
             RunError::Score(e) => e.exit(),
+            RunError::Mauve { error, .. } => error.exit(),
             RunError::Interrupted { .. } | RunError::ScoringInterrupted { .. } => Exit::Interrupted,
             RunError::Io(_) | RunError::Decode { .. } => Exit::Failed,
         }
@@ -385,7 +391,14 @@ pub fn write_run_reports(
     let fingerprint = Fingerprint::new(exp, settings, report.model_sha256, report.backend);
     let samples_path = dir.join("samples.csv");
     let knobs = tables::knob_columns(settings);
-    let scored = report.scorer.is_some();
+    let scored = report.scorer.is_some_and(|s| s.columns);
+    let mauve_spec = exp
+        .score
+        .as_ref()
+        .filter(|s| s.mauve && report.scorer.is_some());
+    // MAUVE compares each row with the human row, which comes last: features are kept until
+    // every row is read.
+    let mut features: Vec<Option<Vec<Vec<f32>>>> = Vec::with_capacity(settings.len());
     let mut samples_csv =
         SamplesWriter::create(&samples_path, &knobs, scored).map_err(io_at(&samples_path))?;
     let mut metrics = Vec::with_capacity(settings.len());
@@ -422,14 +435,12 @@ pub fn write_run_reports(
             }
             found
         });
+        let logprobs = scores.as_ref().filter(|_| scored).map(|s| &s.logprobs);
         samples_csv
-            .write(setting, &prompts, &samples, scores.as_deref())
+            .write(setting, &prompts, &samples, logprobs.map(Vec::as_slice))
             .map_err(io_at(&samples_path))?;
-        scorer_metrics.push(
-            scores
-                .as_ref()
-                .map(|scores| ScorerMetrics::compute(&samples, scores)),
-        );
+        scorer_metrics.push(logprobs.map(|l| ScorerMetrics::compute(&samples, l)));
+        features.push(scores.filter(|_| mauve_spec.is_some()).map(|s| s.features));
         metrics.push(Metrics::compute(&samples));
         // Rank beam settings by their best hypotheses' mean log-probability per token.
         let best: Vec<f64> = samples
@@ -444,6 +455,22 @@ pub fn write_run_reports(
     }
     samples_csv.finish().map_err(io_at(&samples_path))?;
 
+    let mut mauve: Vec<Option<MauveMetrics>> = vec![None; settings.len()];
+    let human = settings.iter().position(|s| s.strategy == Strategy::Human);
+    if let (Some(spec), Some(h)) = (mauve_spec, human)
+        && let Some(q) = &features[h]
+    {
+        for (i, setting) in settings.iter().enumerate() {
+            if let (false, Some(p)) = (i == h, &features[i]) {
+                let m = MauveMetrics::compute(p, q, spec.mauve_scaling, spec.mauve_clusters)
+                    .map_err(|error| RunError::Mauve {
+                        setting: setting.id(),
+                        error,
+                    })?;
+                mauve[i] = Some(m);
+            }
+        }
+    }
     let (baseline, mut notes) = pick_baseline(exp, settings, &beam_scores);
     if !unscored.is_empty() {
         notes.push(format!(
@@ -460,16 +487,20 @@ pub fn write_run_reports(
         .zip(&metrics)
         .zip(&timings)
         .zip(&scorer_metrics)
-        .map(|(((setting, metrics), timing), scorer)| SummaryRow {
-            setting,
-            metrics,
-            scorer: scorer.as_ref(),
-            tokens_per_s: if setting.strategy == Strategy::Human {
-                f64::NAN
-            } else {
-                timing.as_ref().map_or(f64::NAN, |t| t.tokens_per_s)
+        .zip(&mauve)
+        .map(
+            |((((setting, metrics), timing), scorer), mauve)| SummaryRow {
+                setting,
+                metrics,
+                scorer: scorer.as_ref(),
+                mauve: mauve.as_ref(),
+                tokens_per_s: if setting.strategy == Strategy::Human {
+                    f64::NAN
+                } else {
+                    timing.as_ref().map_or(f64::NAN, |t| t.tokens_per_s)
+                },
             },
-        })
+        )
         .collect();
     let summary_path = dir.join("summary.csv");
     tables::write_summary(&summary_path, &rows, baseline, &knobs).map_err(io_at(&summary_path))?;

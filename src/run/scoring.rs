@@ -66,8 +66,12 @@ pub struct Scorer {
     pub generator: Generator,
     pub path: PathBuf,
     pub sha256: String,
-    /// The key or flag that named it, for messages: `[score] model` or `--model`.
+    /// The key or flag that named it, for messages: `[score] model`, `--model`, or `model`
+    /// when the generator itself gives MAUVE's features.
     pub key: &'static str,
+    /// Whether its perplexities are written as the scorer columns; not when the generator
+    /// scores only for MAUVE's features (its perplexities are the run's own).
+    pub columns: bool,
 }
 
 impl Scorer {
@@ -113,6 +117,15 @@ struct SavedScores {
     /// The scorer's log-probabilities of each text's tokens, in the order of
     /// [`SettingData::samples`].
     logprobs: Vec<Vec<f32>>,
+    /// Each text's final hidden state at its last token: MAUVE's features.
+    features: Vec<Vec<f32>>,
+}
+
+/// One setting's texts as the scorer read them, in the order of [`SettingData::samples`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub logprobs: Vec<Vec<f32>>,
+    pub features: Vec<Vec<f32>>,
 }
 
 /// Digest of what a setting's scores depend on.
@@ -136,15 +149,19 @@ pub fn read_scores(
     sha256: &str,
     setting: &Setting,
     samples: &[Sample],
-) -> Option<Vec<Vec<f32>>> {
+) -> Option<Scores> {
     let path = scores_dir.join(format!("{}.json", setting.id()));
     let text = std::fs::read_to_string(path).ok()?;
     let saved: SavedScores = serde_json::from_str(&text).ok()?;
     (saved.scorer_sha256 == sha256
         && saved.setting == setting.id()
         && saved.texts_sha256 == texts_digest(samples)
-        && saved.logprobs.len() == samples.len())
-    .then_some(saved.logprobs)
+        && saved.logprobs.len() == samples.len()
+        && saved.features.len() == samples.len())
+    .then_some(Scores {
+        logprobs: saved.logprobs,
+        features: saved.features,
+    })
 }
 
 /// The scorer's prompts: each cropped from the left so that `max_new_tokens` fit its context.
@@ -168,6 +185,7 @@ fn prepare(
         n_positions: scorer.generator.model().config.n_positions,
         cropped_prompts: prepared.iter().filter(|p| p.cropped > 0).count(),
         cropped_tokens: prepared.iter().map(|p| p.cropped).sum(),
+        columns: scorer.columns,
     };
     Ok((prepared, record))
 }
@@ -225,6 +243,7 @@ pub fn score_settings(
             &format!("scoring {}", setting.id()),
         );
         let mut logprobs = vec![Vec::new(); samples.len()];
+        let mut features = vec![Vec::new(); samples.len()];
         for (p, prompt) in prepared.iter().enumerate() {
             let rows: Vec<usize> = (0..samples.len())
                 .filter(|&i| samples[i].prompt_index == p)
@@ -246,6 +265,7 @@ pub fn score_settings(
                 })?;
             for (&i, s) in rows.iter().zip(scored) {
                 logprobs[i] = s.logprobs;
+                features[i] = s.feature;
             }
             bar.inc(rows.len() as u64);
         }
@@ -255,6 +275,7 @@ pub fn score_settings(
             setting: setting.id(),
             texts_sha256: texts_digest(&samples),
             logprobs,
+            features,
         };
         let path = out.join(format!("{}.json", setting.id()));
         let json = serde_json::to_string(&saved).expect("json") + "\n";
@@ -381,6 +402,11 @@ impl Folder {
             model_sha256,
             backend,
         })
+    }
+
+    /// The generator's checkpoint, as `run.json` records it.
+    pub fn model_path(&self) -> &Path {
+        &self.model_path
     }
 
     /// Score every text under `scorer` (resuming what an earlier call scored), then rewrite

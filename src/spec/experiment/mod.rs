@@ -112,13 +112,28 @@ pub struct Experiment {
 
 /// The `[score]` table: the model that scores every generated text and every human reference
 /// (teacher-forced, the prompt as context), as decoding papers score under a larger model
-/// than the one that wrote the text. Changing it changes no sample, so it is not part of what
-/// a results folder's rows depend on.
+/// than the one that wrote the text, and MAUVE against the references. Changing it changes no
+/// sample, so it is not part of what a results folder's rows depend on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreSpec {
-    /// The scorer's checkpoint, resolved like the top-level `model`.
-    pub model: PathBuf,
+    /// The scorer's checkpoint, resolved like the top-level `model`; `None` scores nothing but
+    /// MAUVE's features, under the generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+    /// MAUVE of every row against the human references.
+    #[serde(default)]
+    pub mauve: bool,
+    /// `c` in MAUVE's `exp(−c·KL)`.
+    #[serde(default = "default_mauve_scaling")]
+    pub mauve_scaling: f64,
+    /// k-means clusters; `None` is a tenth of the smaller side, as `mauve-text` chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mauve_clusters: Option<usize>,
+}
+
+pub(crate) fn default_mauve_scaling() -> f64 {
+    5.0
 }
 
 /// The `[contrastive]` table: contrastive search (Su et al. 2022) at every (penalty_alpha,

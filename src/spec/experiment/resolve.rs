@@ -14,7 +14,7 @@ use crate::spec::experiment::schema::{
 };
 use crate::spec::experiment::{
     Baseline, BeamSpec, ContrastiveSpec, DEFAULT_BATCH_SIZE, Experiment, ExperimentError, GridSpec,
-    Location, Position, Prompt, ScoreSpec,
+    Location, Position, Prompt, ScoreSpec, default_mauve_scaling,
 };
 use crate::spec::limits::{
     self, MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_SAMPLES, MAX_SETTINGS,
@@ -254,7 +254,6 @@ impl Ctx<'_> {
         let beam_span = raw.beam.as_ref().map(|b| b.span());
         let beam = raw.beam.map(|b| self.beam(b)).transpose()?;
         let contrastive = raw.contrastive.map(|c| self.contrastive(c)).transpose()?;
-        let score = raw.score.map(|s| self.score(s)).transpose()?;
         self.count_settings(&grids, grid_span, beam.as_ref(), beam_span)?;
         if grids.is_empty() && beam.is_none() && contrastive.is_none() {
             return Err(self.invalid(
@@ -316,6 +315,10 @@ impl Ctx<'_> {
             }
         };
 
+        let score = raw
+            .score
+            .map(|s| self.score(s, &prompts, samples))
+            .transpose()?;
         let mut exp = Experiment {
             name,
             source: self.source.to_owned(),
@@ -808,19 +811,82 @@ impl Ctx<'_> {
         })
     }
 
-    fn score(&self, raw: Spanned<RawScore>) -> Result<ScoreSpec, ExperimentError> {
+    /// `[score]`, checked against the prompts: MAUVE needs references, and at least as many
+    /// texts on each side as clusters.
+    fn score(
+        &self,
+        raw: Spanned<RawScore>,
+        prompts: &[Prompt],
+        samples: usize,
+    ) -> Result<ScoreSpec, ExperimentError> {
         let span = raw.span();
-        match raw.into_inner().model {
-            Some(m) => Ok(ScoreSpec {
-                model: self.find_file("[score] model", &m)?,
-            }),
-            None => Err(self.invalid(
-                Some(span),
-                "[score] is missing model, the checkpoint that scores every text, e.g. \
-                 model = \"models/gpt2-medium\""
+        let raw = raw.into_inner();
+        let model = raw
+            .model
+            .as_ref()
+            .map(|m| self.find_file("[score] model", m))
+            .transpose()?;
+        let mauve = raw.mauve.as_ref().is_some_and(|m| *m.get_ref());
+        let references = prompts.iter().filter(|p| p.reference.is_some()).count();
+        if mauve && references == 0 {
+            return Err(self.invalid(
+                raw.mauve.as_ref().map(|m| m.span()),
+                "mauve = true needs human references to compare with: a prompts file whose \
+                 entries have a `reference` (JSON lines with \"prompt\" and \"reference\", \
+                 e.g. data/heldout.jsonl), or mauve = false"
                     .to_owned(),
-            )),
+            ));
         }
+        let mauve_scaling = match &raw.mauve_scaling {
+            Some(v) => match v.get_ref().0 {
+                c if c > 0.0 && c.is_finite() => c,
+                _ => return Err(self.out_of_range(
+                    "mauve_scaling",
+                    &v.span(),
+                    "mauve_scaling must be a number > 0 (c in exp(−c·KL); mauve-text's default is 5)",
+                )),
+            },
+            None => default_mauve_scaling(),
+        };
+        // Each row has at least one text per prompt with a reference, so at least
+        // `references` texts a side.
+        let mauve_clusters = match &raw.mauve_clusters {
+            Some(v) => {
+                let allowed = format!(
+                    "mauve_clusters must be an integer from 2 to the {references} texts of the \
+                     human side (one per reference), or left out for a tenth of it"
+                );
+                match usize::try_from(v.get_ref().0) {
+                    Ok(k) if (2..=references).contains(&k) => Some(k),
+                    _ => return Err(self.out_of_range("mauve_clusters", &v.span(), &allowed)),
+                }
+            }
+            None => None,
+        };
+        if mauve && references < 2 {
+            return Err(self.invalid(
+                Some(span),
+                format!(
+                    "mauve = true needs at least 2 references to cluster, and the prompts have \
+                     {references}; give more prompts with a `reference`, or mauve = false"
+                ),
+            ));
+        }
+        let _ = samples;
+        if model.is_none() && !mauve {
+            return Err(self.invalid(
+                Some(span),
+                "[score] asks for nothing: give model = \"PATH\" (a scorer for every text), \
+                 mauve = true, or both"
+                    .to_owned(),
+            ));
+        }
+        Ok(ScoreSpec {
+            model,
+            mauve,
+            mauve_scaling,
+            mauve_clusters,
+        })
     }
 
     fn contrastive(

@@ -247,6 +247,9 @@ pub(super) struct RawContrastive {
 #[serde(deny_unknown_fields, expecting = "a [score] table")]
 pub(super) struct RawScore {
     pub(super) model: Option<Spanned<String>>,
+    pub(super) mauve: Option<Spanned<bool>>,
+    pub(super) mauve_scaling: Option<Spanned<Num>>,
+    pub(super) mauve_clusters: Option<Spanned<Int>>,
 }
 
 /// A TOML integer. Kept signed so that `top_k = -1` reaches the range check and gets a
