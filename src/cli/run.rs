@@ -109,6 +109,38 @@ pub fn validate(path: &std::path::Path) -> Result<()> {
         sweep::spec::limits::size(peak.weights),
         footprint.memory
     );
+    if let Some(score) = &exp.score {
+        let mut parts = Vec::new();
+        if let Some(scorer) = &score.model {
+            let config = checkpoint::inspect(scorer)
+                .with_context(|| format!("{}: [score] model", exp.source.display()))?
+                .config;
+            sweep::run::scoring::check_scorer(&config, "[score] model", scorer, &exp)
+                .with_context(|| path.display().to_string())?;
+            parts.push(format!(
+                "every text under {} (n_positions {})",
+                scorer.display(),
+                config.n_positions
+            ));
+        }
+        if score.mauve {
+            let references = exp.prompts.iter().filter(|p| p.reference.is_some()).count();
+            let clusters = score.mauve_clusters.map_or_else(
+                || {
+                    format!(
+                        "{} clusters",
+                        sweep::report::mauve::auto_clusters(references, references)
+                    )
+                },
+                |k| format!("{k} clusters"),
+            );
+            parts.push(format!(
+                "MAUVE of every row against {references} references ({clusters}, c = {})",
+                score.mauve_scaling
+            ));
+        }
+        println!("  score:     {}", parts.join("; "));
+    }
     println!("  results:   {}/", results.display());
     for (i, cropped) in cropped {
         eprintln!(

@@ -78,29 +78,40 @@ impl Scorer {
     /// Refuse a scorer that cannot read GPT-2 tokens or fit the experiment's texts, before
     /// anything is scored.
     pub fn check(&self, exp: &Experiment) -> Result<(), ScoreError> {
-        let config = &self.generator.model().config;
-        if config.vocab_size < GPT2_VOCAB {
-            return Err(ScoreError::Vocabulary {
-                key: self.key,
-                path: self.path.to_path_buf(),
-                vocab_size: config.vocab_size,
-            });
-        }
-        if exp.max_new_tokens >= config.n_positions {
-            return Err(ScoreError::Context {
-                key: self.key,
-                path: self.path.to_path_buf(),
-                n_positions: config.n_positions,
-                max_new_tokens: exp.max_new_tokens,
-            });
-        }
-        Ok(())
+        check_scorer(&self.generator.model().config, self.key, &self.path, exp)
     }
 
     /// The folder of this scorer's scores in results folder `dir`.
     pub fn dir(&self, dir: &Path) -> PathBuf {
         scorer_dir(dir, &self.sha256)
     }
+}
+
+/// Whether a model of `config`, named by `key` = `path`, can score `exp`'s texts: it must know
+/// GPT-2's tokens and fit `max_new_tokens` after one prompt token. `validate` asks it of a
+/// checkpoint's config before any weights are read.
+pub fn check_scorer(
+    config: &crate::engine::model::Gpt2Config,
+    key: &'static str,
+    path: &Path,
+    exp: &Experiment,
+) -> Result<(), ScoreError> {
+    if config.vocab_size < GPT2_VOCAB {
+        return Err(ScoreError::Vocabulary {
+            key,
+            path: path.to_path_buf(),
+            vocab_size: config.vocab_size,
+        });
+    }
+    if exp.max_new_tokens >= config.n_positions {
+        return Err(ScoreError::Context {
+            key,
+            path: path.to_path_buf(),
+            n_positions: config.n_positions,
+            max_new_tokens: exp.max_new_tokens,
+        });
+    }
+    Ok(())
 }
 
 pub fn scorer_dir(dir: &Path, sha256: &str) -> PathBuf {
