@@ -122,6 +122,22 @@ def main():
         long = prompt(args.prefill_tokens)
         measure(f"prefill, {args.prefill_tokens} tokens", lambda: (model(long, logits_to_keep=1), long.shape[1])[1])
 
+        # Teacher-forced scoring as a notebook does it (HF `evaluate`'s perplexity): prompt and
+        # text in one batch, cross-entropy of every text token.
+        rows, n = batches[0], args.new_tokens
+        texts = torch.tensor(
+            [[(r * 131 + i * 7919 + 29) % min(vocab, 50000) for i in range(n)] for r in range(rows)],
+            device=args.device,
+        )
+
+        def score():
+            ids = torch.cat([p.repeat(rows, 1), texts], dim=1)
+            logits = model(ids).logits[:, p.shape[1] - 1 : -1]
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), texts, reduction="none")
+            return nll.numel()
+
+        measure(f"score {rows} texts x ({p.shape[1]} + {n}) tokens", score)
+
 
 if __name__ == "__main__":
     main()

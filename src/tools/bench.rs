@@ -108,6 +108,22 @@ pub fn prefill_case(tokens: usize) -> String {
     format!("prefill, {tokens} tokens")
 }
 
+pub fn score_case(texts: usize, prompt: usize, tokens: usize) -> String {
+    format!("score {texts} texts x ({prompt} + {tokens}) tokens")
+}
+
+/// Fixed texts to score, `rows` × `len` ordinary token ids, each row different (the peer
+/// builds the same ones).
+fn texts(rows: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..rows)
+        .map(|r| {
+            (0..len)
+                .map(|i| ((r * 131 + i * 7919 + 29) % vocab.min(50000)) as u32)
+                .collect()
+        })
+        .collect()
+}
+
 /// A fixed prompt of `len` ordinary token ids (the peer builds the same one).
 fn prompt(len: usize, vocab: usize) -> Vec<u32> {
     (0..len)
@@ -221,6 +237,23 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
         let _ = generator.next_logits(&long);
         long.len()
     }));
+    // Teacher-forced scoring, as `[score]` runs it: one prompt's texts in one batch, the
+    // prompt run once; the scored tokens are counted.
+    if let Some(&batch) = plan.batches.first() {
+        let scored = texts(batch, plan.new_tokens, vocab);
+        let views: Vec<&[u32]> = scored.iter().map(Vec::as_slice).collect();
+        emit(measure(
+            score_case(batch, p.tokens.len(), plan.new_tokens),
+            || {
+                generator
+                    .score_texts(&p, &views, plan.new_tokens, batch)
+                    .expect("a random model's logits are finite")
+                    .iter()
+                    .map(|s| s.logprobs.len())
+                    .sum()
+            },
+        ));
+    }
 }
 
 /// One filter or penalty alone on top of plain sampling at T = 1, at a common strength, for
