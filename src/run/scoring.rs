@@ -237,64 +237,102 @@ pub fn score_settings(
             ),
         );
     }
+    // The settings still to score, in groups of about GROUP_TEXTS texts. A group is scored one
+    // prompt at a time, every setting's texts of that prompt in one batch (a prompt with one
+    // text per setting would otherwise run alone, and its prompt once per setting), and each
+    // of its settings is saved when the group ends: a kill loses at most one group.
+    const GROUP_TEXTS: usize = 4096;
+    let mut groups: Vec<Vec<(&Setting, Vec<Sample>)>> = vec![Vec::new()];
+    let mut in_group = 0;
     for (setting, source) in texts.settings.iter().zip(texts.sources) {
         let samples = finished_samples(texts.fingerprint, setting, source)?;
         if read_scores(&out, &scorer.sha256, setting, &samples).is_some() {
             overall.inc(1);
             continue;
         }
+        if in_group > 0 && in_group + samples.len() > GROUP_TEXTS {
+            groups.push(Vec::new());
+            in_group = 0;
+        }
+        in_group += samples.len();
+        groups.last_mut().expect("a group").push((setting, samples));
+    }
+    for group in groups.into_iter().filter(|g| !g.is_empty()) {
         if interrupt.load(Ordering::Relaxed) {
             return Err(RunError::ScoringInterrupted {
                 dir: dir.to_path_buf(),
             });
         }
+        let ids: Vec<String> = group.iter().map(|(s, _)| s.id()).collect();
+        let total: usize = group.iter().map(|(_, samples)| samples.len()).sum();
         let bar = bars.batch(
-            samples.len() as u64,
+            total as u64,
             "texts",
-            &format!("scoring {}", setting.id()),
+            &format!("scoring {}", ids.join(", ")),
         );
-        let mut logprobs = vec![Vec::new(); samples.len()];
-        let mut features = vec![Vec::new(); samples.len()];
+        let mut scores: Vec<Scores> = group
+            .iter()
+            .map(|(_, samples)| Scores {
+                logprobs: vec![Vec::new(); samples.len()],
+                features: vec![Vec::new(); samples.len()],
+            })
+            .collect();
         for (p, prompt) in prepared.iter().enumerate() {
-            let rows: Vec<usize> = (0..samples.len())
-                .filter(|&i| samples[i].prompt_index == p)
+            let rows: Vec<(usize, usize)> = group
+                .iter()
+                .enumerate()
+                .flat_map(|(g, (_, samples))| {
+                    (0..samples.len())
+                        .filter(move |&i| samples[i].prompt_index == p)
+                        .map(move |i| (g, i))
+                })
                 .collect();
             if rows.is_empty() {
                 continue;
             }
             let views: Vec<&[u32]> = rows
                 .iter()
-                .map(|&i| samples[i].token_ids.as_slice())
+                .map(|&(g, i)| group[g].1[i].token_ids.as_slice())
                 .collect();
             let scored = scorer
                 .generator
                 .score_texts(prompt, &views, exp.max_new_tokens, exp.batch_size)
                 .map_err(|error| RunError::Decode {
-                    setting: format!("scoring {}", setting.id()),
+                    setting: format!("scoring {}", ids[rows[error_row(&error)].0]),
                     prompt: p,
                     error,
                 })?;
-            for (&i, s) in rows.iter().zip(scored) {
-                logprobs[i] = s.logprobs;
-                features[i] = s.feature;
+            for (&(g, i), s) in rows.iter().zip(scored) {
+                scores[g].logprobs[i] = s.logprobs;
+                scores[g].features[i] = s.feature;
             }
             bar.inc(rows.len() as u64);
         }
         bar.finish_and_clear();
-        let saved = SavedScores {
-            scorer_sha256: scorer.sha256.clone(),
-            setting: setting.id(),
-            texts_sha256: texts_digest(&samples),
-            logprobs,
-            features,
-        };
-        let path = out.join(format!("{}.json", setting.id()));
-        let json = serde_json::to_string(&saved).expect("json") + "\n";
-        write_atomic(&path, json.as_bytes()).map_err(io_at(&path))?;
-        overall.inc(1);
+        for ((setting, samples), scores) in group.iter().zip(scores) {
+            let saved = SavedScores {
+                scorer_sha256: scorer.sha256.clone(),
+                setting: setting.id(),
+                texts_sha256: texts_digest(samples),
+                logprobs: scores.logprobs,
+                features: scores.features,
+            };
+            let path = out.join(format!("{}.json", setting.id()));
+            let json = serde_json::to_string(&saved).expect("json") + "\n";
+            write_atomic(&path, json.as_bytes()).map_err(io_at(&path))?;
+            overall.inc(1);
+        }
     }
     overall.finish_and_clear();
     Ok(record)
+}
+
+/// The text of a batch that a scoring error names.
+fn error_row(error: &GenerateError) -> usize {
+    match error {
+        GenerateError::NonFinite { row, .. } => *row,
+        _ => 0,
+    }
 }
 
 /// A finished setting's saved texts.
