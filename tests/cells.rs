@@ -5,6 +5,8 @@
 //! These use the tiny random model of `tests/fixtures/tiny-hf` (512-token vocabulary), so
 //! prompts are made of single characters whose GPT-2 ids fit in it.
 
+mod common;
+use common::csv_rows;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -59,22 +61,6 @@ fn ok(out: &Output) -> String {
     stderr
 }
 
-/// Rows as maps from column name to cell.
-fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 fn run_json(results: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(results.join("run.json")).unwrap()).unwrap()
 }
@@ -126,13 +112,13 @@ fn parameters_and_undefined_metrics_are_empty_cells() {
     let stderr = ok(&run_in(dir.path(), &[toml.to_str().unwrap()]));
     let results = dir.path().join("results/t");
 
-    let summary = read_csv(&results.join("summary.csv"));
+    let summary = csv_rows(&results.join("summary.csv"));
     let strategies: Vec<&str> = summary.iter().map(|r| r["strategy"].as_str()).collect();
     for s in ["sample", "greedy", "beam", "human"] {
         assert!(strategies.contains(&s), "no {s} row: {strategies:?}");
     }
     check_parameters("summary.csv", &summary);
-    check_parameters("samples.csv", &read_csv(&results.join("samples.csv")));
+    check_parameters("samples.csv", &csv_rows(&results.join("samples.csv")));
 
     for row in &summary {
         // One token per text: no bigrams or trigrams anywhere, so both are undefined.
@@ -201,7 +187,7 @@ fn the_baseline_is_a_width_or_a_setting_and_the_pick_is_explained() {
     let stderr = ok(&run_in(dir.path(), &[toml.to_str().unwrap()]));
     assert!(!stderr.contains("baseline: "), "{stderr}");
     let results = dir.path().join("results/t");
-    for row in read_csv(&results.join("summary.csv")) {
+    for row in csv_rows(&results.join("summary.csv")) {
         assert_eq!(row["baseline"], "beam_n2_lp2");
     }
     let run = run_json(&results);

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const SWEEP: &str = env!("CARGO_BIN_EXE_sweep");
 
 fn root() -> &'static Path {
@@ -15,6 +17,12 @@ fn root() -> &'static Path {
 
 fn sweep(args: &[&str]) -> std::process::Output {
     Command::new(SWEEP).args(args).output().unwrap()
+}
+
+/// Run experiment `exp` into `out`, quietly.
+fn run_to(exp: &Path, out: &Path) {
+    #[rustfmt::skip]
+    ok(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
 }
 
 fn ok(args: &[&str]) {
@@ -52,20 +60,8 @@ fn experiment(dir: &Path, score: Option<&Path>) -> PathBuf {
     path
 }
 
-/// Rows of a CSV as header → cell maps.
 fn rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
+    common::csv_rows(path)
 }
 
 fn number(cell: &str) -> f64 {
@@ -97,13 +93,7 @@ fn the_generator_as_its_own_scorer_gives_its_own_perplexities() {
     let shipped = root().join("models/shakespeare");
     let exp = experiment(tmp.path(), Some(&shipped));
     let out = tmp.path().join("out");
-    ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_to(&exp, &out);
 
     let samples = rows(&out.join("samples.csv"));
     // Greedy 32 + sampling 96 + beam 32 + human 32.
@@ -145,18 +135,17 @@ fn the_generator_as_its_own_scorer_gives_its_own_perplexities() {
     // Without [score], the columns are not there at all.
     let plain = tmp.path().join("plain");
     let exp = experiment(tmp.path(), None);
-    ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        plain.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_to(&exp, &plain);
     let header = std::fs::read_to_string(plain.join("summary.csv")).unwrap();
     assert!(!header.lines().next().unwrap().contains("scorer"));
     assert!(!header.lines().next().unwrap().contains("coherence"));
     assert!(run_json(&plain)["scorer"].is_null());
     assert!(!plain.join("scores").exists());
+    assert!(!plain.join("coherence_diversity.svg").exists());
+    assert!(!plain.join("mauve_diversity.svg").exists());
+    // With the scorer's columns, coherence is plotted against diversity.
+    let svg = std::fs::read_to_string(out.join("coherence_diversity.svg")).unwrap();
+    assert!(svg.contains("coherence, mean log-probability per token"));
 }
 
 #[test]
@@ -164,13 +153,7 @@ fn sweep_score_rescores_a_finished_folder_without_generating() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = experiment(tmp.path(), None);
     let out = tmp.path().join("out");
-    ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_to(&exp, &out);
     let before = rows(&out.join("summary.csv"));
     let settings_before = files(&out.join("settings"));
 
@@ -250,13 +233,7 @@ fn a_scorer_that_cannot_read_the_texts_is_refused_before_anything_is_written() {
     // A context that cannot hold max_new_tokens.
     let short = untrained_scorer(tmp.path(), 20);
     let exp = experiment(tmp.path(), None);
-    ok(&[
-        "run",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_to(&exp, &out);
     let before = files(&out);
     let score = sweep(&[
         "score",
@@ -296,18 +273,17 @@ fn mauve_ranks_sampling_above_greedy_and_beam_whatever_the_batch() {
     for batch in [3, 64] {
         let exp = mauve_experiment(tmp.path(), batch, "mauve = true");
         let out = tmp.path().join(format!("out{batch}"));
-        ok(&[
-            "run",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
+        run_to(&exp, &out);
         summaries.push(rows(&out.join("summary.csv")));
         // The generator gave the features: no scorer columns.
         let header = std::fs::read_to_string(out.join("summary.csv")).unwrap();
         assert!(!header.lines().next().unwrap().contains("scorer_"));
         assert_eq!(run_json(&out)["scorer"]["columns"], false);
+        // MAUVE gets its plot against diversity; without a scorer's columns, coherence does not.
+        let svg = std::fs::read_to_string(out.join("mauve_diversity.svg")).unwrap();
+        assert!(svg.contains("MAUVE against the human text"));
+        assert!(out.join("mauve_diversity.png").is_file());
+        assert!(!out.join("coherence_diversity.svg").exists());
     }
     let without_timing = |rows: &[std::collections::HashMap<String, String>]| {
         rows.iter()

@@ -25,11 +25,11 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 use rayon::prelude::*;
 
 use crate::engine::kernels::matmul::PackedLinear;
-use crate::report::metrics::{cluster_bootstrap_ci, prompt_clusters};
+use crate::report::metrics::{cluster_bootstrap_ci, prompt_clusters, uniform_below};
 
 /// Points of the divergence curve between its two end points: the reference's
 /// `divergence_curve_discretization_size`.
@@ -534,18 +534,6 @@ fn update_centroids(
         split = true;
     }
     split
-}
-
-/// Uniform in `0..bound` (Lemire 2019, multiply-shift with rejection of the biased zone).
-fn uniform_below(rng: &mut impl RngCore, bound: usize) -> usize {
-    let bound = bound as u64;
-    let threshold = bound.wrapping_neg() % bound;
-    loop {
-        let product = u128::from(rng.next_u64()) * u128::from(bound);
-        if product as u64 >= threshold {
-            return (product >> 64) as usize;
-        }
-    }
 }
 
 fn check_labels(side: &'static str, labels: &[usize], clusters: usize) -> Result<(), MauveError> {

@@ -617,7 +617,7 @@ pub fn hypothesis_subset(n: usize, max_exact: usize, seed: u64) -> Vec<usize> {
 
 /// Unbiased uniform integer in `0..bound` (Lemire 2019, "Fast Random Integer Generation
 /// in an Interval": multiply-shift with rejection of the biased low zone).
-fn uniform_below(rng: &mut impl RngCore, bound: usize) -> usize {
+pub(crate) fn uniform_below(rng: &mut impl RngCore, bound: usize) -> usize {
     assert!(bound > 0, "empty range");
     let bound = bound as u64;
     let threshold = bound.wrapping_neg() % bound;

@@ -508,7 +508,10 @@ pub fn write_run_reports(
     let plot_rows: Vec<crate::report::plot::PlotRow> = settings
         .iter()
         .zip(&metrics)
-        .map(|(s, m)| crate::report::plot::PlotRow::new(s, m))
+        .zip(scorer_metrics.iter().zip(&mauve))
+        .map(|((s, m), (scorer, mauve))| {
+            crate::report::plot::PlotRow::new(s, m).with_scores(scorer.as_ref(), mauve.as_ref())
+        })
         .collect();
     if let Err(e) = crate::report::plot::write_plots(dir, &plot_rows) {
         eprintln!("warning: plots not written: {e}");

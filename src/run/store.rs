@@ -7,6 +7,7 @@
 //!   sweep.lock             pid and host of the process working here (held with flock)
 //!   settings/<id>.jsonl    one file per setting: a header, then one record per saved batch
 //!   shards/<i>-of-<n>/     a shard's own folder, laid out like this one, plus shard.json
+//!   scores/<sha12>/<id>.json   a scorer's log-probabilities and features (see `run::scoring`)
 //!   summary.csv samples.csv run.json *.svg *.png   the reports, rebuilt from settings/
 //! ```
 //!
@@ -53,12 +54,16 @@ pub const SCORES_DIR: &str = "scores";
 /// What a finished shard writes last.
 pub const SHARD_RECORD: &str = "shard.json";
 /// The files the reports are written to, beside `settings/`.
-pub const REPORTS: [&str; 7] = [
+pub const REPORTS: [&str; 11] = [
     "summary.csv",
     "samples.csv",
     "run.json",
     "quality_diversity.svg",
     "quality_diversity.png",
+    "mauve_diversity.svg",
+    "mauve_diversity.png",
+    "coherence_diversity.svg",
+    "coherence_diversity.png",
     "by_temperature.svg",
     "by_temperature.png",
 ];

@@ -4,6 +4,7 @@ use std::path::Path;
 
 /// The CSV's cells, row by row, with the timing column emptied: two runs of the same
 /// experiment must agree on everything else.
+#[allow(dead_code)]
 pub fn csv_without_timing(path: &Path) -> Vec<Vec<String>> {
     let mut reader = csv::Reader::from_path(path).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
@@ -17,4 +18,21 @@ pub fn csv_without_timing(path: &Path) -> Vec<Vec<String>> {
         rows.push(row);
     }
     rows
+}
+
+/// Rows as maps from column name to cell.
+#[allow(dead_code)]
+pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
 }

@@ -3,6 +3,9 @@
 //! - `quality_diversity`: mean perplexity (x, log scale when the values span a wide range)
 //!   against distinct-2 (y), one point per setting; sampling points coloured by temperature,
 //!   greedy, beam and human rows marked with their own shapes.
+//! - `mauve_diversity` and `coherence_diversity`: the same with MAUVE or the scorer's coherence
+//!   (x) against Su et al.'s diversity (y), the frontier decoding papers draw; only when the run
+//!   computes MAUVE or has a scorer.
 //! - `by_temperature`: mean perplexity, distinct-2, Self-BLEU-4 and repetition rate against
 //!   temperature (2 × 2 panels), one line per (top_k, top_p); greedy is temperature 0 of every
 //!   line, beam and human rows are dashed horizontal references. Only when the run has at least
@@ -25,12 +28,14 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::engine::processors::Processors;
-use crate::report::summary::Metrics;
+use crate::report::summary::{MauveMetrics, Metrics, ScorerMetrics};
 use crate::spec::grid::{Setting, Strategy};
 use crate::util::files::AtomicFile;
 use by_temperature::{draw_by_temperature, temperatures};
 use canvas::{DrawResult, GlyphBitMap, encode_png, err, guarded, register_font};
-use quality_diversity::draw_quality_diversity;
+use quality_diversity::{
+    COHERENCE, DISTINCT_2, DIVERSITY, MAUVE, Measure, PERPLEXITY, draw_quality_diversity,
+};
 
 /// Pixel size of every plot (the SVG uses the same user units).
 pub const PLOT_SIZE: (u32, u32) = (1200, 800);
@@ -51,6 +56,12 @@ pub struct PlotRow {
     pub distinct_2: f64,
     pub self_bleu_4: f64,
     pub repetition_rate: f64,
+    /// Su et al.'s diversity.
+    pub diversity: f64,
+    /// Against the human references; NaN when the run computes no MAUVE.
+    pub mauve: f64,
+    /// Under the scorer; NaN without one.
+    pub coherence: f64,
 }
 
 impl PlotRow {
@@ -67,7 +78,21 @@ impl PlotRow {
             distinct_2: metrics.distinct_2,
             self_bleu_4: metrics.self_bleu_4,
             repetition_rate: metrics.repetition_rate,
+            diversity: metrics.diversity,
+            mauve: f64::NAN,
+            coherence: f64::NAN,
         }
+    }
+
+    /// With the row's MAUVE and the scorer's coherence, where the run has them.
+    pub fn with_scores(
+        mut self,
+        scorer: Option<&ScorerMetrics>,
+        mauve: Option<&MauveMetrics>,
+    ) -> Self {
+        self.coherence = scorer.map_or(f64::NAN, |s| s.coherence);
+        self.mauve = mauve.map_or(f64::NAN, |m| m.mauve);
+        self
     }
 }
 
@@ -84,18 +109,23 @@ pub enum PlotError {
     Font,
 }
 
-/// Write `quality_diversity.svg/.png` and, when the run has at least two temperatures,
+/// Write `quality_diversity.svg/.png`; `mauve_diversity` and `coherence_diversity` when the
+/// run has MAUVE or a scorer; and, when it has at least two temperatures,
 /// `by_temperature.svg/.png` into `dir`; returns the files written. Rows whose plotted values
 /// are undefined (NaN) are left out; with nothing to plot, nothing is written.
 pub fn write_plots(dir: &Path, rows: &[PlotRow]) -> Result<Vec<PathBuf>, PlotError> {
     register_font()?;
-    let mut plots = Vec::new();
-    if rows
-        .iter()
-        .any(|r| r.mean_perplexity.is_finite() && r.distinct_2.is_finite())
-    {
-        plots.push(Plot::QualityDiversity);
-    }
+    let mut plots: Vec<Plot> = [
+        Plot::QualityDiversity,
+        Plot::MauveDiversity,
+        Plot::CoherenceDiversity,
+    ]
+    .into_iter()
+    .filter(|p| {
+        let (x, y) = p.measures().expect("a quality-diversity plot");
+        quality_diversity::plottable(rows, x, y)
+    })
+    .collect();
     if temperatures(rows).len() >= 2 {
         plots.push(Plot::ByTemperature);
     }
@@ -119,6 +149,8 @@ pub fn write_plots(dir: &Path, rows: &[PlotRow]) -> Result<Vec<PathBuf>, PlotErr
 #[derive(Clone, Copy)]
 enum Plot {
     QualityDiversity,
+    MauveDiversity,
+    CoherenceDiversity,
     ByTemperature,
 }
 
@@ -126,7 +158,19 @@ impl Plot {
     fn name(self) -> &'static str {
         match self {
             Plot::QualityDiversity => "quality_diversity",
+            Plot::MauveDiversity => "mauve_diversity",
+            Plot::CoherenceDiversity => "coherence_diversity",
             Plot::ByTemperature => "by_temperature",
+        }
+    }
+
+    /// The axes (x, y) of a quality–diversity plot.
+    fn measures(self) -> Option<(Measure, Measure)> {
+        match self {
+            Plot::QualityDiversity => Some((PERPLEXITY, DISTINCT_2)),
+            Plot::MauveDiversity => Some((MAUVE, DIVERSITY)),
+            Plot::CoherenceDiversity => Some((COHERENCE, DIVERSITY)),
+            Plot::ByTemperature => None,
         }
     }
 
@@ -135,9 +179,9 @@ impl Plot {
         root: &DrawingArea<DB, Shift>,
         rows: &[PlotRow],
     ) -> DrawResult {
-        match self {
-            Plot::QualityDiversity => draw_quality_diversity(root, rows),
-            Plot::ByTemperature => draw_by_temperature(root, rows),
+        match self.measures() {
+            Some(axes) => draw_quality_diversity(root, rows, axes),
+            None => draw_by_temperature(root, rows),
         }
     }
 }

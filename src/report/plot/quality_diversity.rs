@@ -1,4 +1,6 @@
-//! The quality–diversity plot: mean perplexity against distinct-2, one point per setting.
+//! The quality–diversity plots, one point per setting: mean perplexity against distinct-2, and,
+//! when a run has them, MAUVE and coherence against Su et al.'s diversity, the frontier decoding
+//! papers draw.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -30,14 +32,63 @@ fn marker_of(row: &PlotRow, t_lo: f64, t_hi: f64) -> Marker {
     }
 }
 
+/// One axis of a quality–diversity plot: which value of a row, and how to describe it.
+#[derive(Clone, Copy)]
+pub(super) struct Measure {
+    pub(super) value: fn(&PlotRow) -> f64,
+    /// The axis title; with a log scale, `log_desc`.
+    pub(super) desc: &'static str,
+    pub(super) log_desc: Option<&'static str>,
+    /// The value lies in [0, 1].
+    pub(super) unit: bool,
+}
+
+pub(super) const PERPLEXITY: Measure = Measure {
+    value: |r| r.mean_perplexity,
+    desc: "mean perplexity (lower = more fluent under the model)",
+    log_desc: Some("mean perplexity (log scale; lower = more fluent under the model)"),
+    unit: false,
+};
+pub(super) const DISTINCT_2: Measure = Measure {
+    value: |r| r.distinct_2,
+    desc: "distinct-2 (higher = more diverse)",
+    log_desc: None,
+    unit: true,
+};
+pub(super) const MAUVE: Measure = Measure {
+    value: |r| r.mauve,
+    desc: "MAUVE against the human text (higher = closer)",
+    log_desc: None,
+    unit: true,
+};
+pub(super) const COHERENCE: Measure = Measure {
+    value: |r| r.coherence,
+    desc: "coherence, mean log-probability per token under the scorer (higher = more coherent)",
+    log_desc: None,
+    unit: false,
+};
+pub(super) const DIVERSITY: Measure = Measure {
+    value: |r| r.diversity,
+    desc: "diversity, (1 − rep-2)(1 − rep-3)(1 − rep-4) (higher = less repetitive)",
+    log_desc: None,
+    unit: true,
+};
+
+/// Whether some row has both values of a plot, so that it has something to draw.
+pub(super) fn plottable(rows: &[PlotRow], x: Measure, y: Measure) -> bool {
+    rows.iter()
+        .any(|r| (x.value)(r).is_finite() && (y.value)(r).is_finite())
+}
+
 pub(super) fn draw_quality_diversity<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     rows: &[PlotRow],
+    (xm, ym): (Measure, Measure),
 ) -> DrawResult {
     root.fill(&WHITE).map_err(err)?;
     let points: Vec<&PlotRow> = rows
         .iter()
-        .filter(|r| r.mean_perplexity.is_finite() && r.distinct_2.is_finite())
+        .filter(|r| (xm.value)(r).is_finite() && (ym.value)(r).is_finite())
         .collect();
     let sample_ts: Vec<f64> = {
         let mut ts: Vec<f64> = points
@@ -58,25 +109,24 @@ pub(super) fn draw_quality_diversity<DB: DrawingBackend>(
         .map_err(err)?;
     let (plot_area, legend_area) = titled.split_horizontally(w - LEGEND_WIDTH);
 
-    let ppl: Vec<f64> = points.iter().map(|r| r.mean_perplexity).collect();
-    let d2: Vec<f64> = points.iter().map(|r| r.distinct_2).collect();
-    let x = Axis::fit(&ppl, true, false);
-    let y = Axis::fit(&d2, false, true);
+    let xs: Vec<f64> = points.iter().map(|r| (xm.value)(r)).collect();
+    let ys: Vec<f64> = points.iter().map(|r| (ym.value)(r)).collect();
+    let x = Axis::fit(&xs, xm.log_desc.is_some(), xm.unit);
+    let y = Axis::fit(&ys, ym.log_desc.is_some(), ym.unit);
     let mut chart = ChartBuilder::on(&plot_area)
         .margin(20)
         .x_label_area_size(70)
         .y_label_area_size(90)
         .build_cartesian_2d(x.range(), y.range())
         .map_err(err)?;
-    let x_desc = if x.log {
-        "mean perplexity (log scale; lower = more fluent under the model)"
-    } else {
-        "mean perplexity (lower = more fluent under the model)"
+    let desc = |m: Measure, log: bool| match (log, m.log_desc) {
+        (true, Some(d)) => d,
+        _ => m.desc,
     };
     chart
         .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc("distinct-2 (higher = more diverse)")
+        .x_desc(desc(xm, x.log))
+        .y_desc(desc(ym, y.log))
         .axis_desc_style(font(20))
         .label_style(font(16))
         .bold_line_style(GRID_COLOR)
@@ -96,7 +146,7 @@ pub(super) fn draw_quality_diversity<DB: DrawingBackend>(
     });
     let centres: Vec<(i32, i32)> = order
         .iter()
-        .map(|r| chart.backend_coord(&(x.pos(r.mean_perplexity), y.pos(r.distinct_2))))
+        .map(|r| chart.backend_coord(&(x.pos((xm.value)(r)), y.pos((ym.value)(r)))))
         .collect();
     for (r, &c) in order.iter().zip(&centres) {
         draw_marker(root, c, marker_of(r, t_lo, t_hi))?;
