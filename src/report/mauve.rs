@@ -753,6 +753,7 @@ pub fn mauve_interval(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand_core::RngCore;
 
     #[test]
     fn auto_clusters_is_a_tenth_of_the_smaller_side_rounded_half_to_even() {

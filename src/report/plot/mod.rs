@@ -261,6 +261,9 @@ mod tests {
             distinct_2: (0.2 + 0.5 * heat - 0.1 * (1.0 - p)).min(0.98),
             self_bleu_4: (0.8 - 0.5 * heat).max(0.02),
             repetition_rate: (0.6 - 0.6 * heat).max(0.0),
+            diversity: (0.3 + 0.6 * heat).min(1.0),
+            mauve: f64::NAN,
+            coherence: f64::NAN,
         }
     }
 
