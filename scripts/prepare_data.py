@@ -412,6 +412,14 @@ def can_end_reference(last: str) -> bool:
             and not last.lstrip().startswith("[") and not last.rstrip().endswith("]"))
 
 
+def line_offsets(lines: list[str]) -> list[int]:
+    """The character offset of each line's start, and of the end, in the text the lines joined."""
+    offs = [0]
+    for ln in lines:
+        offs.append(offs[-1] + len(ln) + 1)
+    return offs
+
+
 def passages(play_texts: list[tuple[str, str, str]], n: int, seed: int) -> list[dict]:
     """Deterministically draw n passages spread over the given (id, title, text) plays."""
     rng = random.Random(seed)
@@ -420,9 +428,7 @@ def passages(play_texts: list[tuple[str, str, str]], n: int, seed: int) -> list[
     result = []
     for (pid, title, text), want in zip(play_texts, counts):
         lines = text.split("\n")
-        offs = [0]
-        for ln in lines:
-            offs.append(offs[-1] + len(ln) + 1)
+        offs = line_offsets(lines)
         cands = []  # (start line, prompt end line, reference end line)
         for i in range(1, len(lines) - 2):
             if not is_prompt_start(lines, i, PROMPT_WORDS):
@@ -477,9 +483,7 @@ def dense_passages(play_texts: list[tuple[str, str, str]], n: int, min_chars: in
     result = []
     for (pid, title, text), want in zip(play_texts, counts):
         lines = text.split("\n")
-        offs = [0]
-        for ln in lines:
-            offs.append(offs[-1] + len(ln) + 1)
+        offs = line_offsets(lines)
         cuts, i = [], 1  # (start line, prompt end line, reference end line)
         seen = set()  # a prompt said twice would make two passages that share a prompt
         while i < len(lines) - 2:

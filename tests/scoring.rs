@@ -25,6 +25,12 @@ fn run_to(exp: &Path, out: &Path) {
     ok(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
 }
 
+/// `sweep score OUT --model SCORER`, quietly.
+fn score_with(out: &Path, scorer: &Path) {
+    #[rustfmt::skip]
+    ok(&["score", out.to_str().unwrap(), "--model", scorer.to_str().unwrap(), "--quiet"]);
+}
+
 fn ok(args: &[&str]) {
     let out = sweep(args);
     assert!(
@@ -159,13 +165,7 @@ fn sweep_score_rescores_a_finished_folder_without_generating() {
 
     // Context 40 crops every prompt longer than 40 − 24 = 16 tokens.
     let scorer = untrained_scorer(tmp.path(), 40);
-    ok(&[
-        "score",
-        out.to_str().unwrap(),
-        "--model",
-        scorer.to_str().unwrap(),
-        "--quiet",
-    ]);
+    score_with(&out, &scorer);
     assert_eq!(files(&out.join("settings")), settings_before);
     let after = rows(&out.join("summary.csv"));
     assert_eq!(after.len(), before.len());
@@ -205,13 +205,7 @@ fn sweep_score_rescores_a_finished_folder_without_generating() {
     let scores = files(&out.join("scores"));
     assert_eq!(scores.len(), 4);
     std::fs::remove_file(&scores[0].0).unwrap();
-    ok(&[
-        "score",
-        out.to_str().unwrap(),
-        "--model",
-        scorer.to_str().unwrap(),
-        "--quiet",
-    ]);
+    score_with(&out, &scorer);
     assert_eq!(files(&out.join("scores")), scores);
     assert_eq!(rows(&out.join("summary.csv")), after);
 }
