@@ -149,6 +149,14 @@ fn the_generator_as_its_own_scorer_gives_its_own_perplexities() {
     assert!(!plain.join("scores").exists());
     assert!(!plain.join("coherence_diversity.svg").exists());
     assert!(!plain.join("mauve_diversity.svg").exists());
+    // Adding [score] to a finished run regenerates nothing: the scorer is not part of what
+    // the rows depend on.
+    let generated = files(&plain.join("settings"));
+    let scored = experiment(tmp.path(), Some(&shipped));
+    run_to(&scored, &plain);
+    assert_eq!(files(&plain.join("settings")), generated);
+    assert_eq!(rows(&plain.join("summary.csv")).len(), 4);
+    assert!(rows(&plain.join("summary.csv"))[0].contains_key("coherence"));
     // With the scorer's columns, coherence is plotted against diversity.
     let svg = std::fs::read_to_string(out.join("coherence_diversity.svg")).unwrap();
     assert!(svg.contains("coherence, mean log-probability per token"));
