@@ -218,54 +218,58 @@ pub struct SummaryRow<'a> {
     pub tokens_per_s: f64,
 }
 
+/// The columns of `summary.csv` before the scorer's and MAUVE's (when a run has them).
+const PERPLEXITY_COLUMNS: [&str; 5] = [
+    "samples",
+    "mean_perplexity",
+    "mean_perplexity_lo",
+    "mean_perplexity_hi",
+    "corpus_perplexity",
+];
+
+const MAUVE_COLUMNS: [&str; 2] = ["mauve", "mauve_clusters"];
+
+/// The columns of `summary.csv` after the scorer's and MAUVE's, before the `_vs_beam` ones.
+const TEXT_COLUMNS: [&str; 23] = [
+    "distinct_1",
+    "distinct_2",
+    "distinct_2_lo",
+    "distinct_2_hi",
+    "distinct_3",
+    "self_bleu_4",
+    "self_bleu_4_lo",
+    "self_bleu_4_hi",
+    "self_bleu_4_tokens",
+    "zipf_coefficient",
+    "repetition_rate",
+    "repetition_rate_lo",
+    "repetition_rate_hi",
+    "seq_rep_4",
+    "rep_2",
+    "rep_3",
+    "rep_4",
+    "diversity",
+    "compression_ratio",
+    "mean_tokens",
+    "eos_rate",
+    "tokens_per_s",
+    "baseline",
+];
+
 /// The columns of `summary.csv`, in order, with the given knob columns, and the scorer's
 /// columns, then MAUVE's, after `corpus_perplexity` when the run has them (a run without
 /// them keeps the columns it always had).
 pub fn summary_header(knobs: &[&KnobColumn], scored: bool, mauve: bool) -> Vec<String> {
     let mut h: Vec<String> = PARAMETER_COLUMNS.iter().map(|s| s.to_string()).collect();
     h.extend(knobs.iter().map(|k| k.name.to_string()));
-    for c in [
-        "samples",
-        "mean_perplexity",
-        "mean_perplexity_lo",
-        "mean_perplexity_hi",
-        "corpus_perplexity",
-        "scorer",
-        "distinct_1",
-        "distinct_2",
-        "distinct_2_lo",
-        "distinct_2_hi",
-        "distinct_3",
-        "self_bleu_4",
-        "self_bleu_4_lo",
-        "self_bleu_4_hi",
-        "self_bleu_4_tokens",
-        "zipf_coefficient",
-        "repetition_rate",
-        "repetition_rate_lo",
-        "repetition_rate_hi",
-        "seq_rep_4",
-        "rep_2",
-        "rep_3",
-        "rep_4",
-        "diversity",
-        "compression_ratio",
-        "mean_tokens",
-        "eos_rate",
-        "tokens_per_s",
-        "baseline",
-    ] {
-        if c == "scorer" {
-            if scored {
-                h.extend(SCORER_METRICS.iter().map(|s| s.to_string()));
-            }
-            if mauve {
-                h.extend(["mauve", "mauve_clusters"].map(String::from));
-            }
-            continue;
-        }
-        h.push(c.to_string());
+    h.extend(PERPLEXITY_COLUMNS.iter().map(|s| s.to_string()));
+    if scored {
+        h.extend(SCORER_METRICS.iter().map(|s| s.to_string()));
     }
+    if mauve {
+        h.extend(MAUVE_COLUMNS.iter().map(|s| s.to_string()));
+    }
+    h.extend(TEXT_COLUMNS.iter().map(|s| s.to_string()));
     for m in COMPARED {
         h.push(format!("{m}_vs_beam"));
     }

@@ -315,10 +315,7 @@ impl Ctx<'_> {
             }
         };
 
-        let score = raw
-            .score
-            .map(|s| self.score(s, &prompts, samples))
-            .transpose()?;
+        let score = raw.score.map(|s| self.score(s, &prompts)).transpose()?;
         let mut exp = Experiment {
             name,
             source: self.source.to_owned(),
@@ -812,12 +809,11 @@ impl Ctx<'_> {
     }
 
     /// `[score]`, checked against the prompts: MAUVE needs references, and at least as many
-    /// texts on each side as clusters.
+    /// references as clusters (every row has at least one text per prompt).
     fn score(
         &self,
         raw: Spanned<RawScore>,
         prompts: &[Prompt],
-        samples: usize,
     ) -> Result<ScoreSpec, ExperimentError> {
         let span = raw.span();
         let raw = raw.into_inner();
@@ -872,7 +868,6 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let _ = samples;
         if model.is_none() && !mauve {
             return Err(self.invalid(
                 Some(span),
