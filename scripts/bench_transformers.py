@@ -30,6 +30,7 @@ def main():
     ap.add_argument("--grid-temperatures", default="0.7,0.9,1.0,1.2")
     ap.add_argument("--grid-top-k", default="0,10,50,200")
     ap.add_argument("--grid-samples", type=int, default=8)
+    ap.add_argument("--cases", default="greedy,sample,beam,contrastive,grid,prefill,score", help="comma-separated kinds of case")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
     args = ap.parse_args()
@@ -76,35 +77,39 @@ def main():
 
     with torch.inference_mode():
         model.generate(p, attention_mask=torch.ones_like(p), max_new_tokens=4, do_sample=True)  # warm-up
-        measure("greedy, batch 1", lambda: gen(1, do_sample=False))
+        cases = set(args.cases.split(","))
         batches = [int(b) for b in args.batch.split(",")]
-        for b in batches:
+        if "greedy" in cases:
+            measure("greedy, batch 1", lambda: gen(1, do_sample=False))
+        for b in batches if "sample" in cases else []:
             measure(
                 f"sample T0.8 k50 p0.9, {b} x {args.new_tokens}",
                 lambda: gen(b, do_sample=True, temperature=0.8, top_k=50, top_p=0.9),
             )
-        if args.long_tokens:
+        if args.long_tokens and "sample" in cases:
             measure(
                 f"sample T0.8 k50 p0.9, {batches[0]} x {args.long_tokens}",
                 lambda: gen(batches[0], args.long_tokens, do_sample=True, temperature=0.8, top_k=50, top_p=0.9),
             )
-        if args.long_prompt:
+        if args.long_prompt and "sample" in cases:
             measure(
                 f"sample T0.8 k50 p0.9, {batches[0]} x {args.new_tokens}, prompt {args.long_prompt}",
                 lambda: gen(
                     batches[0], start=prompt(args.long_prompt), do_sample=True, temperature=0.8, top_k=50, top_p=0.9
                 ),
             )
-        measure(
-            f"beam search, {args.num_beams} beams",
-            lambda: gen(1, do_sample=False, num_beams=args.num_beams, early_stopping="never", length_penalty=0.0)
-            * args.num_beams,
-        )
-        try:
+        if "beam" in cases:
             measure(
-                "contrastive search, alpha 0.6 k 4",
-                lambda: gen(1, do_sample=False, penalty_alpha=0.6, top_k=4),
+                f"beam search, {args.num_beams} beams",
+                lambda: gen(1, do_sample=False, num_beams=args.num_beams, early_stopping="never", length_penalty=0.0)
+                * args.num_beams,
             )
+        try:
+            if "contrastive" in cases:
+                measure(
+                    "contrastive search, alpha 0.6 k 4",
+                    lambda: gen(1, do_sample=False, penalty_alpha=0.6, top_k=4),
+                )
         except Exception as e:  # built in up to transformers 4.55; later releases load it from the Hub
             print(f"contrastive search skipped: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         temps = [float(t) for t in args.grid_temperatures.split(",")]
@@ -118,9 +123,11 @@ def main():
             return total
 
         # transformers runs one setting per generate() call: one after another.
-        measure(f"grid of {len(temps) * len(ks)} settings x {args.grid_samples} samples", grid)
+        if "grid" in cases:
+            measure(f"grid of {len(temps) * len(ks)} settings x {args.grid_samples} samples", grid)
         long = prompt(args.prefill_tokens)
-        measure(f"prefill, {args.prefill_tokens} tokens", lambda: (model(long, logits_to_keep=1), long.shape[1])[1])
+        if "prefill" in cases:
+            measure(f"prefill, {args.prefill_tokens} tokens", lambda: (model(long, logits_to_keep=1), long.shape[1])[1])
 
         # Teacher-forced scoring as a notebook does it (HF `evaluate`'s perplexity): prompt and
         # text in one batch, cross-entropy of every text token.
@@ -136,7 +143,8 @@ def main():
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), texts, reduction="none")
             return nll.numel()
 
-        measure(f"score {rows} texts x ({p.shape[1]} + {n}) tokens", score)
+        if "score" in cases:
+            measure(f"score {rows} texts x ({p.shape[1]} + {n}) tokens", score)
 
 
 if __name__ == "__main__":

@@ -215,6 +215,9 @@ pub struct BenchArgs {
     /// Python interpreter for --vs-transformers.
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Measure only these kinds of case (`--cases score,prefill`) [default: all]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub cases: Vec<sweep::tools::bench::Case>,
     #[arg(long, default_value_t = 128)]
     pub new_tokens: usize,
     /// Rows of the sampling case; a list (`1,64,512`) measures one case per batch size.
@@ -231,7 +234,7 @@ pub struct BenchArgs {
     pub long_prompt: Option<usize>,
     /// Measure the logits processors instead: the first batch size with top-p alone, then
     /// each other filter and penalty alone, with each one's cost per step relative to top-p.
-    #[arg(long, conflicts_with_all = ["vs_transformers", "long_tokens", "long_prompt"])]
+    #[arg(long, conflicts_with_all = ["vs_transformers", "long_tokens", "long_prompt", "cases"])]
     pub filters: bool,
     #[command(flatten)]
     pub device: DeviceArgs,

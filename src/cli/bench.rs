@@ -23,6 +23,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let n_positions = loaded.config.n_positions;
     let generator = args.device.generator(loaded.model);
     let plan = BenchPlan {
+        cases: if args.cases.is_empty() {
+            sweep::tools::bench::Case::ALL.to_vec()
+        } else {
+            args.cases.clone()
+        },
         new_tokens: args.new_tokens,
         batches: args.batch.clone(),
         num_beams: args.num_beams,

@@ -28,6 +28,7 @@ pub fn bench_peer(
     .unwrap_or_else(|| PathBuf::from("scripts/bench_transformers.py"));
     eprintln!("measuring transformers generate() on the same weights ({device}) ...");
     let batches: Vec<String> = plan.batches.iter().map(|b| b.to_string()).collect();
+    let cases: Vec<&str> = plan.cases.iter().map(|c| c.name()).collect();
     let child = std::process::Command::new(&args.python)
         .arg(&script)
         .arg("--model")
@@ -38,6 +39,7 @@ pub fn bench_peer(
         .args(["--prefill-tokens", &plan.prefill_tokens.to_string()])
         .args(["--long-tokens", &plan.long_tokens.unwrap_or(0).to_string()])
         .args(["--long-prompt", &plan.long_prompt.unwrap_or(0).to_string()])
+        .args(["--cases", &cases.join(",")])
         .args(["--device", device])
         .args(["--dtype", args.device.dtype.name()])
         .stdout(std::process::Stdio::piped())

@@ -36,9 +36,49 @@ fn measure(case: String, run: impl FnOnce() -> usize) -> Measurement {
     }
 }
 
+/// The kinds of case `sweep bench` measures, so a run can measure only some of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Case {
+    Greedy,
+    /// The sampling cases, with `long_tokens` and `long_prompt` when asked for.
+    Sample,
+    Beam,
+    Contrastive,
+    Grid,
+    Prefill,
+    Score,
+}
+
+impl Case {
+    pub const ALL: [Case; 7] = [
+        Case::Greedy,
+        Case::Sample,
+        Case::Beam,
+        Case::Contrastive,
+        Case::Grid,
+        Case::Prefill,
+        Case::Score,
+    ];
+
+    /// The name `--cases` takes, shared with the peer script.
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::Greedy => "greedy",
+            Case::Sample => "sample",
+            Case::Beam => "beam",
+            Case::Contrastive => "contrastive",
+            Case::Grid => "grid",
+            Case::Prefill => "prefill",
+            Case::Score => "score",
+        }
+    }
+}
+
 /// What to measure; the defaults are the cases the README quotes.
 #[derive(Debug, Clone)]
 pub struct BenchPlan {
+    /// The kinds of case to run, in their fixed order whatever the order here.
+    pub cases: Vec<Case>,
     pub new_tokens: usize,
     /// Rows of the sampling case, one case per entry.
     pub batches: Vec<usize>,
@@ -58,6 +98,7 @@ pub struct BenchPlan {
 impl Default for BenchPlan {
     fn default() -> Self {
         Self {
+            cases: Case::ALL.to_vec(),
             new_tokens: 128,
             batches: vec![32],
             num_beams: 8,
@@ -159,20 +200,27 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
     let _ = sample(rows(2, SamplingParams::PURE, 0), 4);
 
     let mut emit = |m: Measurement| report(&m);
-    emit(measure(greedy_case(), || {
-        sample(rows(1, SamplingParams::GREEDY, 0), plan.new_tokens)
-    }));
-    for &batch in &plan.batches {
+    let wants = |case: Case| plan.cases.contains(&case);
+    if wants(Case::Greedy) {
+        emit(measure(greedy_case(), || {
+            sample(rows(1, SamplingParams::GREEDY, 0), plan.new_tokens)
+        }));
+    }
+    for &batch in plan.batches.iter().filter(|_| wants(Case::Sample)) {
         emit(measure(sample_case(batch, plan.new_tokens), || {
             sample(rows(batch, NUCLEUS, 1), plan.new_tokens)
         }));
     }
-    if let (Some(long), Some(&batch)) = (plan.long_tokens, plan.batches.first()) {
+    if let (true, Some(long), Some(&batch)) =
+        (wants(Case::Sample), plan.long_tokens, plan.batches.first())
+    {
         emit(measure(sample_case(batch, long), || {
             sample(rows(batch, NUCLEUS, 1), long)
         }));
     }
-    if let (Some(len), Some(&batch)) = (plan.long_prompt, plan.batches.first()) {
+    if let (true, Some(len), Some(&batch)) =
+        (wants(Case::Sample), plan.long_prompt, plan.batches.first())
+    {
         emit(measure(prompt_case(batch, plan.new_tokens, len), || {
             // The prompt's pass is part of the cost: it runs once, for every row.
             let long = generator
@@ -181,65 +229,73 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
             sample_after(&long, rows(batch, NUCLEUS, 1), plan.new_tokens)
         }));
     }
-    emit(measure(beam_case(plan.num_beams), || {
-        let mut params = BeamParams::new(plan.num_beams);
-        params.early_stopping = EarlyStopping::Never;
-        params.length_penalty = 0.0;
-        generator
-            .beam_search(&p, &params, plan.new_tokens)
-            .expect("a random model's logits are finite")
-            .first()
-            .map_or(0, |h| h.tokens.len())
-            * plan.num_beams
-    }));
-    emit(measure(contrastive_case(), || {
-        let params = ContrastiveParams {
-            penalty_alpha: 0.6,
-            top_k: 4,
-        };
-        generator
-            .contrastive_search(&p, params, plan.new_tokens)
-            .expect("a random model's logits are finite")
-            .tokens
-            .len()
-    }));
-    let settings: Vec<SamplingParams> = plan
-        .grid_temperatures
-        .iter()
-        .flat_map(|&t| {
-            plan.grid_top_k.iter().map(move |&k| SamplingParams {
-                temperature: t,
-                top_k: k,
-                top_p: 1.0,
-                processors: Processors::OFF,
+    if wants(Case::Beam) {
+        emit(measure(beam_case(plan.num_beams), || {
+            let mut params = BeamParams::new(plan.num_beams);
+            params.early_stopping = EarlyStopping::Never;
+            params.length_penalty = 0.0;
+            generator
+                .beam_search(&p, &params, plan.new_tokens)
+                .expect("a random model's logits are finite")
+                .first()
+                .map_or(0, |h| h.tokens.len())
+                * plan.num_beams
+        }));
+    }
+    if wants(Case::Contrastive) {
+        emit(measure(contrastive_case(), || {
+            let params = ContrastiveParams {
+                penalty_alpha: 0.6,
+                top_k: 4,
+            };
+            generator
+                .contrastive_search(&p, params, plan.new_tokens)
+                .expect("a random model's logits are finite")
+                .tokens
+                .len()
+        }));
+    }
+    if wants(Case::Grid) {
+        let settings: Vec<SamplingParams> = plan
+            .grid_temperatures
+            .iter()
+            .flat_map(|&t| {
+                plan.grid_top_k.iter().map(move |&k| SamplingParams {
+                    temperature: t,
+                    top_k: k,
+                    top_p: 1.0,
+                    processors: Processors::OFF,
+                })
             })
-        })
-        .collect();
-    emit(measure(
-        grid_case(settings.len(), plan.grid_samples),
-        || {
-            // All settings' rows in one batch, as a sweep runs them.
-            let all: Vec<SampleRow> = settings
-                .iter()
-                .enumerate()
-                .flat_map(|(s, &params)| rows(plan.grid_samples, params, s as u64))
-                .collect();
-            sample(all, plan.new_tokens)
-        },
-    ));
-    let long = prompt(
-        plan.prefill_tokens
-            .min(generator.model().config.n_positions),
-        vocab,
-    );
-    // The prompt pass of generation: every position runs, the last one's logits come back.
-    emit(measure(prefill_case(long.len()), || {
-        let _ = generator.next_logits(&long);
-        long.len()
-    }));
+            .collect();
+        emit(measure(
+            grid_case(settings.len(), plan.grid_samples),
+            || {
+                // All settings' rows in one batch, as a sweep runs them.
+                let all: Vec<SampleRow> = settings
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(s, &params)| rows(plan.grid_samples, params, s as u64))
+                    .collect();
+                sample(all, plan.new_tokens)
+            },
+        ));
+    }
+    if wants(Case::Prefill) {
+        let long = prompt(
+            plan.prefill_tokens
+                .min(generator.model().config.n_positions),
+            vocab,
+        );
+        // The prompt pass of generation: every position runs, the last one's logits come back.
+        emit(measure(prefill_case(long.len()), || {
+            let _ = generator.next_logits(&long);
+            long.len()
+        }));
+    }
     // Teacher-forced scoring, as `[score]` runs it: one prompt's texts in one batch, the
     // prompt run once; the scored tokens are counted.
-    if let Some(&batch) = plan.batches.first() {
+    if let (true, Some(&batch)) = (wants(Case::Score), plan.batches.first()) {
         let scored = texts(batch, plan.new_tokens, vocab);
         let views: Vec<&[u32]> = scored.iter().map(Vec::as_slice).collect();
         emit(measure(
