@@ -15,18 +15,62 @@
 
 use rayon::prelude::*;
 
-/// Output columns per panel: two 8-lane vectors.
+/// Output columns per panel: one 16-lane AVX-512 vector, or two 8-lane AVX2 ones.
 const NR: usize = 16;
-/// Rows per register tile: with two vectors per row, six rows use 12 of the 16 AVX registers
-/// as accumulators.
-const MR: usize = 6;
 /// Rows per block: a block's inputs stay in cache while every panel passes over them.
 const ROW_BLOCK: usize = 256;
 /// Input features per slice of a panel: 8 KiB of weights, read from L1 by every row tile.
-/// With the next slice on its way in and the inputs of 32 rows, that is what L1 holds.
+/// With the next slice on its way in and the inputs of the tile's rows, that is what L1 holds.
 const K_SLICE: usize = 128;
 /// Multiply-adds below which splitting a product over threads costs more than it saves.
 const MIN_WORK_PER_TASK: usize = 1 << 18;
+/// The most panels a register tile spans.
+const MAX_GROUP: usize = 2;
+
+/// The code that runs a register tile, chosen once per product from what the CPU has. All
+/// of them compute the same chains of fused multiply-adds, so they agree to the bit; they
+/// differ in how many chains run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// 12 rows by two panels: 24 of the 32 vector registers as accumulators.
+    Avx512,
+    /// 6 rows by one panel (two vectors per row): 12 of the 16 vector registers.
+    Avx2,
+    /// Plain loops, for other CPUs.
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest this CPU runs. The standard library caches the detection.
+    fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// Rows per register tile.
+    fn rows(self) -> usize {
+        match self {
+            Kernel::Avx512 => 12,
+            Kernel::Avx2 | Kernel::Portable => 6,
+        }
+    }
+
+    /// Panels per register tile: each row of the tile covers this many panels' columns.
+    fn group(self) -> usize {
+        match self {
+            Kernel::Avx512 => 2,
+            Kernel::Avx2 | Kernel::Portable => 1,
+        }
+    }
+}
 
 /// A weight matrix `[d_in, d_out]` (with its bias) laid out for [`PackedLinear::forward`]:
 /// `ceil(d_out / 16)` panels, each holding 16 output columns for every input feature in turn,
@@ -122,17 +166,23 @@ impl PackedLinear {
 
     /// As [`PackedLinear::forward`], into `out` (`[rows, d_out]`).
     pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        self.forward_with(Kernel::best(), x, rows, out);
+    }
+
+    fn forward_with(&self, kernel: Kernel, x: &[f32], rows: usize, out: &mut [f32]) {
         assert_eq!(x.len(), rows * self.d_in, "input is not [rows, d_in]");
         assert_eq!(out.len(), rows * self.d_out, "output is not [rows, d_out]");
         if rows == 0 || self.d_out == 0 {
             return;
         }
-        // A few tasks per thread for balance, none too small to pay for its hand-off.
+        // A few tasks per thread for balance, none too small to pay for its hand-off, and
+        // each a whole number of tile groups.
         let panels = self.d_out.div_ceil(NR);
         let work_per_panel = rows * self.d_in.max(1) * NR;
         let per_task = MIN_WORK_PER_TASK
             .div_ceil(work_per_panel)
             .max(panels.div_ceil(4 * rayon::current_num_threads()))
+            .next_multiple_of(kernel.group())
             .min(panels);
         let dst = OutPtr(out.as_mut_ptr());
         (0..panels.div_ceil(per_task))
@@ -141,7 +191,7 @@ impl PackedLinear {
                 let start = task * per_task;
                 let end = (start + per_task).min(panels);
                 // SAFETY: tasks own disjoint panel ranges, hence disjoint output columns.
-                unsafe { self.panels_into(x, rows, start..end, dst) };
+                unsafe { self.panels_into(kernel, x, rows, start..end, dst) };
             });
     }
 
@@ -151,6 +201,7 @@ impl PackedLinear {
     /// `out` points to `[rows, d_out]` floats, of which no other thread writes these columns.
     unsafe fn panels_into(
         &self,
+        kernel: Kernel,
         x: &[f32],
         rows: usize,
         range: std::ops::Range<usize>,
@@ -158,12 +209,15 @@ impl PackedLinear {
     ) {
         let k = self.d_in;
         let line = NR; // the floats of one cache line: one panel row, aligned
-        let range_end = self.start + range.end * k * NR;
-        let mut acc = [[0.0f32; NR]; ROW_BLOCK];
+        let panel_at = |p: usize| self.start + p * k * NR;
+        let range_end = panel_at(range.end);
+        let group = kernel.group();
+        // Row i's accumulators for panel j of a group are `acc[i * group + j]`.
+        let mut acc = [[0.0f32; NR]; ROW_BLOCK * MAX_GROUP];
         for block in (0..rows).step_by(ROW_BLOCK) {
             let block_rows = ROW_BLOCK.min(rows - block);
             let xs = &x[block * k..(block + block_rows) * k];
-            let tiles = row_tiles(block_rows);
+            let tiles = row_tiles(block_rows, kernel.rows());
             // Every tile after the first fetches its share of the next slice while it works
             // on one already in L1. Without this, the first tile of each slice stalls on
             // memory while the others have nothing to overlap with the wait. A lone tile
@@ -171,57 +225,72 @@ impl PackedLinear {
             let fetchers = tiles.len().saturating_sub(1);
             // A lone tile reads each slice once, so it gains nothing from slicing.
             let slice = if tiles.len() > 1 { K_SLICE } else { k.max(1) };
-            for p in range.clone() {
-                let panel_at = self.start + p * k * NR;
-                let panel = &self.panels[panel_at..panel_at + k * NR];
-                let acc = &mut acc[..block_rows];
+            for first in range.clone().step_by(group) {
+                let g = group.min(range.end - first);
+                let panels = &self.panels[panel_at(first)..panel_at(first + g)];
+                let acc = &mut acc[..block_rows * g];
                 acc.iter_mut().for_each(|a| *a = [0.0; NR]);
                 // The chains continue across slices of k, so slicing changes no result; it
-                // keeps a slice of the panel in L1 while every tile of the block reads it.
+                // keeps a slice of the panels in L1 while every tile of the block reads it.
                 for ks in (0..k).step_by(slice) {
                     let ke = (ks + slice).min(k);
-                    // The next slice: the rest of this panel, or the start of the next one,
-                    // which follows it in memory; nothing past this task's panels.
-                    let next = panel_at + ke * NR;
-                    let next_lines = ((range_end - next) / line).min(slice);
-                    let share = next_lines.div_ceil(fetchers.max(1));
+                    // The next slice of each panel: the rest of it, or after its last slice
+                    // the start of the matching panel of the next group; nothing past this
+                    // task's panels.
+                    let next: [&[f32]; MAX_GROUP] = std::array::from_fn(|j| {
+                        let at = if ke < k {
+                            panel_at(first + j) + ke * NR
+                        } else {
+                            panel_at(first + g + j)
+                        };
+                        if j >= g || at >= range_end {
+                            return &[][..];
+                        }
+                        let lines = ((range_end - at) / line).min(slice);
+                        &self.panels[at..at + lines * line]
+                    });
                     for (t, rows) in tiles.clone().enumerate() {
                         let fetch = match t.checked_sub(1) {
-                            Some(f) => {
-                                let from = (f * share).min(next_lines);
-                                let to = ((f + 1) * share).min(next_lines);
-                                &self.panels[next + from * line..next + to * line]
-                            }
-                            None => &[],
+                            Some(f) => next.map(|next| {
+                                let lines = next.len() / line;
+                                let share = lines.div_ceil(fetchers.max(1));
+                                let from = (f * share).min(lines);
+                                let to = ((f + 1) * share).min(lines);
+                                &next[from * line..to * line]
+                            }),
+                            None => [&[][..]; MAX_GROUP],
                         };
                         tile_product(
+                            kernel,
                             &xs[rows.start * k..rows.end * k],
                             k,
                             ks..ke,
-                            panel,
-                            &mut acc[rows],
+                            panels,
+                            &mut acc[rows.start * g..rows.end * g],
                             fetch,
                         );
                     }
                 }
-                let col = p * NR;
-                let cols = NR.min(self.d_out - col);
-                let bias = self.bias.as_ref().map(|b| &b[col..col + cols]);
-                for (i, a) in acc.iter().enumerate() {
-                    // SAFETY: row block + i < rows and columns col..col + cols < d_out.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            out.0.add((block + i) * self.d_out + col),
-                            cols,
-                        )
-                    };
-                    match bias {
-                        Some(b) => {
-                            for ((d, a), b) in dst.iter_mut().zip(a).zip(b) {
-                                *d = a + b;
+                for j in 0..g {
+                    let col = (first + j) * NR;
+                    let cols = NR.min(self.d_out - col);
+                    let bias = self.bias.as_ref().map(|b| &b[col..col + cols]);
+                    for (i, a) in acc.iter().skip(j).step_by(g).enumerate() {
+                        // SAFETY: row block + i < rows and columns col..col + cols < d_out.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                out.0.add((block + i) * self.d_out + col),
+                                cols,
+                            )
+                        };
+                        match bias {
+                            Some(b) => {
+                                for ((d, a), b) in dst.iter_mut().zip(a).zip(b) {
+                                    *d = a + b;
+                                }
                             }
+                            None => dst.copy_from_slice(&a[..cols]),
                         }
-                        None => dst.copy_from_slice(&a[..cols]),
                     }
                 }
             }
@@ -243,51 +312,86 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// The row tiles of a block of `rows`: as few as [`MR`] rows allow, and as even as possible.
-/// A short last tile (32 = 5 x 6 + 2) would run at half the speed per row, because its few
-/// accumulators cannot hide the latency of their multiply-adds; 32 = 6 + 6 + 5 + 5 + 5 + 5
-/// keeps every tile busy. Which rows share a tile changes no result. Plain arithmetic, since
-/// it is walked for every slice of every panel.
-fn row_tiles(rows: usize) -> impl ExactSizeIterator<Item = std::ops::Range<usize>> + Clone {
-    let tiles = rows.div_ceil(MR);
+/// The row tiles of a block of `rows`, at most `mr` rows each: as few tiles as that allows,
+/// and as even as possible. A short last tile (32 = 5 x 6 + 2) would run at half the speed per
+/// row, because its few accumulators cannot hide the latency of their multiply-adds;
+/// 32 = 6 + 6 + 5 + 5 + 5 + 5 keeps every tile busy. Which rows share a tile changes no
+/// result. Plain arithmetic, since it is walked for every slice of every panel.
+fn row_tiles(
+    rows: usize,
+    mr: usize,
+) -> impl ExactSizeIterator<Item = std::ops::Range<usize>> + Clone {
+    let tiles = rows.div_ceil(mr);
     let (base, extra) = (rows / tiles.max(1), rows % tiles.max(1));
     // The first `extra` tiles take one row more.
     let start = move |t: usize| t * base + t.min(extra);
     (0..tiles).map(move |t| start(t)..start(t + 1))
 }
 
-/// Continue `tile[i][c] += x[i][kk] * panel[kk][c]` for kk in `ks` in order, one fused
-/// multiply-add at a time, for the `tile.len()` (at most [`MR`]) rows of `x` (`[rows, k]`).
-/// Meanwhile, ask for the cache lines of `fetch` (a hint only: it changes no result).
+/// Continue `tile[i * g + j][c] += x[i][kk] * panel_j[kk][c]` for kk in `ks` in order, one
+/// fused multiply-add at a time, for the rows of `x` (`[rows, k]`, at most the kernel's
+/// rows) and the `g` panels that `panels` holds one after another (at most the kernel's
+/// group). Meanwhile, ask for the cache lines of `fetch` (a hint only: it changes no result).
 fn tile_product(
+    kernel: Kernel,
     x: &[f32],
     k: usize,
     ks: std::ops::Range<usize>,
-    panel: &[f32],
+    panels: &[f32],
     tile: &mut [[f32; NR]],
-    fetch: &[f32],
+    fetch: [&[f32]; MAX_GROUP],
 ) {
-    let rows = tile.len();
-    assert!(rows <= MR && x.len() == rows * k && panel.len() == k * NR && ks.end <= k);
+    let g = panels.len() / (k * NR).max(1);
+    let rows = tile.len() / g.max(1);
+    assert!(
+        rows <= kernel.rows()
+            && g <= kernel.group()
+            && panels.len() == g * k * NR
+            && tile.len() == rows * g
+            && x.len() == rows * k
+            && ks.end <= k
+    );
     #[cfg(target_arch = "x86_64")]
-    if simd::available() {
-        // SAFETY: the CPU has AVX2 and FMA; the lengths are checked above.
-        unsafe {
-            match rows {
-                1 => simd::tile::<1>(x, k, ks, panel, tile, fetch),
-                2 => simd::tile::<2>(x, k, ks, panel, tile, fetch),
-                3 => simd::tile::<3>(x, k, ks, panel, tile, fetch),
-                4 => simd::tile::<4>(x, k, ks, panel, tile, fetch),
-                5 => simd::tile::<5>(x, k, ks, panel, tile, fetch),
-                6 => simd::tile::<6>(x, k, ks, panel, tile, fetch),
-                _ => {}
-            }
+    {
+        /// The kernel instantiated for the tile's rows (and panels), one arm per shape.
+        macro_rules! dispatch {
+            ($m:ident, $g:literal, [$($r:literal),*]) => {
+                match rows {
+                    // SAFETY: `Kernel::best` chose this kernel because the CPU has its
+                    // features; the lengths are checked above.
+                    $($r => unsafe { $m::tile::<$r, $g>(x, k, ks, panels, tile, fetch) },)*
+                    _ => unreachable!("a tile of {rows} rows"),
+                }
+            };
         }
-        return;
+        match (kernel, g) {
+            (Kernel::Avx512, 1) => {
+                dispatch!(avx512, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+            }
+            (Kernel::Avx512, _) => {
+                dispatch!(avx512, 2, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+            }
+            (Kernel::Avx2, _) => dispatch!(avx2, 1, [1, 2, 3, 4, 5, 6]),
+            (Kernel::Portable, _) => portable_tile(x, k, ks, panels, tile),
+        }
     }
-    let _ = fetch; // a hint the portable code has no way to give
-    for (i, acc) in tile.iter_mut().enumerate() {
+    #[cfg(not(target_arch = "x86_64"))]
+    portable_tile(x, k, ks, panels, tile);
+}
+
+/// [`tile_product`] as plain loops (no prefetch: a hint it has no way to give).
+fn portable_tile(
+    x: &[f32],
+    k: usize,
+    ks: std::ops::Range<usize>,
+    panels: &[f32],
+    tile: &mut [[f32; NR]],
+) {
+    let g = panels.len() / (k * NR).max(1);
+    for (t, acc) in tile.iter_mut().enumerate() {
+        let (i, j) = (t / g, t % g);
         let xs = &x[i * k..(i + 1) * k];
+        let panel = &panels[j * k * NR..(j + 1) * k * NR];
         for (c, a) in acc.iter_mut().enumerate() {
             for kk in ks.clone() {
                 *a = xs[kk].mul_add(panel[kk * NR + c], *a);
@@ -297,31 +401,96 @@ fn tile_product(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd {
-    use super::NR;
+mod avx512 {
+    use super::{MAX_GROUP, NR};
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    /// The standard library caches the detection, so asking at every tile costs a load.
-    pub fn available() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-
-    /// The register tile of [`super::tile_product`] for `R` rows.
+    /// The register tile of [`super::tile_product`] for `R` rows and `G` panels.
     ///
     /// # Safety
-    /// The CPU supports AVX2 and FMA, `tile.len() == R`, `x.len() == R * k`,
+    /// The CPU supports AVX-512F, `tile.len() == R * G`, `x.len() == R * k`,
+    /// `panels.len() == G * k * NR` and `ks.end <= k`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile<const R: usize, const G: usize>(
+        x: &[f32],
+        k: usize,
+        ks: Range<usize>,
+        panels: &[f32],
+        tile: &mut [[f32; NR]],
+        fetch: [&[f32]; MAX_GROUP],
+    ) {
+        debug_assert!(tile.len() == R * G && x.len() == R * k && panels.len() == G * k * NR);
+        let (x, w) = (x.as_ptr(), panels.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); G]; R];
+        for (i, a) in acc.iter_mut().enumerate() {
+            for (j, a) in a.iter_mut().enumerate() {
+                // SAFETY: each row of `tile` holds NR = 16 floats.
+                *a = unsafe { _mm512_loadu_ps(tile[i * G + j].as_ptr()) };
+            }
+        }
+        let step = |kk: usize, acc: &mut [[__m512; G]; R]| {
+            // SAFETY: kk < k, so these reads stay inside `panels` and `x` (lengths above).
+            unsafe {
+                let mut wv = [_mm512_setzero_ps(); G];
+                for (j, wv) in wv.iter_mut().enumerate() {
+                    *wv = _mm512_loadu_ps(w.add(j * k * NR + kk * NR));
+                }
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_ps(*x.add(i * k + kk));
+                    for (a, wv) in a.iter_mut().zip(wv) {
+                        *a = _mm512_fmadd_ps(xv, wv, *a);
+                    }
+                }
+            }
+        };
+        // One line of each `fetch` per step, in the first steps; the rest run without.
+        let lines = fetch.map(|f| f.len() / NR);
+        let fetching = ks.start + lines.iter().copied().max().unwrap_or(0).min(ks.len());
+        for kk in ks.start..fetching {
+            let n = kk - ks.start;
+            for (f, &lines) in fetch.iter().zip(&lines) {
+                if n < lines {
+                    // SAFETY: n * NR < f.len(), by `lines`.
+                    _mm_prefetch::<_MM_HINT_T0>(unsafe { f.as_ptr().add(n * NR) }.cast());
+                }
+            }
+            step(kk, &mut acc);
+        }
+        for kk in fetching..ks.end {
+            step(kk, &mut acc);
+        }
+        for (i, a) in acc.iter().enumerate() {
+            for (j, a) in a.iter().enumerate() {
+                // SAFETY: each row of `tile` holds NR = 16 floats.
+                unsafe { _mm512_storeu_ps(tile[i * G + j].as_mut_ptr(), *a) };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{MAX_GROUP, NR};
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// The register tile of [`super::tile_product`] for `R` rows of one panel (`G` = 1).
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA, `G == 1`, `tile.len() == R`, `x.len() == R * k`,
     /// `panel.len() == k * NR` and `ks.end <= k`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile<const R: usize>(
+    pub unsafe fn tile<const R: usize, const G: usize>(
         x: &[f32],
         k: usize,
         ks: Range<usize>,
         panel: &[f32],
         tile: &mut [[f32; NR]],
-        fetch: &[f32],
+        fetch: [&[f32]; MAX_GROUP],
     ) {
-        debug_assert!(tile.len() == R && x.len() == R * k && panel.len() == k * NR);
+        debug_assert!(G == 1 && tile.len() == R && x.len() == R * k && panel.len() == k * NR);
+        let fetch = fetch[0];
         let (x, w) = (x.as_ptr(), panel.as_ptr());
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (a, t) in acc.iter_mut().zip(tile.iter()) {
@@ -399,10 +568,32 @@ mod tests {
         out
     }
 
+    /// Every kernel this CPU can run: each must give the plain chain's bits.
+    fn kernels() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                kernels.push(Kernel::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        kernels
+    }
+
+    fn forward_with(packed: &PackedLinear, kernel: Kernel, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0; rows * packed.d_out()];
+        packed.forward_with(kernel, x, rows, &mut out);
+        out
+    }
+
     #[test]
-    fn equals_the_plain_fma_chain_to_the_bit() {
-        // Odd sizes: partial panels, uneven row tiles, partial slices of k, more than one
-        // row block, and enough panels to split over threads.
+    fn every_kernel_equals_the_plain_fma_chain_to_the_bit() {
+        // Odd sizes: partial panels, an odd panel count (a group of one), uneven row tiles,
+        // partial slices of k, more than one row block, and enough panels to split over
+        // threads.
         for &(rows, k, n) in &[
             (1, 7, 5),
             (7, 33, 37),
@@ -411,16 +602,20 @@ mod tests {
             (32, 300, 170),
             (260, 130, 33),
             (6, 1000, 2000),
+            (25, 129, 16 * 7),
         ] {
             let x = random(rows * k, 1);
             let w = random(k * n, 2);
             let b = random(n, 3);
             let packed = PackedLinear::from_in_out(&w, k, n, Some(b.clone()));
-            assert_eq!(
-                packed.forward(&x, rows),
-                reference(&x, &w, Some(&b), rows, k, n),
-                "{rows} x {k} x {n}"
-            );
+            let expected = reference(&x, &w, Some(&b), rows, k, n);
+            for kernel in kernels() {
+                assert_eq!(
+                    forward_with(&packed, kernel, &x, rows),
+                    expected,
+                    "{kernel:?}: {rows} x {k} x {n}"
+                );
+            }
         }
     }
 
@@ -429,30 +624,34 @@ mod tests {
         let (k, n) = (768, 300);
         let x = random(50 * k, 4);
         let packed = PackedLinear::from_in_out(&random(k * n, 5), k, n, None);
-        let all = packed.forward(&x, 50);
-        for rows in [1, 2, 5, 6, 7, 49] {
-            let some = packed.forward(&x[..rows * k], rows);
-            assert_eq!(some[..], all[..rows * n], "first {rows} rows");
+        for kernel in kernels() {
+            let all = forward_with(&packed, kernel, &x, 50);
+            for rows in [1, 2, 5, 6, 7, 11, 12, 13, 49] {
+                let some = forward_with(&packed, kernel, &x[..rows * k], rows);
+                assert_eq!(some[..], all[..rows * n], "{kernel:?}: first {rows} rows");
+            }
+            let last = forward_with(&packed, kernel, &x[49 * k..], 1);
+            assert_eq!(last[..], all[49 * n..], "{kernel:?}");
         }
-        let last = packed.forward(&x[49 * k..], 1);
-        assert_eq!(last[..], all[49 * n..]);
     }
 
     #[test]
     fn row_tiles_cover_the_rows_in_as_few_and_even_tiles_as_fit() {
-        let tiles = |rows| row_tiles(rows).collect::<Vec<_>>();
-        assert_eq!(tiles(32), [0..6, 6..12, 12..17, 17..22, 22..27, 27..32]);
-        assert!(tiles(0).is_empty());
-        for rows in 1..=300 {
-            assert_eq!(row_tiles(rows).len(), rows.div_ceil(MR), "{rows} rows");
-            let tiles = tiles(rows);
-            assert_eq!(tiles.len(), rows.div_ceil(MR), "{rows} rows");
-            assert_eq!(tiles.first().unwrap().start, 0);
-            assert_eq!(tiles.last().unwrap().end, rows);
-            assert!(tiles.windows(2).all(|w| w[0].end == w[1].start));
-            let lens: Vec<usize> = tiles.iter().map(|t| t.len()).collect();
-            let (min, max) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
-            assert!(*max <= MR && max - min <= 1, "{rows} rows: {lens:?}");
+        let tiles = |rows, mr| row_tiles(rows, mr).collect::<Vec<_>>();
+        assert_eq!(tiles(32, 6), [0..6, 6..12, 12..17, 17..22, 22..27, 27..32]);
+        assert_eq!(tiles(32, 12), [0..11, 11..22, 22..32]);
+        assert!(tiles(0, 6).is_empty());
+        for mr in [6, 12] {
+            for rows in 1..=300 {
+                assert_eq!(row_tiles(rows, mr).len(), rows.div_ceil(mr), "{rows} rows");
+                let tiles = tiles(rows, mr);
+                assert_eq!(tiles.first().unwrap().start, 0);
+                assert_eq!(tiles.last().unwrap().end, rows);
+                assert!(tiles.windows(2).all(|w| w[0].end == w[1].start));
+                let lens: Vec<usize> = tiles.iter().map(|t| t.len()).collect();
+                let (min, max) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+                assert!(*max <= mr && max - min <= 1, "{rows} rows: {lens:?}");
+            }
         }
     }
 
