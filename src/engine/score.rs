@@ -8,7 +8,8 @@
 //! stays small whatever the batch; a text's scores do not depend on which texts share its
 //! batch.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 use crate::engine::generate::{GenerateError, Generator, PreparedPrompt};
 use crate::engine::model::KvCache;
@@ -78,6 +79,8 @@ impl Generator {
         }
 
         let mut out = Vec::with_capacity(texts.len());
+        // Reused by every block of the head.
+        let (mut gathered, mut logits) = (Vec::new(), Vec::new());
         for (chunk_index, chunk) in texts.chunks(batch_size.max(1)).enumerate() {
             let first_row = chunk_index * batch_size.max(1);
             let mut scored: Vec<ScoredText> = chunk
@@ -119,29 +122,32 @@ impl Generator {
                 wanted.extend((1..text.len()).map(|t| (i, t)));
             }
             for block in wanted.chunks(HEAD_ROWS) {
-                let gathered: Vec<f32> = block
-                    .iter()
-                    .flat_map(|&(i, t)| {
-                        let at = (i * width + t - 1) * c;
-                        hidden[at..at + c].iter().copied()
+                gathered.clear();
+                for &(i, t) in block {
+                    let at = (i * width + t - 1) * c;
+                    gathered.extend_from_slice(&hidden[at..at + c]);
+                }
+                model.head_rows_into(&gathered, block.len(), &mut logits);
+                // Rows in parallel, errors in order: the first bad row is the one reported.
+                let rows: Vec<Result<f32, f32>> = logits
+                    .par_chunks(vocab)
+                    .zip(block.par_iter())
+                    .map(|(row, &(i, t))| match first_non_finite(row) {
+                        Some(value) => Err(value),
+                        None => Ok(log_prob(row, chunk[i][t] as usize)),
                     })
                     .collect();
-                let rows = block.len();
-                let device = model.device();
-                let logits = host_rows(model.head(Tensor::from_data(
-                    TensorData::new(gathered, [1, rows, c]),
-                    &device,
-                )));
-                for (r, &(i, t)) in block.iter().enumerate() {
-                    let row = &logits[r * vocab..(r + 1) * vocab];
-                    if let Some(value) = first_non_finite(row) {
-                        return Err(GenerateError::NonFinite {
-                            row: first_row + i,
-                            step: t,
-                            value,
-                        });
+                for (row, &(i, t)) in rows.into_iter().zip(block) {
+                    match row {
+                        Ok(lp) => scored[i].logprobs.push(lp),
+                        Err(value) => {
+                            return Err(GenerateError::NonFinite {
+                                row: first_row + i,
+                                step: t,
+                                value,
+                            });
+                        }
                     }
-                    scored[i].logprobs.push(log_prob(row, chunk[i][t] as usize));
                 }
             }
             out.extend(scored);

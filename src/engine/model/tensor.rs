@@ -389,6 +389,23 @@ impl Gpt2 {
         }
     }
 
+    /// The logits `[rows * vocab]` (f32) of `rows` final hidden states given on the host
+    /// (`[rows * n_embd]`), into `out`, reusing its memory: teacher-forced scoring runs the
+    /// head over thousands of positions a few dozen at a time, and on the CPU a fresh buffer
+    /// for each would cost more in page faults than its copy.
+    pub fn head_rows_into(&self, hidden: &[f32], rows: usize, out: &mut Vec<f32>) {
+        if let Some(host) = &self.host {
+            out.resize(rows * host.lm_head.d_out(), 0.0);
+            host.lm_head.forward_into(hidden, rows, out);
+            return;
+        }
+        let c = self.config.n_embd;
+        let hidden = Tensor::from_data(TensorData::new(hidden.to_vec(), [1, rows, c]), &self.device());
+        let logits = self.head(hidden);
+        let vocab = logits.dims()[2];
+        read_rows_into(logits.reshape([rows, vocab]), out);
+    }
+
     /// Logits for every position of `tokens` `[batch, len]`, with no cache: training and scoring.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let mut cache = KvCache::empty();
