@@ -148,16 +148,24 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
     let own = past - shared;
     cache.reserve(own + new, own);
     let room = cache.room;
-    for b in 0..batch {
-        for i in 0..new {
-            let row = &qkv[(b * new + i) * 3 * c..(b * new + i + 1) * 3 * c];
-            for h in 0..heads {
-                let at = ((b * heads + h) * room + own + i) * dim;
-                cache.k[at..at + dim].copy_from_slice(&row[c + h * dim..c + (h + 1) * dim]);
-                cache.v[at..at + dim].copy_from_slice(&row[2 * c + h * dim..2 * c + (h + 1) * dim]);
+    // Each row's keys and values into its part of the cache, rows on every thread.
+    let per_row = heads * room * dim;
+    cache
+        .k
+        .par_chunks_mut(per_row)
+        .zip(cache.v.par_chunks_mut(per_row))
+        .enumerate()
+        .with_min_len(4)
+        .for_each(|(b, (k, v))| {
+            for i in 0..new {
+                let row = &qkv[(b * new + i) * 3 * c..(b * new + i + 1) * 3 * c];
+                for h in 0..heads {
+                    let at = (h * room + own + i) * dim;
+                    k[at..at + dim].copy_from_slice(&row[c + h * dim..c + (h + 1) * dim]);
+                    v[at..at + dim].copy_from_slice(&row[2 * c + h * dim..2 * c + (h + 1) * dim]);
+                }
             }
-        }
-    }
+        });
     let scale = 1.0 / (dim as f32).sqrt();
     let cache = &*cache;
     // Task t is head t / batch of row t % batch: consecutive tasks read the same head's
@@ -224,12 +232,33 @@ fn head_outputs<'a>(
     next: [&[f32]; 2],
 ) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { head_outputs_avx2(queries, keys, values, dim, past, scale, next) };
+    {
+        // A prompt's pass or a text scored whole: many queries read the same keys, which
+        // then pay for being laid out sixteen positions to a vector.
+        let queries: Vec<&[f32]> = queries.collect();
+        if queries.len() >= MANY_QUERIES
+            && dim == simd::HEAD_DIM
+            && std::is_x86_feature_detected!("avx512f")
+        {
+            // SAFETY: the CPU has AVX-512F; the head size is 64.
+            return unsafe { simd::many_queries_64(&queries, keys, values, past, scale) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe {
+                head_outputs_avx2(queries.into_iter(), keys, values, dim, past, scale, next)
+            };
+        }
+        head_outputs_portable(queries.into_iter(), keys, values, dim, past, scale, next)
     }
+    #[cfg(not(target_arch = "x86_64"))]
     head_outputs_portable(queries, keys, values, dim, past, scale, next)
 }
+
+/// Queries of one head from which [`simd::many_queries_64`] takes over: below this, laying
+/// the keys out again costs more than it saves.
+#[cfg(target_arch = "x86_64")]
+const MANY_QUERIES: usize = 4;
 
 /// The same code compiled for AVX2: vectorised wider, with the same operations in the same
 /// order (no fused multiply-adds), so the results are identical.
@@ -412,6 +441,105 @@ mod simd {
         }
     }
 
+    /// [`super::head_outputs_portable`] for many queries of a 64-float head, on AVX-512:
+    /// the same operations in the same order for every query, so the same bits, but the
+    /// scores of sixteen positions at a time. The keys are laid out feature-major first,
+    /// so that feature `d` of sixteen positions is one vector; lane j of the accumulator
+    /// for `l` then takes `q[l + 8m] * k_j[l + 8m]` for m = 0, 1, ... in turn, exactly
+    /// `lanes[l]` of [`super::dot`] for key j, and the eight accumulators are added up in
+    /// [`super::reduce`]'s tree. The softmax is the portable code's, and the weighted sum
+    /// [`weighted_sum_64`]'s additions in 16-lane registers (element by element, so the
+    /// width changes nothing).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F, every query holds 64 floats, keys and values hold
+    /// `past + queries.len()` positions of 64 floats (shared, then own).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn many_queries_64(
+        queries: &[&[f32]],
+        keys: [&[f32]; 2],
+        values: [&[f32]; 2],
+        past: usize,
+        scale: f32,
+    ) -> Vec<f32> {
+        const D: usize = HEAD_DIM;
+        const LANES: usize = 16;
+        let held = (keys[0].len() + keys[1].len()) / D;
+        assert!(
+            queries.iter().all(|q| q.len() == D)
+                && keys.iter().chain(&values).all(|p| p.len() % D == 0)
+                && values[0].len() + values[1].len() == held * D
+                && past + queries.len() <= held,
+            "queries, keys and values are not 64-float rows of the positions seen"
+        );
+        let padded = held.next_multiple_of(LANES);
+        let mut transposed = vec![0.0f32; D * padded];
+        for (j, key) in keys[0]
+            .chunks_exact(D)
+            .chain(keys[1].chunks_exact(D))
+            .enumerate()
+        {
+            for (d, &x) in key.iter().enumerate() {
+                transposed[d * padded + j] = x;
+            }
+        }
+        let values = [values[0], values[1]].concat();
+        // The products of `dot`'s tail, of which a 64-float head has none.
+        let tail = _mm512_set1_ps(std::iter::empty::<f32>().sum());
+        let mut weights = vec![0.0f32; padded];
+        let mut out = Vec::with_capacity(queries.len() * D);
+        for (i, q) in queries.iter().enumerate() {
+            let seen = past + i + 1;
+            for j0 in (0..seen).step_by(LANES) {
+                let mut lanes = [_mm512_setzero_ps(); 8];
+                for m in 0..D / 8 {
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        let d = 8 * m + l;
+                        // SAFETY: d < 64 and j0 + 16 <= padded: inside `transposed`.
+                        let k =
+                            unsafe { _mm512_loadu_ps(transposed.as_ptr().add(d * padded + j0)) };
+                        *lane = _mm512_add_ps(*lane, _mm512_mul_ps(_mm512_set1_ps(q[d]), k));
+                    }
+                }
+                let pairs = [0, 1, 2, 3].map(|p| _mm512_add_ps(lanes[p], lanes[p + 4]));
+                let dot = _mm512_add_ps(
+                    _mm512_add_ps(
+                        _mm512_add_ps(pairs[0], pairs[2]),
+                        _mm512_add_ps(pairs[1], pairs[3]),
+                    ),
+                    tail,
+                );
+                let scores = _mm512_mul_ps(dot, _mm512_set1_ps(scale));
+                // SAFETY: j0 + 16 <= padded, the length of `weights`.
+                unsafe { _mm512_storeu_ps(weights.as_mut_ptr().add(j0), scores) };
+            }
+            let weights = &mut weights[..seen];
+            let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            weights.iter_mut().for_each(|w| *w -= max);
+            crate::engine::kernels::exponential::exp_in_place(weights);
+            let total: f32 = weights.iter().fold(0.0, |total, w| total + w);
+            let mut sums = [_mm512_setzero_ps(); D / LANES];
+            for (j, &w) in weights.iter().enumerate() {
+                let w = _mm512_set1_ps(w);
+                for (l, sum) in sums.iter_mut().enumerate() {
+                    // SAFETY: j < seen <= held, so row j of `values` holds 64 floats.
+                    let x = unsafe { _mm512_loadu_ps(values.as_ptr().add(j * D + LANES * l)) };
+                    *sum = _mm512_add_ps(*sum, _mm512_mul_ps(w, x));
+                }
+            }
+            let total = _mm512_set1_ps(total);
+            let mut row = [0.0f32; D];
+            for (l, sum) in sums.iter().enumerate() {
+                // SAFETY: `row` holds 64 floats.
+                unsafe {
+                    _mm512_storeu_ps(row.as_mut_ptr().add(LANES * l), _mm512_div_ps(*sum, total))
+                };
+            }
+            out.extend_from_slice(&row);
+        }
+        out
+    }
+
     /// [`super::dot4`] on AVX: lane l of each accumulator is the `lanes[l]` of [`super::dot`],
     /// added to in the same order, without fusing.
     ///
@@ -506,6 +634,45 @@ mod tests {
                 }
             }
             assert_eq!(got, want, "{rows} rows of {dim}");
+        }
+    }
+
+    /// Many queries at once against the one-query code, bit for bit: shared and own
+    /// positions, counts of positions that fill sixteen-lane vectors or not.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn many_queries_at_once_equal_one_at_a_time() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let dim = simd::HEAD_DIM;
+        for (shared, own_past, new) in
+            [(0, 0, 4), (16, 0, 128), (5, 3, 9), (0, 30, 17), (33, 0, 64)]
+        {
+            let past = shared + own_past;
+            let held = past + new;
+            let queries = values(new * dim, 7);
+            let (keys, vals) = (values(held * dim, 8), values(held * dim, 9));
+            let (ks, ko) = keys.split_at(shared * dim);
+            let (vs, vo) = vals.split_at(shared * dim);
+            let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+            let scale = 0.125;
+            // SAFETY: the CPU has AVX-512F; the sizes are as the function requires.
+            let got = unsafe { simd::many_queries_64(&rows, [ks, ko], [vs, vo], past, scale) };
+            let want = head_outputs_portable(
+                rows.iter().copied(),
+                [ks, ko],
+                [vs, vo],
+                dim,
+                past,
+                scale,
+                [&[][..], &[][..]],
+            );
+            assert_eq!(
+                got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{shared} shared, {own_past} own, {new} new"
+            );
         }
     }
 

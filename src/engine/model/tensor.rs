@@ -400,7 +400,10 @@ impl Gpt2 {
             return;
         }
         let c = self.config.n_embd;
-        let hidden = Tensor::from_data(TensorData::new(hidden.to_vec(), [1, rows, c]), &self.device());
+        let hidden = Tensor::from_data(
+            TensorData::new(hidden.to_vec(), [1, rows, c]),
+            &self.device(),
+        );
         let logits = self.head(hidden);
         let vocab = logits.dims()[2];
         read_rows_into(logits.reshape([rows, vocab]), out);
