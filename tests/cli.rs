@@ -510,6 +510,24 @@ fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
         let rate: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
         assert!(rate > 0.0, "{line}");
     }
+    // --cases measures only the kinds named.
+    let out = run_in(
+        dir.path(),
+        &[&common[..], &["--cases", "score,greedy"]].concat(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let cases: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("peak resident memory"))
+        .collect();
+    assert_eq!(cases.len(), 2, "{stdout}");
+    assert!(cases[0].starts_with("greedy, batch 1  "), "{stdout}");
+    assert!(
+        cases[1].starts_with("score 2 texts x (16 + 4) tokens  "),
+        "{stdout}"
+    );
     // 61 + 4 > the tiny model's 64 positions.
     let out = run_in(
         dir.path(),
