@@ -92,13 +92,34 @@ pub fn log_prob(logits: &[f32], token: usize) -> f32 {
     // Exponentials in f32 (each within 2 ulp, see `kernels::exponential`), summed in f64:
     // this runs over the whole vocabulary for every generated token, and f64 `exp` would
     // double its cost.
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_of(logits);
     ((logits[token] - max) as f64 - exp_sum(logits, max).ln()) as f32
+}
+
+/// The largest value of a row, NaN ignored (as `f32::max` ignores it), in sixteen lanes: one
+/// chain of comparisons over a vocabulary waits on each before the next. The maximum is
+/// exact in any order; only which of +0 and -0 comes back may differ, and both shift a row
+/// alike (every difference `x - max` is the same but for the sign of a zero, whose
+/// exponential is 1 either way).
+pub fn max_of(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(x);
+        }
+    }
+    let rest = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    lanes.into_iter().fold(rest, f32::max)
 }
 
 /// [`log_prob`] of every token of a row at once, into `out`: the same values, bit for bit.
 pub fn log_softmax_into(logits: &[f32], out: &mut [f32]) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_of(logits);
     let ln_total = exp_sum(logits, max).ln();
     for (o, &l) in out.iter_mut().zip(logits) {
         *o = ((l - max) as f64 - ln_total) as f32;
@@ -573,6 +594,33 @@ fn nucleus(candidates: &mut [(usize, f64)], threshold: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lane-wise maximum is the one-chain fold's, NaN ignored, at every length.
+    #[test]
+    fn max_of_is_the_fold() {
+        let fold = |row: &[f32]| row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut state = 7u32;
+        let mut next = || {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 40.0 - 20.0
+        };
+        for len in [0, 1, 15, 16, 17, 100, 50257] {
+            let mut row: Vec<f32> = (0..len).map(|_| next()).collect();
+            assert_eq!(max_of(&row).to_bits(), fold(&row).to_bits(), "{len}");
+            if len > 3 {
+                row[len / 2] = f32::NAN;
+                row[len - 1] = f32::NAN;
+                assert_eq!(
+                    max_of(&row).to_bits(),
+                    fold(&row).to_bits(),
+                    "{len} with NaN"
+                );
+            }
+        }
+        assert_eq!(max_of(&[f32::NAN; 20]), f32::NEG_INFINITY);
+        assert_eq!(max_of(&[]), f32::NEG_INFINITY);
+        assert_eq!(max_of(&[-0.0, 0.0, -1.0]), 0.0);
+    }
 
     fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
