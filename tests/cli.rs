@@ -510,10 +510,10 @@ fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
         let rate: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
         assert!(rate > 0.0, "{line}");
     }
-    // --cases measures only the kinds named.
+    // --cases measures only the kinds named (each twice with --repeat 2, the faster kept).
     let out = run_in(
         dir.path(),
-        &[&common[..], &["--cases", "score,greedy"]].concat(),
+        &[&common[..], &["--cases", "score,greedy", "--repeat", "2"]].concat(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

@@ -485,6 +485,7 @@ fn regression_bench_refuses_zero_and_absurd_sizes() {
             &["--long-tokens", "0"][..],
             "--long-tokens 0: must be from 1",
         ),
+        (&["--repeat", "0"][..], "--repeat 0: must be from 1 to 100"),
     ] {
         let out = sweep()
             .arg("bench")

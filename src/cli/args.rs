@@ -215,6 +215,10 @@ pub struct BenchArgs {
     /// Python interpreter for --vs-transformers.
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Run each case this many times and report the fastest, here and in the peer: on a
+    /// shared machine a run is only ever slowed by its neighbours.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// Measure only these kinds of case (`--cases score,prefill`) [default: all]
     #[arg(long, value_enum, value_delimiter = ',')]
     pub cases: Vec<sweep::tools::bench::Case>,

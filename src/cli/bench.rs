@@ -23,6 +23,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let n_positions = loaded.config.n_positions;
     let generator = args.device.generator(loaded.model);
     let plan = BenchPlan {
+        repeat: args.repeat,
         cases: if args.cases.is_empty() {
             sweep::tools::bench::Case::ALL.to_vec()
         } else {
@@ -133,6 +134,7 @@ fn check_bench_args(args: &BenchArgs) -> Result<()> {
     if let Some(long) = args.long_tokens {
         in_range("--long-tokens", long, MAX_NEW_TOKENS)?;
     }
+    in_range("--repeat", args.repeat, 100)?;
     Ok(())
 }
 

@@ -40,6 +40,7 @@ pub fn bench_peer(
         .args(["--long-tokens", &plan.long_tokens.unwrap_or(0).to_string()])
         .args(["--long-prompt", &plan.long_prompt.unwrap_or(0).to_string()])
         .args(["--cases", &cases.join(",")])
+        .args(["--repeat", &plan.repeat.to_string()])
         .args(["--device", device])
         .args(["--dtype", args.device.dtype.name()])
         .stdout(std::process::Stdio::piped())
