@@ -223,7 +223,7 @@ pub fn attend(qkv: &[f32], new: usize, past: usize, cache: &mut LayerCache) -> V
 /// hint each stream starts cold and the hardware prefetcher ramps up anew (measured in
 /// `results/bench/README.md`). A hint changes no result.
 fn head_outputs<'a>(
-    queries: impl Iterator<Item = &'a [f32]>,
+    queries: impl ExactSizeIterator<Item = &'a [f32]>,
     keys: [&[f32]; 2],
     values: [&[f32]; 2],
     dim: usize,
@@ -235,23 +235,19 @@ fn head_outputs<'a>(
     {
         // A prompt's pass or a text scored whole: many queries read the same keys, which
         // then pay for being laid out sixteen positions to a vector.
-        let queries: Vec<&[f32]> = queries.collect();
         if queries.len() >= MANY_QUERIES
             && dim == simd::HEAD_DIM
             && std::is_x86_feature_detected!("avx512f")
         {
+            let queries: Vec<&[f32]> = queries.collect();
             // SAFETY: the CPU has AVX-512F; the head size is 64.
             return unsafe { simd::many_queries_64(&queries, keys, values, past, scale) };
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            return unsafe {
-                head_outputs_avx2(queries.into_iter(), keys, values, dim, past, scale, next)
-            };
+            return unsafe { head_outputs_avx2(queries, keys, values, dim, past, scale, next) };
         }
-        head_outputs_portable(queries.into_iter(), keys, values, dim, past, scale, next)
     }
-    #[cfg(not(target_arch = "x86_64"))]
     head_outputs_portable(queries, keys, values, dim, past, scale, next)
 }
 
