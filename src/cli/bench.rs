@@ -25,7 +25,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let plan = BenchPlan {
         repeat: args.repeat,
         cases: if args.cases.is_empty() {
-            sweep::tools::bench::Case::ALL.to_vec()
+            BenchPlan::default().cases
         } else {
             args.cases.clone()
         },

@@ -28,7 +28,12 @@ pub fn bench_peer(
     .unwrap_or_else(|| PathBuf::from("scripts/bench_transformers.py"));
     eprintln!("measuring transformers generate() on the same weights ({device}) ...");
     let batches: Vec<String> = plan.batches.iter().map(|b| b.to_string()).collect();
-    let cases: Vec<&str> = plan.cases.iter().map(|c| c.name()).collect();
+    let cases: Vec<String> = plan
+        .cases
+        .iter()
+        .filter_map(clap::ValueEnum::to_possible_value)
+        .map(|v| v.get_name().to_string())
+        .collect();
     let child = std::process::Command::new(&args.python)
         .arg(&script)
         .arg("--model")

@@ -45,7 +45,8 @@ fn measure(case: String, repeat: usize, mut run: impl FnMut() -> usize) -> Measu
     }
 }
 
-/// The kinds of case `sweep bench` measures, so a run can measure only some of them.
+/// The kinds of case `sweep bench` measures, so a run can measure only some of them; their
+/// names (`--cases`, and the peer script's) are clap's, in kebab case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Case {
     Greedy,
@@ -56,31 +57,6 @@ pub enum Case {
     Grid,
     Prefill,
     Score,
-}
-
-impl Case {
-    pub const ALL: [Case; 7] = [
-        Case::Greedy,
-        Case::Sample,
-        Case::Beam,
-        Case::Contrastive,
-        Case::Grid,
-        Case::Prefill,
-        Case::Score,
-    ];
-
-    /// The name `--cases` takes, shared with the peer script.
-    pub fn name(self) -> &'static str {
-        match self {
-            Case::Greedy => "greedy",
-            Case::Sample => "sample",
-            Case::Beam => "beam",
-            Case::Contrastive => "contrastive",
-            Case::Grid => "grid",
-            Case::Prefill => "prefill",
-            Case::Score => "score",
-        }
-    }
 }
 
 /// What to measure; the defaults are the cases the README quotes.
@@ -109,7 +85,7 @@ pub struct BenchPlan {
 impl Default for BenchPlan {
     fn default() -> Self {
         Self {
-            cases: Case::ALL.to_vec(),
+            cases: <Case as clap::ValueEnum>::value_variants().to_vec(),
             repeat: 1,
             new_tokens: 128,
             batches: vec![32],
