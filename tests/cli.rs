@@ -528,6 +528,32 @@ fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
         cases[1].starts_with("score 2 texts x (16 + 4) tokens  "),
         "{stdout}"
     );
+    // --profile prints under a sampling case where its steps' time went: the prompt's pass
+    // and three more steps for four new tokens.
+    let out = run_in(
+        dir.path(),
+        &[&common[..], &["--cases", "sample", "--profile"]].concat(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[1].starts_with("sample T0.8 k50 p0.9, 2 x 4  "),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("  per step (4 steps): issue "),
+        "{stdout}"
+    );
+    for part in ["issue", "device after issue", "read-back", "sampling"] {
+        let ms: f64 = lines[2]
+            .split(&format!("{part} "))
+            .nth(1)
+            .and_then(|rest| rest.split(" ms").next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{part} in {}", lines[2]));
+        assert!(ms >= 0.0, "{}", lines[2]);
+    }
     // 61 + 4 > the tiny model's 64 positions.
     let out = run_in(
         dir.path(),

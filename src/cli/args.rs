@@ -219,6 +219,12 @@ pub struct BenchArgs {
     /// shared machine a run is only ever slowed by its neighbours.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    /// Run each sampling case once more with each step timed in parts (issuing the forward
+    /// pass, the device finishing it, reading back, sampling) and, with libtorch, its
+    /// operations counted; printed under the case. The profiled run waits for the device at
+    /// every step, so it is not the timed one.
+    #[arg(long)]
+    pub profile: bool,
     /// Measure only these kinds of case (`--cases score,prefill`) [default: all]
     #[arg(long, value_enum, value_delimiter = ',')]
     pub cases: Vec<sweep::tools::bench::Case>,

@@ -24,6 +24,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let generator = args.device.generator(loaded.model);
     let plan = BenchPlan {
         repeat: args.repeat,
+        profile: args.profile,
         cases: if args.cases.is_empty() {
             BenchPlan::default().cases
         } else {
@@ -86,6 +87,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut ours: Vec<Measurement> = Vec::new();
     sweep::tools::bench::run(&generator, &plan, |m| {
         println!("{:<46} {:>12.1}", m.case, m.tokens_per_s);
+        if let Some(profile) = &m.profile {
+            println!("{}", profile_line(profile));
+        }
         ours.push(m.clone());
     });
     if let Some(mib) = sweep::tools::bench::peak_memory_mib() {
@@ -113,6 +117,17 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         bench_peer(&args, &plan, &model_path, &peer_device, &ours, header)?;
     }
     Ok(())
+}
+
+/// A profiled case's mean step, in the order a step runs.
+fn profile_line(profile: &sweep::engine::step_profile::StepProfile) -> String {
+    let ([issue, device, readback, sample], ops) = profile.per_step();
+    let ops = ops.map_or(String::new(), |ops| format!("; {ops:.0} libtorch ops"));
+    format!(
+        "  per step ({} steps): issue {issue:.2} ms, device after issue {device:.2} ms, \
+         read-back {readback:.2} ms, sampling {sample:.2} ms{ops}",
+        profile.steps
+    )
 }
 
 /// The sizes `bench` is given, each refused by name when it is zero or past the caps a sweep

@@ -84,6 +84,8 @@ pub fn device(
         #[cfg(feature = "tch")]
         #[allow(deprecated)]
         "tch" => {
+            // Decoding's fused attention must not depend on the batch (see `libtorch`).
+            crate::engine::libtorch::batch_invariant_attention(true);
             if device_name == "cpu" {
                 return Ok(("tch/cpu".to_string(), Device::libtorch()));
             }

@@ -19,6 +19,7 @@ use crate::engine::sampling::{
     shortlist_needed,
 };
 use crate::engine::shortlist::DeviceReadback;
+use crate::engine::step_profile::{Part, StepTimer};
 use crate::util::exit::{Exit, ExitStatus};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -362,6 +363,7 @@ impl Generator {
         for step in 0..max_new_tokens {
             // Each running row samples from its own logits with its own stream; `active` is
             // ascending, so the k-th running row is the k-th row of the cache and logits.
+            let mut timer = StepTimer::sample();
             let picks: Vec<Result<(u32, f32), f32>> = rows
                 .iter_mut()
                 .zip(&contexts)
@@ -391,6 +393,9 @@ impl Generator {
                     pick.map_err(|value| GenerateError::NonFinite { row, step, value })
                 })
                 .collect::<Result<_, _>>()?;
+            if let Some(timer) = &mut timer {
+                timer.lap(Part::Sample);
+            }
             let mut still = Vec::with_capacity(active.len());
             let mut keep_rows = Vec::with_capacity(active.len());
             let mut next_tokens = Vec::with_capacity(active.len());
@@ -436,15 +441,27 @@ impl Generator {
         needs: &[Option<usize>],
         previous: StepLogits,
     ) -> StepLogits {
+        let mut timer = StepTimer::forward();
         if self.shortlists {
             let logits = self.model.forward_last(tokens, cache);
-            return StepLogits::Short(DeviceReadback::read(logits, needs));
+            if let Some(timer) = &mut timer {
+                timer.lap(Part::Issue);
+                timer.wait_for(&logits.device());
+            }
+            let read = DeviceReadback::read(logits, needs);
+            if let Some(timer) = &mut timer {
+                timer.lap(Part::Readback);
+            }
+            return StepLogits::Short(read);
         }
         let mut buffer = match previous {
             StepLogits::Whole(buffer) => buffer,
             StepLogits::Short(_) => Vec::new(),
         };
         self.model.forward_last_into(tokens, cache, &mut buffer);
+        if let Some(timer) = &mut timer {
+            timer.lap(Part::Issue);
+        }
         StepLogits::Whole(buffer)
     }
 

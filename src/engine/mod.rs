@@ -7,10 +7,13 @@ pub mod checkpoint;
 pub mod contrastive;
 pub mod generate;
 pub mod kernels;
+#[cfg(feature = "tch")]
+pub mod libtorch;
 pub mod model;
 pub mod processors;
 pub mod sampling;
 pub mod score;
 pub mod shipped;
 pub mod shortlist;
+pub mod step_profile;
 pub mod tokenizer;

@@ -42,7 +42,7 @@ pub const FORMAT: u32 = 2;
 /// (a kernel that rounds differently, a fixed sampler), so that resuming never mixes settings
 /// computed by two versions. Folders written before it existed read as 1. What changed in
 /// each version is in `CHANGELOG.md`.
-pub const NUMERICS: u32 = 4;
+pub const NUMERICS: u32 = 5;
 
 pub const EXPERIMENT: &str = "experiment.json";
 pub const LOCK: &str = "sweep.lock";

@@ -13,6 +13,7 @@ use crate::engine::beam::{BeamParams, EarlyStopping};
 use crate::engine::contrastive::ContrastiveParams;
 use crate::engine::generate::{Continuation, Generator, PreparedPrompt, SampleRow};
 use crate::engine::sampling::{Processors, SamplingParams, sample_rng};
+use crate::engine::step_profile::{self, StepProfile};
 
 /// One measured case.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,13 +23,17 @@ pub struct Measurement {
     pub tokens: usize,
     pub seconds: f64,
     pub tokens_per_s: f64,
+    /// Where a step's time went, from one more run (`--profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StepProfile>,
 }
 
-/// The fastest of `repeat` runs of `run`: on a shared machine a run is slowed by whatever
-/// else runs beside it, never sped up, so the fastest is the least disturbed.
-fn measure(case: String, repeat: usize, mut run: impl FnMut() -> usize) -> Measurement {
+/// The fastest of `plan.repeat` runs of `run`: on a shared machine a run is slowed by
+/// whatever else runs beside it, never sped up, so the fastest is the least disturbed. With
+/// `plan.profile`, one more run is profiled (see [`step_profile`]).
+fn measure(case: String, plan: &BenchPlan, mut run: impl FnMut() -> usize) -> Measurement {
     let mut best: Option<(usize, f64)> = None;
-    for _ in 0..repeat.max(1) {
+    for _ in 0..plan.repeat.max(1) {
         let start = Instant::now();
         let tokens = run();
         let seconds = start.elapsed().as_secs_f64();
@@ -37,11 +42,18 @@ fn measure(case: String, repeat: usize, mut run: impl FnMut() -> usize) -> Measu
         }
     }
     let (tokens, seconds) = best.expect("at least one run");
+    let profile = plan.profile.then(|| {
+        step_profile::start();
+        run();
+        step_profile::finish()
+    });
     Measurement {
         case,
         tokens,
         seconds,
         tokens_per_s: tokens as f64 / seconds.max(1e-9),
+        // Only the cases that sample step by step are profiled.
+        profile: profile.filter(|p| p.steps > 0),
     }
 }
 
@@ -66,6 +78,8 @@ pub struct BenchPlan {
     pub cases: Vec<Case>,
     /// Runs of each case; the fastest is reported.
     pub repeat: usize,
+    /// Profile the sampling cases' steps in one more run.
+    pub profile: bool,
     pub new_tokens: usize,
     /// Rows of the sampling case, one case per entry.
     pub batches: Vec<usize>,
@@ -87,6 +101,7 @@ impl Default for BenchPlan {
         Self {
             cases: <Case as clap::ValueEnum>::value_variants().to_vec(),
             repeat: 1,
+            profile: false,
             new_tokens: 128,
             batches: vec![32],
             num_beams: 8,
@@ -190,21 +205,19 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
     let mut emit = |m: Measurement| report(&m);
     let wants = |case: Case| plan.cases.contains(&case);
     if wants(Case::Greedy) {
-        emit(measure(greedy_case(), plan.repeat, || {
+        emit(measure(greedy_case(), plan, || {
             sample(rows(1, SamplingParams::GREEDY, 0), plan.new_tokens)
         }));
     }
     for &batch in plan.batches.iter().filter(|_| wants(Case::Sample)) {
-        emit(measure(
-            sample_case(batch, plan.new_tokens),
-            plan.repeat,
-            || sample(rows(batch, NUCLEUS, 1), plan.new_tokens),
-        ));
+        emit(measure(sample_case(batch, plan.new_tokens), plan, || {
+            sample(rows(batch, NUCLEUS, 1), plan.new_tokens)
+        }));
     }
     if let (true, Some(long), Some(&batch)) =
         (wants(Case::Sample), plan.long_tokens, plan.batches.first())
     {
-        emit(measure(sample_case(batch, long), plan.repeat, || {
+        emit(measure(sample_case(batch, long), plan, || {
             sample(rows(batch, NUCLEUS, 1), long)
         }));
     }
@@ -213,7 +226,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
     {
         emit(measure(
             prompt_case(batch, plan.new_tokens, len),
-            plan.repeat,
+            plan,
             || {
                 // The prompt's pass is part of the cost: it runs once, for every row.
                 let long = generator
@@ -224,7 +237,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
         ));
     }
     if wants(Case::Beam) {
-        emit(measure(beam_case(plan.num_beams), plan.repeat, || {
+        emit(measure(beam_case(plan.num_beams), plan, || {
             let mut params = BeamParams::new(plan.num_beams);
             params.early_stopping = EarlyStopping::Never;
             params.length_penalty = 0.0;
@@ -237,7 +250,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
         }));
     }
     if wants(Case::Contrastive) {
-        emit(measure(contrastive_case(), plan.repeat, || {
+        emit(measure(contrastive_case(), plan, || {
             let params = ContrastiveParams {
                 penalty_alpha: 0.6,
                 top_k: 4,
@@ -264,7 +277,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
             .collect();
         emit(measure(
             grid_case(settings.len(), plan.grid_samples),
-            plan.repeat,
+            plan,
             || {
                 // All settings' rows in one batch, as a sweep runs them.
                 let all: Vec<SampleRow> = settings
@@ -283,7 +296,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
             vocab,
         );
         // The prompt pass of generation: every position runs, the last one's logits come back.
-        emit(measure(prefill_case(long.len()), plan.repeat, || {
+        emit(measure(prefill_case(long.len()), plan, || {
             let _ = generator.next_logits(&long);
             long.len()
         }));
@@ -295,7 +308,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
         let views: Vec<&[u32]> = scored.iter().map(Vec::as_slice).collect();
         emit(measure(
             score_case(batch, p.tokens.len(), plan.new_tokens),
-            plan.repeat,
+            plan,
             || {
                 generator
                     .score_texts(&p, &views, plan.new_tokens, batch)
@@ -421,7 +434,7 @@ pub fn run_filters(generator: &Generator, plan: &BenchPlan, mut report: impl FnM
     for (name, params) in filter_cases() {
         report(&measure(
             format!("{name}, {batch} x {}", plan.new_tokens),
-            plan.repeat,
+            plan,
             || sample(rows(params), plan.new_tokens),
         ));
     }

@@ -5,8 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+/// `tests/fixtures` of this checkout, or `SWEEP_TEST_FIXTURES` for a test binary run from
+/// another checkout (as on a GPU machine that is sent only the binaries).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    match std::env::var_os("SWEEP_TEST_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+    }
 }
 
 /// A JSON fixture file, parsed.

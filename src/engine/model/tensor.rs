@@ -6,6 +6,8 @@ use std::sync::Arc;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -56,20 +58,30 @@ impl Attention {
             cache_k.clone().slice(held.clone()),
             cache_v.clone().slice(held),
         );
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (head_dim as f64).sqrt());
-        let scores = if new > 1 {
+        let y = if past == 0 || new == 1 {
+            // One fused kernel where the backend has one (libtorch's
+            // `scaled_dot_product_attention`). A lone new position sees every key; new
+            // positions on an empty cache form the square causal case, where the backends'
+            // causal alignments agree (libtorch's is top-left, burn's bottom-right).
+            let options = AttentionModuleOptions {
+                is_causal: new > 1,
+                ..Default::default()
+            };
+            attention(q, k, v, None, None, options)
+        } else {
+            // New positions after cached ones: an explicit mask, built here because burn-tch
+            // hands a boolean mask to libtorch unchanged, where `true` means the opposite.
+            let scores = q
+                .matmul(k.swap_dims(2, 3))
+                .mul_scalar(1.0 / (head_dim as f64).sqrt());
             let mask = causal_mask(new, total, &scores.device());
-            scores.mask_fill(
+            let scores = scores.mask_fill(
                 mask.unsqueeze::<4>()
                     .expand([batch, self.n_head, new, total]),
                 f32::NEG_INFINITY,
-            )
-        } else {
-            scores
+            );
+            softmax(scores, 3).matmul(v)
         };
-        let y = softmax(scores, 3).matmul(v);
         let y = y.swap_dims(1, 2).reshape([batch, new, n_embd]);
         (linear(&self.c_proj, y), (cache_k, cache_v))
     }

@@ -1,0 +1,145 @@
+//! Where a sampling step's time goes: issuing the forward pass, the device finishing it,
+//! reading back what sampling needs, and sampling on the host; with libtorch, also the
+//! operations dispatched. Off unless a benchmark turns it on. When on, each step waits for
+//! its device once the pass is issued, so that the parts can be told apart: a profiled run
+//! gives up the overlap of host and device, and is timed apart from the measured one.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+
+static ON: AtomicBool = AtomicBool::new(false);
+static TOTALS: Mutex<StepProfile> = Mutex::new(StepProfile::ZERO);
+
+/// Totals over the steps of a profiled run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepProfile {
+    /// Forward passes: the prompt's and each decoding step's.
+    pub steps: u64,
+    /// Host time to issue the forward passes. On a GPU the kernels run while it is issued;
+    /// if the device then has nothing left to do, the step is bound by the host.
+    pub issue: Duration,
+    /// Time the device still needed once a pass was issued (zero on the CPU, which computes
+    /// while it issues).
+    pub device: Duration,
+    /// Selecting shortlists on the device and copying them (or whole rows) to the host.
+    pub readback: Duration,
+    /// Drawing every row's token on the host.
+    pub sample: Duration,
+    /// libtorch operations dispatched by the forward passes and read-backs; `None` without
+    /// libtorch.
+    pub ops: Option<u64>,
+}
+
+/// The parts of a step, in the order a step runs them.
+#[derive(Debug, Clone, Copy)]
+pub enum Part {
+    Issue,
+    Device,
+    Readback,
+    Sample,
+}
+
+impl StepProfile {
+    const ZERO: StepProfile = StepProfile {
+        steps: 0,
+        issue: Duration::ZERO,
+        device: Duration::ZERO,
+        readback: Duration::ZERO,
+        sample: Duration::ZERO,
+        ops: None,
+    };
+
+    /// Mean milliseconds a step of each part, in [`Part`]'s order, and ops a step.
+    pub fn per_step(&self) -> ([f64; 4], Option<f64>) {
+        let n = self.steps.max(1) as f64;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3 / n;
+        (
+            [
+                ms(self.issue),
+                ms(self.device),
+                ms(self.readback),
+                ms(self.sample),
+            ],
+            self.ops.map(|ops| ops as f64 / n),
+        )
+    }
+}
+
+/// Start profiling from zero.
+pub fn start() {
+    *TOTALS.lock().unwrap_or_else(|e| e.into_inner()) = StepProfile::ZERO;
+    ON.store(true, Ordering::SeqCst);
+}
+
+/// Stop profiling and return the totals since [`start`].
+pub fn finish() -> StepProfile {
+    ON.store(false, Ordering::SeqCst);
+    *TOTALS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Times one step's parts when profiling is on, and nothing otherwise.
+pub(crate) struct StepTimer {
+    last: Instant,
+    ops_before: Option<u64>,
+}
+
+impl StepTimer {
+    /// The start of a forward pass (`None` when profiling is off).
+    pub(crate) fn forward() -> Option<Self> {
+        ON.load(Ordering::Relaxed).then(|| {
+            TOTALS.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
+            Self {
+                last: Instant::now(),
+                ops_before: ops_dispatched(),
+            }
+        })
+    }
+
+    /// The start of the host's sampling.
+    pub(crate) fn sample() -> Option<Self> {
+        ON.load(Ordering::Relaxed).then(|| Self {
+            last: Instant::now(),
+            ops_before: None,
+        })
+    }
+
+    /// Count the time since the last lap as `part`.
+    pub(crate) fn lap(&mut self, part: Part) {
+        let now = Instant::now();
+        let spent = now - self.last;
+        self.last = now;
+        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        match part {
+            Part::Issue => totals.issue += spent,
+            Part::Device => totals.device += spent,
+            Part::Readback => totals.readback += spent,
+            Part::Sample => totals.sample += spent,
+        }
+    }
+
+    /// Wait for `device` to finish what it was given, as [`Part::Device`].
+    pub(crate) fn wait_for(&mut self, device: &Device) {
+        // A failed sync shows again, with its cause, at the read-back that follows.
+        let _ = device.sync();
+        self.lap(Part::Device);
+    }
+}
+
+impl Drop for StepTimer {
+    fn drop(&mut self) {
+        if let (Some(before), Some(now)) = (self.ops_before, ops_dispatched()) {
+            let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+            *totals.ops.get_or_insert(0) += now - before;
+        }
+    }
+}
+
+fn ops_dispatched() -> Option<u64> {
+    #[cfg(feature = "tch")]
+    return Some(crate::engine::libtorch::ops_dispatched());
+    #[cfg(not(feature = "tch"))]
+    None
+}
