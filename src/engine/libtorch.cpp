@@ -32,15 +32,21 @@ void leave(const at::RecordFunction&, at::ObserverContext*) { --depth; }
 
 extern "C" {
 
-// Count every outermost operation from now on (a global callback, added once).
-void sweep_libtorch_count_ops() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    at::addGlobalCallback(at::RecordFunctionCallback(enter, leave)
-                              .needsInputs(false)
-                              .needsOutputs(false)
-                              .scopes({at::RecordScope::FUNCTION}));
-  });
+// Count outermost operations while at least one caller asks to (`on`), and stop when the
+// last one is done: the callback costs every operation a call.
+void sweep_libtorch_count_ops(bool on) {
+  static std::mutex mutex;
+  static int users = 0;
+  static at::CallbackHandle handle = 0;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (on && users++ == 0) {
+    handle = at::addGlobalCallback(at::RecordFunctionCallback(enter, leave)
+                                       .needsInputs(false)
+                                       .needsOutputs(false)
+                                       .scopes({at::RecordScope::FUNCTION}));
+  } else if (!on && users > 0 && --users == 0) {
+    at::removeCallback(handle);
+  }
 }
 
 int64_t sweep_libtorch_ops_dispatched() {

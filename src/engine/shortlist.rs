@@ -69,11 +69,12 @@ impl DeviceReadback {
                 .cast(IntDType::I64)
                 .sum_dim(1);
             out.logits = floats(values);
-            out.tokens = ints(tokens).into_iter().map(|t| t as u32).collect();
-            out.exp_sums = ints(fixed)
-                .into_iter()
-                .map(|s| s as f64 / FIXED_ONE)
-                .collect();
+            // Ids and sums come back in one copy: from a GPU each copy waits for the device.
+            let ids_and_sums = ints(Tensor::cat(vec![tokens.cast(IntDType::I64), fixed], 1));
+            for row in ids_and_sums.chunks_exact(width + 1) {
+                out.tokens.extend(row[..width].iter().map(|&t| t as u32));
+                out.exp_sums.push(row[width] as f64 / FIXED_ONE);
+            }
         }
         let in_full: Vec<usize> = (0..rows)
             .filter(|&r| match needs[r] {

@@ -12,6 +12,9 @@ use burn::tensor::Device;
 
 static ON: AtomicBool = AtomicBool::new(false);
 static TOTALS: Mutex<StepProfile> = Mutex::new(StepProfile::ZERO);
+/// libtorch counts operations while profiling is on.
+#[cfg(feature = "tch")]
+static COUNTING: Mutex<Option<crate::engine::libtorch::OpCounting>> = Mutex::new(None);
 
 /// Totals over the steps of a profiled run.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -71,12 +74,19 @@ impl StepProfile {
 /// Start profiling from zero.
 pub fn start() {
     *TOTALS.lock().unwrap_or_else(|e| e.into_inner()) = StepProfile::ZERO;
+    #[cfg(feature = "tch")]
+    COUNTING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(crate::engine::libtorch::OpCounting::start);
     ON.store(true, Ordering::SeqCst);
 }
 
 /// Stop profiling and return the totals since [`start`].
 pub fn finish() -> StepProfile {
     ON.store(false, Ordering::SeqCst);
+    #[cfg(feature = "tch")]
+    COUNTING.lock().unwrap_or_else(|e| e.into_inner()).take();
     *TOTALS.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -24,40 +24,48 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// `x` holds the new positions `[batch, new, n_embd]`; `past` the cached ones, which the new
-    /// positions all see. Within the new positions attention is causal.
+    /// `x` holds the new positions as rows `[batch * new, n_embd]`, `new` for each batch row in
+    /// turn; `past` the cached ones, which the new positions all see. Within the new positions
+    /// attention is causal. On a device every tensor operation costs host time to issue,
+    /// views included, so a decoding step (`new` = 1) takes the fewest: its rows are already
+    /// `[batch, heads, 1, head_dim]` in memory.
     fn forward(
         &self,
-        x: Tensor<3>,
+        x: Tensor<2>,
+        batch: usize,
         cache: Option<(Tensor<4>, Tensor<4>)>,
         past: usize,
         reserve: usize,
-    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let [batch, new, n_embd] = x.dims();
-        let head_dim = n_embd / self.n_head;
-        let heads = |t: Tensor<3>| {
-            t.reshape([batch, new, self.n_head, head_dim])
-                .swap_dims(1, 2)
-        };
+    ) -> (Tensor<2>, (Tensor<4>, Tensor<4>)) {
+        let [rows, n_embd] = x.dims();
+        let (new, n_head) = (rows / batch, self.n_head);
+        let head_dim = n_embd / n_head;
         let qkv = linear(&self.c_attn, x);
-        let mut parts = qkv.chunk(3, 2).into_iter();
-        let (q, k, v) = (
-            heads(parts.next().unwrap()),
-            heads(parts.next().unwrap()),
-            heads(parts.next().unwrap()),
-        );
+        // Query, key or value `i` as `[batch, n_head, new, head_dim]`.
+        let part = |i: usize| {
+            let t = qkv.clone().slice([0..rows, i * n_embd..(i + 1) * n_embd]);
+            if new == 1 {
+                t.reshape([batch, n_head, 1, head_dim])
+            } else {
+                t.reshape([batch, new, n_head, head_dim]).swap_dims(1, 2)
+            }
+        };
         let (cache_k, cache_v) = match cache {
             Some((ck, cv)) => (Some(ck), Some(cv)),
             None => (None, None),
         };
-        let cache_k = append(cache_k, k, past, reserve);
-        let cache_v = append(cache_v, v, past, reserve);
+        let cache_k = append(cache_k, part(1), past, reserve);
+        let cache_v = append(cache_v, part(2), past, reserve);
+        let q = part(0);
         let total = past + new;
-        let held = [0..batch, 0..self.n_head, 0..total, 0..head_dim];
-        let (k, v) = (
-            cache_k.clone().slice(held.clone()),
-            cache_v.clone().slice(held),
-        );
+        let held = |cache: &Tensor<4>| {
+            if cache.dims()[2] == total {
+                cache.clone()
+            } else {
+                cache.clone().slice([0..batch, 0..n_head, 0..total])
+            }
+        };
+        let (k, v) = (held(&cache_k), held(&cache_v));
         let y = if past == 0 || new == 1 {
             // One fused kernel where the backend has one (libtorch's
             // `scaled_dot_product_attention`). A lone new position sees every key; new
@@ -76,13 +84,16 @@ impl Attention {
                 .mul_scalar(1.0 / (head_dim as f64).sqrt());
             let mask = causal_mask(new, total, &scores.device());
             let scores = scores.mask_fill(
-                mask.unsqueeze::<4>()
-                    .expand([batch, self.n_head, new, total]),
+                mask.unsqueeze::<4>().expand([batch, n_head, new, total]),
                 f32::NEG_INFINITY,
             );
             softmax(scores, 3).matmul(v)
         };
-        let y = y.swap_dims(1, 2).reshape([batch, new, n_embd]);
+        let y = if new == 1 {
+            y.reshape([rows, n_embd])
+        } else {
+            y.swap_dims(1, 2).reshape([rows, n_embd])
+        };
         (linear(&self.c_proj, y), (cache_k, cache_v))
     }
 }
@@ -103,7 +114,7 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>, activation: Activation) -> Tensor<3> {
+    fn forward(&self, x: Tensor<2>, activation: Activation) -> Tensor<2> {
         let h = linear(&self.c_fc, x);
         let h = match activation {
             Activation::GeluTanh => gelu_new(h),
@@ -154,21 +165,17 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// `x W + b` with the rows of `x` folded into one 2-D product through [`rows_matmul`], so
-/// that a row's result does not depend on how many rows share the batch (burn's
-/// `Linear::forward` does not promise that). The host path uses [`PackedLinear`] instead.
+/// `x W + b` for rows `x` `[rows, d_in]`, through [`rows_matmul`], so that a row's result does
+/// not depend on how many rows share the batch (burn's `Linear::forward` does not promise
+/// that). The host path uses [`PackedLinear`] instead.
 ///
 /// [`PackedLinear`]: crate::engine::kernels::matmul::PackedLinear
-fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [batch, len, d_in] = x.dims();
-    let weight = layer.weight.val();
-    let d_out = weight.dims()[1];
-    let y = rows_matmul(x.reshape([batch * len, d_in]), weight);
-    let y = match &layer.bias {
+fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    let y = rows_matmul(x, layer.weight.val());
+    match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,
-    };
-    y.reshape([batch, len, d_out])
+    }
 }
 
 /// `x W` for `x` `[rows, d_in]`, computing each row exactly as it would be computed among
@@ -194,7 +201,7 @@ pub(super) fn host_rows<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 /// 0.5 x (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3). Written as the identical
 /// x sigmoid(2z) with x^3 as products, since CPU backends compute `tanh` and `powf` an order
 /// of magnitude slower than `exp`.
-pub fn gelu_new(x: Tensor<3>) -> Tensor<3> {
+pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let two_c = 2.0 * (2.0 / std::f64::consts::PI).sqrt();
     let z2 = x.clone() * (x.clone() * x.clone() * (0.044715 * two_c) + two_c);
     x * sigmoid(z2)
@@ -211,15 +218,16 @@ pub struct Block {
 impl Block {
     fn forward(
         &self,
-        x: Tensor<3>,
+        x: Tensor<2>,
+        batch: usize,
         cache: Option<(Tensor<4>, Tensor<4>)>,
         past: usize,
         reserve: usize,
         activation: Activation,
-    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+    ) -> (Tensor<2>, (Tensor<4>, Tensor<4>)) {
         let (a, kv) = self
             .attn
-            .forward(self.ln_1.forward(x.clone()), cache, past, reserve);
+            .forward(self.ln_1.forward(x.clone()), batch, cache, past, reserve);
         let x = x + a;
         let x = x.clone() + self.mlp.forward(self.ln_2.forward(x), activation);
         (x, kv)
@@ -334,22 +342,33 @@ impl Gpt2 {
     /// Returns the final hidden states `[batch, new, n_embd]` (after `ln_f`).
     pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
         let [batch, new] = tokens.dims();
-        let device = tokens.device();
         if let Some(host) = &self.host {
+            let device = tokens.device();
             let hidden = host.forward(&host_tokens(tokens), batch, cache);
             let c = self.config.n_embd;
             return Tensor::from_data(TensorData::new(hidden, [batch, new, c]), &device);
         }
+        self.forward_rows(tokens, cache)
+            .reshape([batch, new, self.config.n_embd])
+    }
+
+    /// [`Gpt2::forward_hidden`] on the backend's tensors, as rows `[batch * new, n_embd]`:
+    /// the blocks run on rows, so that a linear layer is one product without reshapes.
+    fn forward_rows(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let [batch, new] = tokens.dims();
+        let c = self.config.n_embd;
         let past = cache.len();
-        let positions = Tensor::<1, Int>::arange(past as i64..(past + new) as i64, &device);
-        let mut x = burn::tensor::module::embedding(self.wte.val(), tokens)
-            + self.wpe.val().select(0, positions).unsqueeze::<3>();
+        let positions = self.wpe.val().slice([past..past + new]);
+        let mut x = (burn::tensor::module::embedding(self.wte.val(), tokens)
+            + positions.unsqueeze::<3>())
+        .reshape([batch * new, c]);
         // Taken out of the cache so each layer's tensors are uniquely owned and written in place.
         let mut held = cache.take_tensor_layers().into_iter();
         let mut layers = Vec::with_capacity(self.h.len());
         for block in &self.h {
             let (y, kv) = block.forward(
                 x,
+                batch,
                 held.next(),
                 past,
                 cache.capacity(),
@@ -388,12 +407,18 @@ impl Gpt2 {
             let vocab = host.lm_head.d_out();
             return Tensor::from_data(TensorData::new(logits, [batch, new, vocab]), &device);
         }
+        let logits = self.head_rows(hidden.reshape([batch * new, c]));
+        let vocab = logits.dims()[1];
+        logits.reshape([batch, new, vocab])
+    }
+
+    /// [`Gpt2::head`] of rows `[rows, n_embd]` on the backend's tensors.
+    fn head_rows(&self, rows: Tensor<2>) -> Tensor<2> {
         let w = match &self.lm_head {
             Some(w) => w.clone(),
             None => self.wte.val().transpose(),
         };
-        let vocab = w.dims()[1];
-        let logits = rows_matmul(hidden.reshape([batch * new, c]), w).reshape([batch, new, vocab]);
+        let logits = rows_matmul(rows, w);
         if logits.dtype() == DType::F32 {
             logits
         } else {
@@ -491,11 +516,18 @@ impl Gpt2 {
     /// Logits `[batch, vocab]` (f32) of the last of the new positions, left on the model's
     /// device: on a GPU, sampling takes from them only what it needs (see `shortlist`).
     pub fn forward_last(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
-        self.last_logits(last_position(self.forward_hidden(tokens, cache)))
+        if self.host.is_some() || tokens.dims()[1] > 1 {
+            return self.last_logits(last_position(self.forward_hidden(tokens, cache)));
+        }
+        // A decoding step's rows are already the last positions.
+        self.head_rows(self.forward_rows(tokens, cache))
     }
 
     /// Logits `[batch, vocab]` (f32) of hidden states `[batch, n_embd]`, one position a row.
     fn last_logits(&self, last: Tensor<2>) -> Tensor<2> {
+        if self.host.is_none() {
+            return self.head_rows(last);
+        }
         let [batch, c] = last.dims();
         let logits = self.head(last.reshape([batch, 1, c]));
         let vocab = logits.dims()[2];
