@@ -4,18 +4,20 @@
 #
 #   scripts/gpu_check.sh build   Here, where PyPI is reachable: builds the `tch` binary and the
 #                                CUDA test binaries against the GPU machine's torch
-#                                (TORCH_VERSION, default 2.11.0) into target/gpu/ (stripped;
-#                                under 64 MiB together).
+#                                (TORCH_VERSION, default 2.11.0) into target/gpu/, stripped and
+#                                gzipped (about 20 MB, so that they travel beside the checkout).
 #   scripts/gpu_check.sh run     There, from a checkout with target/gpu/ copied in: the parity
 #                                fixtures and the batch-invariance and operation-count tests on
 #                                CUDA, then `sweep bench` in f32 and bf16 with step profiles,
 #                                beside transformers. Everything goes to $OUT (default
 #                                target/gpu-out/). About 6 minutes on an H200; each part has
 #                                its own time limit, and a part that fails does not stop the rest.
+#                                GPU_CHECK_DEVICE=cpu runs the same here, briefly, as a dry run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 torch_version=${TORCH_VERSION:-2.11.0}
+device=${GPU_CHECK_DEVICE:-cuda}
 
 build() {
     local venv=target/torch-$torch_version
@@ -39,26 +41,37 @@ for line in sys.stdin:
     cp target/gpu-build/release/sweep target/gpu/sweep
     while read -r name path; do cp "$path" "target/gpu/test-$name"; done <<<"$tests"
     strip target/gpu/*
+    gzip -9 target/gpu/*
     du -ch target/gpu/* | tail -1
 }
 
 run() {
     local out=${OUT:-target/gpu-out}
     mkdir -p "$out"
+    local bin=target/gpu-bin
+    mkdir -p "$bin"
+    for f in target/gpu/*.gz; do
+        gunzip -c "$f" >"$bin/$(basename "$f" .gz)"
+        chmod +x "$bin/$(basename "$f" .gz)"
+    done
     local torch_lib
     torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
     export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export SWEEP_TEST_BACKEND=tch SWEEP_TEST_DEVICE=cuda SWEEP_TEST_FIXTURES=$PWD/tests/fixtures
+    export SWEEP_TEST_BACKEND=tch SWEEP_TEST_DEVICE=$device SWEEP_TEST_FIXTURES=$PWD/tests/fixtures
     {
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
         python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' || true
     } >"$out/machine.txt" 2>&1
     for t in parity device; do
-        timeout 120 "target/gpu/test-$t" --test-threads 1 --nocapture >"$out/test-$t.txt" 2>&1 ||
+        timeout 120 "$bin/test-$t" --test-threads 1 --nocapture >"$out/test-$t.txt" 2>&1 ||
             echo "test-$t: exit $?" >>"$out/failures.txt"
     done
-    local bench=(target/gpu/sweep bench --random gpt2 --backend tch --device cuda --profile
-        --vs-transformers --python python3)
+    local bench=("$bin/sweep" bench --random gpt2 --backend tch --device "$device" --profile)
+    if [ "$device" = cuda ]; then
+        bench+=(--vs-transformers --python python3)
+    else
+        bench+=(--cases greedy,sample --new-tokens 8)
+    fi
     timeout 200 "${bench[@]}" --batch 1,64,512 >"$out/bench-f32.txt" 2>&1 ||
         echo "bench f32: exit $?" >>"$out/failures.txt"
     timeout 150 "${bench[@]}" --batch 64,512 --dtype bf16 >"$out/bench-bf16.txt" 2>&1 ||
