@@ -122,7 +122,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 /// A profiled case's mean step, in the order a step runs.
 fn profile_line(profile: &sweep::engine::step_profile::StepProfile) -> String {
     let ([issue, device, readback, sample], ops) = profile.per_step();
-    let ops = ops.map_or(String::new(), |ops| format!("; {ops:.0} libtorch ops"));
+    let ops = ops.map_or(String::new(), |(ops, views)| {
+        format!("; {ops:.0} libtorch ops, {views:.0} of them views")
+    });
     format!(
         "  per step ({} steps): issue {issue:.2} ms, device after issue {device:.2} ms, \
          read-back {readback:.2} ms, sampling {sample:.2} ms{ops}",

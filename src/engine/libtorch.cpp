@@ -6,6 +6,8 @@
 #include <ATen/record_function.h>
 
 #include <cstdint>
+#include <string_view>
+#include <unordered_set>
 #include <memory>
 #include <mutex>
 
@@ -14,14 +16,31 @@ namespace {
 // Per thread: a decoding loop dispatches from one thread, and what other threads dispatch at
 // the same time (other tests, say) is not its work.
 thread_local int64_t dispatched = 0;
+thread_local int64_t views = 0;
 // Operations an operation calls in turn are its own business: only the outermost count.
 thread_local int depth = 0;
 
-std::unique_ptr<at::ObserverContext> enter(const at::RecordFunction&) {
+// Operations that make a view of their input: they launch nothing on a GPU, but cost as much
+// host time to issue as any other. (A `reshape` of a tensor it cannot view copies it; the
+// decoding step's never do.)
+bool is_view(const char* name) {
+  static const std::unordered_set<std::string_view> names = {
+      "aten::view",      "aten::reshape",   "aten::_reshape_alias", "aten::slice",
+      "aten::narrow",    "aten::transpose", "aten::permute",        "aten::expand",
+      "aten::unsqueeze", "aten::squeeze",   "aten::select",         "aten::as_strided",
+      "aten::alias",     "aten::t",         "aten::detach",         "aten::unflatten",
+      "aten::split",     "aten::chunk",     "aten::unbind"};
+  return names.count(name) > 0;
+}
+
+std::unique_ptr<at::ObserverContext> enter(const at::RecordFunction& fn) {
   // A kernel's worker threads may dispatch too; their work belongs to the operation that
   // started them.
   if (depth++ == 0 && !at::in_parallel_region()) {
     ++dispatched;
+    if (is_view(fn.name())) {
+      ++views;
+    }
   }
   return nullptr;
 }
@@ -49,9 +68,9 @@ void sweep_libtorch_count_ops(bool on) {
   }
 }
 
-int64_t sweep_libtorch_ops_dispatched() {
-  return dispatched;
-}
+int64_t sweep_libtorch_ops_dispatched() { return dispatched; }
+
+int64_t sweep_libtorch_views_dispatched() { return views; }
 
 // Leave out the fused attention kernels whose work split depends on the batch: FlashAttention
 // and cuDNN split a short query's keys across blocks by how many rows and heads there are, so

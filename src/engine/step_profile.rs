@@ -31,9 +31,10 @@ pub struct StepProfile {
     pub readback: Duration,
     /// Drawing every row's token on the host.
     pub sample: Duration,
-    /// libtorch operations dispatched by the forward passes and read-backs; `None` without
-    /// libtorch.
+    /// libtorch operations dispatched by the forward passes and read-backs, and how many of
+    /// them were views, which launch nothing on a GPU; `None` without libtorch.
     pub ops: Option<u64>,
+    pub views: Option<u64>,
 }
 
 /// The parts of a step, in the order a step runs them.
@@ -53,10 +54,12 @@ impl StepProfile {
         readback: Duration::ZERO,
         sample: Duration::ZERO,
         ops: None,
+        views: None,
     };
 
-    /// Mean milliseconds a step of each part, in [`Part`]'s order, and ops a step.
-    pub fn per_step(&self) -> ([f64; 4], Option<f64>) {
+    /// Mean milliseconds a step of each part, in [`Part`]'s order, and libtorch operations
+    /// and views a step.
+    pub fn per_step(&self) -> ([f64; 4], Option<(f64, f64)>) {
         let n = self.steps.max(1) as f64;
         let ms = |d: Duration| d.as_secs_f64() * 1e3 / n;
         (
@@ -66,7 +69,9 @@ impl StepProfile {
                 ms(self.readback),
                 ms(self.sample),
             ],
-            self.ops.map(|ops| ops as f64 / n),
+            self.ops
+                .zip(self.views)
+                .map(|(ops, views)| (ops as f64 / n, views as f64 / n)),
         )
     }
 }
@@ -93,7 +98,9 @@ pub fn finish() -> StepProfile {
 /// Times one step's parts when profiling is on, and nothing otherwise.
 pub(crate) struct StepTimer {
     last: Instant,
-    ops_before: Option<u64>,
+    /// libtorch's count when a forward pass began.
+    #[cfg(feature = "tch")]
+    dispatched: Option<crate::engine::libtorch::Dispatched>,
 }
 
 impl StepTimer {
@@ -103,7 +110,8 @@ impl StepTimer {
             TOTALS.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
             Self {
                 last: Instant::now(),
-                ops_before: ops_dispatched(),
+                #[cfg(feature = "tch")]
+                dispatched: Some(crate::engine::libtorch::dispatched()),
             }
         })
     }
@@ -112,7 +120,8 @@ impl StepTimer {
     pub(crate) fn sample() -> Option<Self> {
         ON.load(Ordering::Relaxed).then(|| Self {
             last: Instant::now(),
-            ops_before: None,
+            #[cfg(feature = "tch")]
+            dispatched: None,
         })
     }
 
@@ -138,18 +147,14 @@ impl StepTimer {
     }
 }
 
+#[cfg(feature = "tch")]
 impl Drop for StepTimer {
     fn drop(&mut self) {
-        if let (Some(before), Some(now)) = (self.ops_before, ops_dispatched()) {
+        if let Some(before) = self.dispatched {
+            let step = crate::engine::libtorch::dispatched() - before;
             let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
-            *totals.ops.get_or_insert(0) += now - before;
+            *totals.ops.get_or_insert(0) += step.ops;
+            *totals.views.get_or_insert(0) += step.views;
         }
     }
-}
-
-fn ops_dispatched() -> Option<u64> {
-    #[cfg(feature = "tch")]
-    return Some(crate::engine::libtorch::ops_dispatched());
-    #[cfg(not(feature = "tch"))]
-    None
 }

@@ -358,7 +358,7 @@ impl Gpt2 {
         let [batch, new] = tokens.dims();
         let c = self.config.n_embd;
         let past = cache.len();
-        let positions = self.wpe.val().slice([past..past + new]);
+        let positions = self.wpe.val().slice(past..past + new);
         let mut x = (burn::tensor::module::embedding(self.wte.val(), tokens)
             + positions.unsqueeze::<3>())
         .reshape([batch * new, c]);
