@@ -672,6 +672,7 @@ fn build(
         h: blocks,
         ln_f: layer_norm((ln_f_gamma, ln_f_beta)),
         lm_head: None,
+        bias_rows: Vec::new(),
         host: None,
         config: config.clone(),
     })

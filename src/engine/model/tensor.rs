@@ -32,15 +32,21 @@ impl Attention {
     fn forward(
         &self,
         x: Tensor<2>,
-        batch: usize,
         cache: Option<(Tensor<4>, Tensor<4>)>,
-        past: usize,
-        reserve: usize,
+        pass: Pass,
+        bias_rows: Option<&BiasRows>,
     ) -> (Tensor<2>, (Tensor<4>, Tensor<4>)) {
+        let bias = |i: usize| bias_rows.and_then(|b| b[i].as_ref());
+        let Pass {
+            batch,
+            past,
+            reserve,
+            ..
+        } = pass;
         let [rows, n_embd] = x.dims();
         let (new, n_head) = (rows / batch, self.n_head);
         let head_dim = n_embd / n_head;
-        let qkv = linear(&self.c_attn, x);
+        let qkv = linear(&self.c_attn, x, bias(0));
         // Query, key or value `i` as `[batch, n_head, new, head_dim]`.
         let part = |i: usize| {
             let t = qkv.clone().slice([0..rows, i * n_embd..(i + 1) * n_embd]);
@@ -94,7 +100,7 @@ impl Attention {
         } else {
             y.swap_dims(1, 2).reshape([rows, n_embd])
         };
-        (linear(&self.c_proj, y), (cache_k, cache_v))
+        (linear(&self.c_proj, y, bias(1)), (cache_k, cache_v))
     }
 }
 
@@ -114,13 +120,19 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<2>, activation: Activation) -> Tensor<2> {
-        let h = linear(&self.c_fc, x);
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        activation: Activation,
+        bias_rows: Option<&BiasRows>,
+    ) -> Tensor<2> {
+        let bias = |i: usize| bias_rows.and_then(|b| b[i].as_ref());
+        let h = linear(&self.c_fc, x, bias(2));
         let h = match activation {
             Activation::GeluTanh => gelu_new(h),
             Activation::Gelu => gelu(h),
         };
-        linear(&self.c_proj, h)
+        linear(&self.c_proj, h, bias(3))
     }
 }
 
@@ -167,16 +179,23 @@ impl std::str::FromStr for Precision {
 
 /// `x W + b` for rows `x` `[rows, d_in]`, through [`rows_matmul`], so that a row's result does
 /// not depend on how many rows share the batch (burn's `Linear::forward` does not promise
-/// that). The host path uses [`PackedLinear`] instead.
+/// that); `b` from `bias_row` when decoding has made one. The host path uses [`PackedLinear`]
+/// instead.
 ///
 /// [`PackedLinear`]: crate::engine::kernels::matmul::PackedLinear
-fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+fn linear(layer: &Linear, x: Tensor<2>, bias_row: Option<&Tensor<2>>) -> Tensor<2> {
     let y = rows_matmul(x, layer.weight.val());
-    match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze::<2>(),
-        None => y,
+    match (bias_row, &layer.bias) {
+        (Some(row), _) => y + row.clone(),
+        (None, Some(bias)) => y + bias.val().unsqueeze::<2>(),
+        (None, None) => y,
     }
 }
+
+/// A block's linear biases as rows `[1, d_out]`, in the order c_attn, the attention's c_proj,
+/// c_fc, the MLP's c_proj: made once for decoding, so that adding one to many rows is one
+/// operation, where a bias `[d_out]` takes a view first.
+pub(crate) type BiasRows = [Option<Tensor<2>>; 4];
 
 /// `x W` for `x` `[rows, d_in]`, computing each row exactly as it would be computed among
 /// any number of other rows. CPU kernels take a separate matrix-vector path for a single row,
@@ -215,21 +234,32 @@ pub struct Block {
     pub mlp: Mlp,
 }
 
+/// What every block of one forward pass shares: `batch` rows of new positions after `past`
+/// cached ones, with room for `reserve` positions in a cache the pass makes.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    batch: usize,
+    past: usize,
+    reserve: usize,
+    activation: Activation,
+}
+
 impl Block {
     fn forward(
         &self,
         x: Tensor<2>,
-        batch: usize,
         cache: Option<(Tensor<4>, Tensor<4>)>,
-        past: usize,
-        reserve: usize,
-        activation: Activation,
+        pass: Pass,
+        bias_rows: Option<&BiasRows>,
     ) -> (Tensor<2>, (Tensor<4>, Tensor<4>)) {
         let (a, kv) = self
             .attn
-            .forward(self.ln_1.forward(x.clone()), batch, cache, past, reserve);
+            .forward(self.ln_1.forward(x.clone()), cache, pass, bias_rows);
         let x = x + a;
-        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x), activation);
+        let x = x.clone()
+            + self
+                .mlp
+                .forward(self.ln_2.forward(x), pass.activation, bias_rows);
         (x, kv)
     }
 }
@@ -245,6 +275,10 @@ pub struct Gpt2 {
     /// `wte` transposed once for inference (see [`Gpt2::for_inference`]).
     #[module(skip)]
     pub lm_head: Option<Tensor<2>>,
+    /// Each block's [`BiasRows`] for decoding on tensors; empty in training, where the biases
+    /// change.
+    #[module(skip)]
+    pub(crate) bias_rows: Vec<BiasRows>,
     /// The model as decoding runs it on the CPU, on the host's batch-invariant kernels (see
     /// [`Gpt2::for_inference`]); `None` on other devices and in training.
     #[module(skip)]
@@ -299,6 +333,7 @@ impl Gpt2 {
             h,
             ln_f: ln(),
             lm_head: None,
+            bias_rows: Vec::new(),
             host: None,
             config: config.clone(),
         }
@@ -330,6 +365,19 @@ impl Gpt2 {
             wte.transpose().into_data(),
             (&device, dtype),
         ));
+        let row = |l: &Linear| l.bias.as_ref().map(|b| b.val().unsqueeze::<2>());
+        self.bias_rows = self
+            .h
+            .iter()
+            .map(|b| {
+                [
+                    row(&b.attn.c_attn),
+                    row(&b.attn.c_proj),
+                    row(&b.mlp.c_fc),
+                    row(&b.mlp.c_proj),
+                ]
+            })
+            .collect();
         self.host = None;
         self
     }
@@ -365,15 +413,14 @@ impl Gpt2 {
         // Taken out of the cache so each layer's tensors are uniquely owned and written in place.
         let mut held = cache.take_tensor_layers().into_iter();
         let mut layers = Vec::with_capacity(self.h.len());
-        for block in &self.h {
-            let (y, kv) = block.forward(
-                x,
-                batch,
-                held.next(),
-                past,
-                cache.capacity(),
-                self.config.activation,
-            );
+        let pass = Pass {
+            batch,
+            past,
+            reserve: cache.capacity(),
+            activation: self.config.activation,
+        };
+        for (i, block) in self.h.iter().enumerate() {
+            let (y, kv) = block.forward(x, held.next(), pass, self.bias_rows.get(i));
             x = y;
             layers.push(kv);
         }
