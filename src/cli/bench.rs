@@ -125,9 +125,17 @@ fn profile_line(profile: &sweep::engine::step_profile::StepProfile) -> String {
     let ops = ops.map_or(String::new(), |(ops, views)| {
         format!("; {ops:.0} libtorch ops, {views:.0} of them views")
     });
+    let whole = if profile.rows_in_full > 0 {
+        format!(
+            "; {} of {} rows read back whole",
+            profile.rows_in_full, profile.rows
+        )
+    } else {
+        String::new()
+    };
     format!(
         "  per step ({} steps): issue {issue:.2} ms, device after issue {device:.2} ms, \
-         read-back {readback:.2} ms, sampling {sample:.2} ms{ops}",
+         read-back {readback:.2} ms, sampling {sample:.2} ms{ops}{whole}",
         profile.steps
     )
 }

@@ -451,6 +451,7 @@ impl Generator {
             let read = DeviceReadback::read(logits, needs);
             if let Some(timer) = &mut timer {
                 timer.lap(Part::Readback);
+                timer.rows_read(needs.len(), read.rows_in_full());
             }
             return StepLogits::Short(read);
         }

@@ -31,6 +31,10 @@ pub struct StepProfile {
     pub readback: Duration,
     /// Drawing every row's token on the host.
     pub sample: Duration,
+    /// Rows read back, and of them those that came back whole rather than as a shortlist
+    /// (a setting without top-k, or a tie running past the list).
+    pub rows: u64,
+    pub rows_in_full: u64,
     /// libtorch operations dispatched by the forward passes and read-backs, and how many of
     /// them were views, which launch nothing on a GPU; `None` without libtorch.
     pub ops: Option<u64>,
@@ -53,6 +57,8 @@ impl StepProfile {
         device: Duration::ZERO,
         readback: Duration::ZERO,
         sample: Duration::ZERO,
+        rows: 0,
+        rows_in_full: 0,
         ops: None,
         views: None,
     };
@@ -137,6 +143,13 @@ impl StepTimer {
             Part::Readback => totals.readback += spent,
             Part::Sample => totals.sample += spent,
         }
+    }
+
+    /// Count a read-back of `rows` rows, `in_full` of them whole.
+    pub(crate) fn rows_read(&mut self, rows: usize, in_full: usize) {
+        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        totals.rows += rows as u64;
+        totals.rows_in_full += in_full as u64;
     }
 
     /// Wait for `device` to finish what it was given, as [`Part::Device`].
