@@ -529,10 +529,10 @@ fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
         "{stdout}"
     );
     // --profile prints under a sampling case where its steps' time went: the prompt's pass
-    // and three more steps for four new tokens.
+    // and three more steps for four new tokens. Beam search is not profiled.
     let out = run_in(
         dir.path(),
-        &[&common[..], &["--cases", "sample", "--profile"]].concat(),
+        &[&common[..], &["--cases", "sample,beam", "--profile"]].concat(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -554,6 +554,12 @@ fn bench_measures_every_case_and_refuses_a_prompt_too_long() {
             .unwrap_or_else(|| panic!("{part} in {}", lines[2]));
         assert!(ms >= 0.0, "{}", lines[2]);
     }
+    assert!(lines[3].starts_with("beam search, "), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("per step")).count(),
+        1,
+        "{stdout}"
+    );
     // 61 + 4 > the tiny model's 64 positions.
     let out = run_in(
         dir.path(),

@@ -4,6 +4,8 @@
 //! and with libtorch the operations a decoding step dispatches are counted and pinned.
 
 use sweep::engine::generate::{Continuation, Generator, SampleRow};
+#[cfg(feature = "tch")]
+use sweep::engine::libtorch::Dispatched;
 use sweep::engine::model::{Gpt2, Gpt2Config};
 use sweep::engine::sampling::{Processors, SamplingParams, sample_rng};
 
@@ -107,9 +109,6 @@ fn ops_per_step(n_layer: usize, rows: usize, top_k: usize) -> Dispatched {
     DeviceReadback::read(logits, &vec![Some(top_k); rows]);
     dispatched() - before
 }
-
-#[cfg(feature = "tch")]
-use sweep::engine::libtorch::Dispatched;
 
 /// A decoding step's operations, pinned: on a GPU each costs host time to issue, views
 /// included, and a step of a small batch is bound by that time. Per block, 49, 21 of them

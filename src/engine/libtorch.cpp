@@ -72,10 +72,11 @@ int64_t sweep_libtorch_ops_dispatched() { return dispatched; }
 
 int64_t sweep_libtorch_views_dispatched() { return views; }
 
-// Leave out the fused attention kernels whose work split depends on the batch: FlashAttention
-// and cuDNN split a short query's keys across blocks by how many rows and heads there are, so
-// a row's output would change with the rows beside it. The memory-efficient and math kernels
-// compute each (row, head) alone.
+// Leave out the fused attention kernels whose work split may depend on the batch:
+// FlashAttention splits a short query's keys into chunks by how many rows and heads there are
+// (its split-KV heuristic), and cuDNN picks its plan by shape, so a row's output could change
+// with the rows beside it. The memory-efficient and math kernels compute each (row, head) in
+// one block of work; tests/device.rs checks the result on the device.
 void sweep_libtorch_batch_invariant_attention(bool on) {
   at::globalContext().setSDPUseFlash(!on);
   at::globalContext().setSDPUseCuDNN(!on);

@@ -29,8 +29,7 @@ pub struct Measurement {
 }
 
 /// The fastest of `plan.repeat` runs of `run`: on a shared machine a run is slowed by
-/// whatever else runs beside it, never sped up, so the fastest is the least disturbed. With
-/// `plan.profile`, one more run is profiled (see [`step_profile`]).
+/// whatever else runs beside it, never sped up, so the fastest is the least disturbed.
 fn measure(case: String, plan: &BenchPlan, mut run: impl FnMut() -> usize) -> Measurement {
     let mut best: Option<(usize, f64)> = None;
     for _ in 0..plan.repeat.max(1) {
@@ -42,19 +41,25 @@ fn measure(case: String, plan: &BenchPlan, mut run: impl FnMut() -> usize) -> Me
         }
     }
     let (tokens, seconds) = best.expect("at least one run");
-    let profile = plan.profile.then(|| {
-        step_profile::start();
-        run();
-        step_profile::finish()
-    });
     Measurement {
         case,
         tokens,
         seconds,
         tokens_per_s: tokens as f64 / seconds.max(1e-9),
-        // Only the cases that sample step by step are profiled.
-        profile: profile.filter(|p| p.steps > 0),
+        profile: None,
     }
+}
+
+/// [`measure`] for a case that samples step by step, which `plan.profile` profiles in one
+/// more run (see [`step_profile`]).
+fn measure_steps(case: String, plan: &BenchPlan, mut run: impl FnMut() -> usize) -> Measurement {
+    let mut measured = measure(case, plan, &mut run);
+    if plan.profile {
+        step_profile::start();
+        run();
+        measured.profile = Some(step_profile::finish());
+    }
+    measured
 }
 
 /// The kinds of case `sweep bench` measures, so a run can measure only some of them; their
@@ -205,26 +210,28 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
     let mut emit = |m: Measurement| report(&m);
     let wants = |case: Case| plan.cases.contains(&case);
     if wants(Case::Greedy) {
-        emit(measure(greedy_case(), plan, || {
+        emit(measure_steps(greedy_case(), plan, || {
             sample(rows(1, SamplingParams::GREEDY, 0), plan.new_tokens)
         }));
     }
     for &batch in plan.batches.iter().filter(|_| wants(Case::Sample)) {
-        emit(measure(sample_case(batch, plan.new_tokens), plan, || {
-            sample(rows(batch, NUCLEUS, 1), plan.new_tokens)
-        }));
+        emit(measure_steps(
+            sample_case(batch, plan.new_tokens),
+            plan,
+            || sample(rows(batch, NUCLEUS, 1), plan.new_tokens),
+        ));
     }
     if let (true, Some(long), Some(&batch)) =
         (wants(Case::Sample), plan.long_tokens, plan.batches.first())
     {
-        emit(measure(sample_case(batch, long), plan, || {
+        emit(measure_steps(sample_case(batch, long), plan, || {
             sample(rows(batch, NUCLEUS, 1), long)
         }));
     }
     if let (true, Some(len), Some(&batch)) =
         (wants(Case::Sample), plan.long_prompt, plan.batches.first())
     {
-        emit(measure(
+        emit(measure_steps(
             prompt_case(batch, plan.new_tokens, len),
             plan,
             || {
@@ -275,7 +282,7 @@ pub fn run(generator: &Generator, plan: &BenchPlan, mut report: impl FnMut(&Meas
                 })
             })
             .collect();
-        emit(measure(
+        emit(measure_steps(
             grid_case(settings.len(), plan.grid_samples),
             plan,
             || {
