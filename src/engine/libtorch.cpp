@@ -6,10 +6,10 @@
 #include <ATen/record_function.h>
 
 #include <cstdint>
-#include <string_view>
-#include <unordered_set>
 #include <memory>
 #include <mutex>
+#include <string_view>
+#include <unordered_set>
 
 namespace {
 

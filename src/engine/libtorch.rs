@@ -1,6 +1,8 @@
 //! libtorch beyond what burn-tch exposes, through a small C++ file compiled against the same
 //! libtorch (`libtorch.cpp`, built by `build.rs` with the `tch` feature).
 
+pub use crate::engine::step_profile::Dispatched;
+
 unsafe extern "C" {
     fn sweep_libtorch_count_ops(on: bool);
     fn sweep_libtorch_ops_dispatched() -> i64;
@@ -28,37 +30,7 @@ impl Drop for OpCounting {
     }
 }
 
-/// Operations this thread has dispatched to libtorch while an [`OpCounting`] was held, on any
-/// device, counting only the outermost (an operation that calls others is one). The
-/// difference of two readings is what ran between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Dispatched {
-    pub ops: u64,
-    /// Of `ops`, those that only view their input (reshape, slice, transpose and the like):
-    /// they launch nothing on a GPU, where most others launch one kernel or a few, but they
-    /// cost as much host time to issue.
-    pub views: u64,
-}
-
-impl std::ops::Sub for Dispatched {
-    type Output = Dispatched;
-
-    fn sub(self, earlier: Dispatched) -> Dispatched {
-        Dispatched {
-            ops: self.ops - earlier.ops,
-            views: self.views - earlier.views,
-        }
-    }
-}
-
-impl std::ops::AddAssign for Dispatched {
-    fn add_assign(&mut self, more: Dispatched) {
-        self.ops += more.ops;
-        self.views += more.views;
-    }
-}
-
-/// This thread's [`Dispatched`] so far.
+/// This thread's [`Dispatched`] so far, while an [`OpCounting`] is held.
 pub fn dispatched() -> Dispatched {
     // SAFETY: both read thread-local counters.
     unsafe {

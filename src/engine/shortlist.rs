@@ -98,7 +98,8 @@ impl DeviceReadback {
             None => false,
         };
         let tied: Vec<usize> = (0..rows).filter(|&r| short(&out, r)).collect();
-        if !tied.is_empty() && width < vocab {
+        // No first list (a vocabulary too large for the sum) means no wider one either.
+        if !tied.is_empty() && width > 0 && width < vocab {
             out.wide_width = (WIDER * width).min(vocab);
             let picked = logits.clone().select(0, row_ids(&tied, &logits.device()));
             let tokens = picked.clone().argtopk(out.wide_width, 1);
@@ -427,6 +428,7 @@ mod tests {
         let tensor = Tensor::<2>::from_data(TensorData::new(row.clone(), [1, vocab]), &device);
         let lists = DeviceReadback::read(tensor, &[Some(50)]);
         assert_eq!(lists.rows_in_full(), 1);
+        assert!(lists.wide_at[0].is_none(), "no wider list is read");
         let params = SamplingParams {
             temperature: 0.8,
             top_k: 50,

@@ -35,10 +35,38 @@ pub struct StepProfile {
     /// (a setting without top-k, or a tie running past the list).
     pub rows: u64,
     pub rows_in_full: u64,
-    /// libtorch operations dispatched by the forward passes and read-backs, and how many of
-    /// them were views, which launch nothing on a GPU; `None` without libtorch.
-    pub ops: Option<u64>,
-    pub views: Option<u64>,
+    /// libtorch operations dispatched by the forward passes and read-backs; `None` without
+    /// libtorch.
+    pub dispatched: Option<Dispatched>,
+}
+
+/// Operations a thread dispatched to libtorch, counting only the outermost (an operation that
+/// calls others is one); see `engine::libtorch`, which counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Dispatched {
+    pub ops: u64,
+    /// Of `ops`, those that only view their input (reshape, slice, transpose and the like):
+    /// they launch nothing on a GPU, where most others launch one kernel or a few, but they
+    /// cost as much host time to issue.
+    pub views: u64,
+}
+
+impl std::ops::Sub for Dispatched {
+    type Output = Dispatched;
+
+    fn sub(self, earlier: Dispatched) -> Dispatched {
+        Dispatched {
+            ops: self.ops - earlier.ops,
+            views: self.views - earlier.views,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Dispatched {
+    fn add_assign(&mut self, more: Dispatched) {
+        self.ops += more.ops;
+        self.views += more.views;
+    }
 }
 
 /// The parts of a step, in the order a step runs them.
@@ -59,8 +87,7 @@ impl StepProfile {
         sample: Duration::ZERO,
         rows: 0,
         rows_in_full: 0,
-        ops: None,
-        views: None,
+        dispatched: None,
     };
 
     /// Mean milliseconds a step of each part, in [`Part`]'s order, and libtorch operations
@@ -75,9 +102,8 @@ impl StepProfile {
                 ms(self.readback),
                 ms(self.sample),
             ],
-            self.ops
-                .zip(self.views)
-                .map(|(ops, views)| (ops as f64 / n, views as f64 / n)),
+            self.dispatched
+                .map(|d| (d.ops as f64 / n, d.views as f64 / n)),
         )
     }
 }
@@ -106,7 +132,7 @@ pub(crate) struct StepTimer {
     last: Instant,
     /// libtorch's count when a forward pass began.
     #[cfg(feature = "tch")]
-    dispatched: Option<crate::engine::libtorch::Dispatched>,
+    dispatched: Option<Dispatched>,
 }
 
 impl StepTimer {
@@ -166,8 +192,7 @@ impl Drop for StepTimer {
         if let Some(before) = self.dispatched {
             let step = crate::engine::libtorch::dispatched() - before;
             let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
-            *totals.ops.get_or_insert(0) += step.ops;
-            *totals.views.get_or_insert(0) += step.views;
+            *totals.dispatched.get_or_insert_default() += step;
         }
     }
 }
